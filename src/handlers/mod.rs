@@ -1,0 +1,1 @@
+//! Handlers turn a routed request into a reply without touching sockets.

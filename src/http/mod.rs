@@ -1,0 +1,48 @@
+//! HTTP/1.1 on plain bytes: request heads, framing, chunked bodies, paths,
+//! response heads. Nothing here touches a socket, so all of it is tested on
+//! byte slices.
+
+/// The methods the server implements. Any other valid token is 501.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+    ];
+
+    /// Methods are case-sensitive (RFC 9110 §9.1): `get` is not GET.
+    pub fn from_token(token: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == token)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub(crate) const fn bit(self) -> u8 {
+        match self {
+            Method::Get => 1,
+            Method::Head => 2,
+            Method::Post => 4,
+            Method::Put => 8,
+            Method::Delete => 16,
+        }
+    }
+}
