@@ -194,16 +194,21 @@ impl RoutingTable {
     /// SPEC §3 step 2: the server of `socket` whose `server_name` lists
     /// `host` (already without port), else the socket's default server.
     pub fn select_server(&self, socket: usize, host: Option<&str>) -> &Server {
+        &self.servers[self.server_for(socket, host)]
+    }
+
+    /// [`RoutingTable::select_server`], as an index into `servers`.
+    pub fn server_for(&self, socket: usize, host: Option<&str>) -> usize {
         let listen = &self.sockets[socket];
-        if let Some(host) = host {
-            for &i in &listen.servers {
-                let server = &self.servers[i];
-                if server.names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
-                    return server;
-                }
-            }
-        }
-        &self.servers[listen.default_server]
+        host.and_then(|host| {
+            listen.servers.iter().copied().find(|&i| {
+                self.servers[i]
+                    .names
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(host))
+            })
+        })
+        .unwrap_or(listen.default_server)
     }
 }
 

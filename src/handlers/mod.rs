@@ -1,1 +1,62 @@
 //! Handlers turn a routed request into a reply without touching sockets.
+//!
+//! [`handle`] applies a location's rules in nginx's order: `return` first,
+//! then the method check, then the content handler (static file, directory
+//! index or listing). Every error reply goes through [`error_page::reply`],
+//! so `error_page` and the built-in pages apply everywhere alike.
+
+pub mod autoindex;
+pub mod error_page;
+pub mod static_file;
+
+use crate::http::request::Request;
+use crate::http::response::Reply;
+use crate::http::Method;
+use crate::routing::{Location, MethodSet, Return, Server};
+
+/// What the server must do next for a request.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this reply (after reading and discarding any request body).
+    Reply(Reply),
+}
+
+/// Routes `request` within `server` (SPEC §3, §4).
+pub fn handle(request: &Request, server: &Server) -> Action {
+    let location = server.select_location(&request.path);
+    let Some(method) = request.method else {
+        return Action::Reply(error_page::reply(501, server, location));
+    };
+    if let Some(ret) = &location.ret {
+        return Action::Reply(redirect_or_text(ret, server, location));
+    }
+    if !location.methods.contains(method) {
+        return Action::Reply(method_not_allowed(location.methods, server, location));
+    }
+    match method {
+        Method::Get | Method::Head => {
+            Action::Reply(static_file::get(request, server, location))
+        }
+        Method::Post | Method::Put | Method::Delete => {
+            Action::Reply(method_not_allowed(location.methods, server, location))
+        }
+    }
+}
+
+/// `return CODE [URL or TEXT]`: a redirect with `Location`, a text body, or
+/// the code's error page (as nginx does for `return 404;`).
+fn redirect_or_text(ret: &Return, server: &Server, location: &Location) -> Reply {
+    let is_redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
+    match &ret.target {
+        Some(url) if is_redirect => error_page::builtin(ret.code).with_header("Location", url.clone()),
+        Some(text) => Reply::new(ret.code).with_body("text/plain", text.clone().into_bytes()),
+        None if ret.code >= 400 => error_page::reply(ret.code, server, location),
+        None => error_page::builtin(ret.code),
+    }
+}
+
+/// 405 with the `Allow` header listing what the location accepts.
+pub fn method_not_allowed(methods: MethodSet, server: &Server, location: &Location) -> Reply {
+    let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    error_page::reply(405, server, location).with_header("Allow", allow)
+}

@@ -46,3 +46,7 @@ impl Method {
         }
     }
 }
+
+pub mod body;
+pub mod request;
+pub mod response;

@@ -1,11 +1,27 @@
-//! The event loop and everything that touches sockets and pipes.
+//! Everything that touches sockets and pipes: the event loop
+//! ([`event_loop`]), the connection state machine ([`conn`]), deadlines,
+//! logs and the few raw system calls.
+
+pub mod conn;
+pub mod event_loop;
+pub mod log;
+pub mod sys;
+pub mod timers;
 
 use std::path::Path;
 
-/// Load `config` and serve it until SIGINT/SIGTERM.
+use anyhow::bail;
+
+use crate::config;
+
+/// Loads `config` and serves it until SIGINT/SIGTERM. A configuration with
+/// errors prints the same diagnostics as `check` and fails.
 pub fn run(config: &Path) -> anyhow::Result<()> {
-    let (table, report) = crate::config::load(config);
+    let (table, report) = config::load(config);
     eprint!("{}", report.render_text());
-    let _table = table.ok_or_else(|| anyhow::anyhow!("{}: configuration has errors", config.display()))?;
-    Ok(())
+    let Some(table) = table else {
+        bail!("{}: configuration has errors", config.display());
+    };
+    let mut event_loop = event_loop::EventLoop::new(config.to_path_buf(), table)?;
+    event_loop.run()
 }

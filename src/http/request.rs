@@ -1,0 +1,465 @@
+//! Request heads: parse the request line and headers (httparse), apply the
+//! protocol rules of SPEC §5 and decide how the body is framed.
+//!
+//! Steps, in order:
+//! 1. find a complete head within `client_max_header_size` (else 414/431);
+//! 2. parse it with httparse into a stack array of header slots;
+//! 3. copy the head once into the [`Request`], keeping header *offsets*;
+//! 4. validate: version, `Host`, target, framing (`Content-Length`,
+//!    `Transfer-Encoding`), `Connection`, `Expect`.
+
+use std::ops::Range;
+
+use crate::http::path;
+use crate::http::Method;
+
+/// More headers than this is 431, as for a head that is too large.
+const MAX_HEADERS: usize = 100;
+
+/// How the body of a request is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Why a head was refused. Each maps to one status; all of them close the
+/// connection, since the rest of the input can no longer be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Malformed request line or header, obs-fold, space before `:`.
+    Malformed,
+    /// Bad `Host`: missing in HTTP/1.1, repeated, or not a host name.
+    BadHost,
+    /// A target that is neither origin-form nor absolute-form, a path above
+    /// `/`, a NUL byte or a bad percent escape.
+    BadTarget,
+    /// Both `Content-Length` and `Transfer-Encoding`, or a bad or
+    /// conflicting `Content-Length`.
+    BadFraming,
+    /// A transfer coding other than `chunked`.
+    UnsupportedCoding,
+    /// The request line alone does not fit in the head limit.
+    UriTooLong,
+    /// The head does not fit in the head limit, or has too many headers.
+    HeadTooLarge,
+    /// A well-formed `HTTP/x.y` other than 1.0 and 1.1.
+    VersionNotSupported,
+}
+
+impl HeadError {
+    pub fn status(self) -> u16 {
+        match self {
+            HeadError::Malformed
+            | HeadError::BadHost
+            | HeadError::BadTarget
+            | HeadError::BadFraming => 400,
+            HeadError::UnsupportedCoding => 501,
+            HeadError::UriTooLong => 414,
+            HeadError::HeadTooLarge => 431,
+            HeadError::VersionNotSupported => 505,
+        }
+    }
+}
+
+/// A parsed request head. It owns a copy of the head bytes, so the
+/// connection's input buffer can move on to the body and the next request.
+#[derive(Debug)]
+pub struct Request {
+    head: Vec<u8>,
+    method_token: Range<usize>,
+    /// `None` for a valid token the server does not implement (501).
+    pub method: Option<Method>,
+    target: Range<usize>,
+    query: Option<Range<usize>>,
+    /// The percent-decoded, normalised path used for routing.
+    pub path: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    /// Lower-cased host without port, from the target or `Host`.
+    pub host: Option<String>,
+    pub framing: Framing,
+    pub expect_continue: bool,
+    /// Whether the client allows the connection to persist.
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read
+    /// more. `Ok(Some((request, len)))`: the head was `buf[..len]`.
+    pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HeadError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut raw = httparse::Request::new(&mut slots);
+        let len = match raw.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return incomplete(buf, max_head),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadTooLarge),
+            Err(httparse::Error::Version) => return Err(version_error(buf)),
+            Err(_) => return Err(HeadError::Malformed),
+        };
+        if len > max_head {
+            return Err(HeadError::HeadTooLarge);
+        }
+        let offset = |s: &[u8]| {
+            let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+            start..start + s.len()
+        };
+        let method_str = raw.method.ok_or(HeadError::Malformed)?;
+        let target_str = raw.path.ok_or(HeadError::Malformed)?;
+        let minor_version = raw.version.ok_or(HeadError::Malformed)?;
+        let method_token = offset(method_str.as_bytes());
+        let target = offset(target_str.as_bytes());
+        let headers = raw
+            .headers
+            .iter()
+            .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
+            .collect();
+        let mut request = Request {
+            head: buf[..len].to_vec(),
+            method_token,
+            method: Method::from_token(method_str),
+            target,
+            query: None,
+            path: String::new(),
+            minor_version,
+            headers,
+            host: None,
+            framing: Framing::None,
+            expect_continue: false,
+            keep_alive: minor_version == 1,
+        };
+        request.resolve_target()?;
+        request.resolve_host()?;
+        request.framing = request.framing_rules()?;
+        request.resolve_connection();
+        Ok(Some((request, len)))
+    }
+
+    pub fn method_str(&self) -> &str {
+        self.str_at(&self.method_token)
+    }
+
+    /// The request target as sent (for logs and `REQUEST_URI`).
+    pub fn target(&self) -> &str {
+        self.str_at(&self.target)
+    }
+
+    /// The query string without `?`, as sent.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_ref().map(|r| self.str_at(r))
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The first header named `name`, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every header in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers
+            .iter()
+            .map(|(n, v)| (self.str_at(n), &self.head[v.clone()]))
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == Some(Method::Head)
+    }
+
+    /// The request line as sent, for the access log.
+    pub fn request_line(&self) -> &str {
+        let end = self.head.iter().position(|&b| b == b'\r' || b == b'\n');
+        std::str::from_utf8(&self.head[..end.unwrap_or(0)]).unwrap_or("-")
+    }
+
+    fn str_at(&self, r: &Range<usize>) -> &str {
+        // httparse only hands out tokens and targets made of visible ASCII
+        // and header names made of token characters.
+        std::str::from_utf8(&self.head[r.clone()]).unwrap_or("")
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Origin-form `/path?query`, or absolute-form `http://host/path`
+    /// (RFC 9112 §3.2.2: then the target's host wins over `Host`).
+    fn resolve_target(&mut self) -> Result<(), HeadError> {
+        let raw = &self.head[self.target.clone()];
+        let (path_bytes, query) = path::split_target(raw);
+        let host = path::absolute_form_authority(raw).map(clean_host).transpose()?;
+        let path = path::normalize(path_bytes).map_err(|_| HeadError::BadTarget)?;
+        let base = self.head.as_ptr() as usize;
+        self.query = query.map(|q| {
+            let start = q.as_ptr() as usize - base;
+            start..start + q.len()
+        });
+        self.path = path;
+        self.host = host;
+        Ok(())
+    }
+
+    /// RFC 9112 §3.2: HTTP/1.1 needs exactly one `Host`.
+    fn resolve_host(&mut self) -> Result<(), HeadError> {
+        let mut hosts = self.values("host");
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err(HeadError::BadHost);
+        }
+        match first {
+            Some(value) if self.host.is_none() => self.host = Some(clean_host(value)?),
+            Some(_) => {}
+            None if self.minor_version == 1 => return Err(HeadError::BadHost),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §6.3, in one place.
+    fn framing_rules(&self) -> Result<Framing, HeadError> {
+        let mut codings = self.values("transfer-encoding").peekable();
+        let mut lengths = self.values("content-length").peekable();
+        if codings.peek().is_some() {
+            if lengths.peek().is_some() {
+                return Err(HeadError::BadFraming);
+            }
+            // Only `chunked`, once, is understood; anything else is 501.
+            let mut list = codings.flat_map(|v| v.split(|&b| b == b','));
+            let only_chunked = matches!(list.next(), Some(c) if trim(c).eq_ignore_ascii_case(b"chunked"))
+                && list.next().is_none();
+            return if only_chunked {
+                Ok(Framing::Chunked)
+            } else {
+                Err(HeadError::UnsupportedCoding)
+            };
+        }
+        let mut length = None;
+        for value in lengths.flat_map(|v| v.split(|&b| b == b',')) {
+            let n = parse_length(trim(value)).ok_or(HeadError::BadFraming)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadFraming);
+            }
+            length = Some(n);
+        }
+        Ok(match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::None,
+        })
+    }
+
+    fn resolve_connection(&mut self) {
+        let mut close = false;
+        let mut keep_alive = false;
+        for token in self.values("connection").flat_map(|v| v.split(|&b| b == b',')) {
+            let token = trim(token);
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+        self.keep_alive = !close && (self.minor_version == 1 || keep_alive);
+        self.expect_continue = self.minor_version == 1
+            && self
+                .values("expect")
+                .any(|v| trim(v).eq_ignore_ascii_case(b"100-continue"));
+    }
+}
+
+/// An incomplete head: wait for more, unless the limit is already reached.
+fn incomplete(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HeadError> {
+    if buf.len() < max_head {
+        return Ok(None);
+    }
+    if memchr::memchr(b'\n', &buf[..max_head]).is_none() {
+        Err(HeadError::UriTooLong)
+    } else {
+        Err(HeadError::HeadTooLarge)
+    }
+}
+
+/// httparse refuses any version but 1.0 and 1.1; a well-formed `HTTP/x.y`
+/// is 505, anything else a malformed request line.
+fn version_error(buf: &[u8]) -> HeadError {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && line.contains(&b' ') =>
+        {
+            HeadError::VersionNotSupported
+        }
+        _ => HeadError::Malformed,
+    }
+}
+
+/// `Content-Length = 1*DIGIT`, no sign, no overflow.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
+/// A `Host` value without its port, lower-cased; refuses what cannot be a
+/// host name (as nginx does for `/`, `\`, NUL and whitespace).
+fn clean_host(value: &[u8]) -> Result<String, HeadError> {
+    let host = match value {
+        [b'[', rest @ ..] => {
+            let end = rest.iter().position(|&b| b == b']').ok_or(HeadError::BadHost)?;
+            &value[..end + 2]
+        }
+        _ => value.split(|&b| b == b':').next().unwrap_or(value),
+    };
+    let bad = |b: &u8| matches!(b, b'/' | b'\\' | b'\0') || b.is_ascii_whitespace() || b.is_ascii_control();
+    if host.iter().any(bad) || host.starts_with(b".") {
+        return Err(HeadError::BadHost);
+    }
+    let host = std::str::from_utf8(host).map_err(|_| HeadError::BadHost)?;
+    Ok(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn parse(input: &str) -> Result<Request, HeadError> {
+        match Request::parse(input.as_bytes(), MAX)? {
+            Some((request, len)) => {
+                assert_eq!(len, input.len());
+                Ok(request)
+            }
+            None => panic!("incomplete: {input:?}"),
+        }
+    }
+
+    fn status(input: &str) -> u16 {
+        match parse(input) {
+            Ok(_) => 200,
+            Err(e) => e.status(),
+        }
+    }
+
+    #[test]
+    fn protocol_rules_table() {
+        let cases: &[(&str, u16)] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+            ("GET / HTTP/1.0\r\n\r\n", 200),
+            ("GET / HTTP/1.1\n\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+            ("GET / HTTP/x\r\nHost: a\r\n\r\n", 400),
+            ("GET / FOO/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET /../x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET /a%00b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 200),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", 200),
+            ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(status(input), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn fields_are_resolved() {
+        let r = parse("GET /a/./b/../c%20d?x=1&y HTTP/1.1\r\nHost: Example.COM:8080\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(r.method, Some(Method::Get));
+        assert_eq!(r.path, "/a/c d");
+        assert_eq!(r.query(), Some("x=1&y"));
+        assert_eq!(r.target(), "/a/./b/../c%20d?x=1&y");
+        assert_eq!(r.host.as_deref(), Some("example.com"));
+        assert_eq!(r.framing, Framing::Length(5));
+        assert!(r.expect_continue);
+        assert!(!r.keep_alive);
+        assert_eq!(r.header_str("HOST"), Some("Example.COM:8080"));
+        assert_eq!(r.request_line(), "GET /a/./b/../c%20d?x=1&y HTTP/1.1");
+    }
+
+    #[test]
+    fn unknown_and_lowercase_methods_have_no_method() {
+        for input in ["BREW / HTTP/1.1\r\nHost: a\r\n\r\n", "get / HTTP/1.1\r\nHost: a\r\n\r\n"] {
+            let r = parse(input).unwrap();
+            assert_eq!(r.method, None);
+            assert_eq!(r.method_str(), &input[..4].trim_end()[..]);
+        }
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let cases: &[(&str, bool)] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse(input).unwrap().keep_alive, *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_target_gives_host() {
+        let r = parse("GET http://Other.example:81/x?q HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some("other.example"));
+        assert_eq!(r.path, "/x");
+        assert_eq!(r.query(), Some("q"));
+    }
+
+    #[test]
+    fn limits_give_414_and_431() {
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
+        assert_eq!(Request::parse(long_line.as_bytes(), 50).unwrap_err(), HeadError::UriTooLong);
+        let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(Request::parse(big_head.as_bytes(), 50).unwrap_err(), HeadError::HeadTooLarge);
+        let complete = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(Request::parse(complete.as_bytes(), 50).unwrap_err(), HeadError::HeadTooLarge);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: y\r\n")).collect();
+        let input = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        assert_eq!(Request::parse(input.as_bytes(), MAX).unwrap_err(), HeadError::HeadTooLarge);
+    }
+
+    #[test]
+    fn every_split_is_partial_until_complete() {
+        let input = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+        let head_len = input.len() - 3;
+        for cut in 0..head_len {
+            assert!(Request::parse(&input[..cut], MAX).unwrap().is_none(), "cut {cut}");
+        }
+        let (_, len) = Request::parse(input, MAX).unwrap().unwrap();
+        assert_eq!(len, head_len);
+    }
+}

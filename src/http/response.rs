@@ -1,0 +1,174 @@
+//! Responses: what a handler returns ([`Reply`]) and how its head is written.
+//!
+//! The head is written into a reused buffer: status line, `Server`, `Date`,
+//! the handler's headers, the framing header, `Connection`. The body is a
+//! [`Body`]: nothing, bytes, or a region of an open file (sent with
+//! `sendfile(2)` by the server).
+
+use std::fs::File;
+use std::io::Write;
+
+use crate::http::status::reason;
+
+pub const SERVER: &str = concat!("webserv/", env!("CARGO_PKG_VERSION"));
+
+/// A response ready to be written.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// Headers besides `Server`, `Date`, framing and `Connection`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `len` bytes of `file` from `offset`.
+    File { file: File, offset: u64, len: u64 },
+}
+
+/// How the body's end is signalled to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    Known(u64),
+    /// `Transfer-Encoding: chunked` (HTTP/1.1 clients only).
+    Chunked,
+    /// The body ends when the connection closes (HTTP/1.0 clients).
+    UntilClose,
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Reply {
+        self.headers.push(("Content-Type", content_type.to_owned()));
+        self.body = Body::Bytes(body);
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// RFC 9110 §6.4.1: 1xx, 204 and 304 never carry a body or a length.
+    pub fn has_no_body(&self) -> bool {
+        status_has_no_body(self.status)
+    }
+}
+
+pub fn status_has_no_body(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// Writes a whole response head into `out`.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&'static str, String)],
+    length: Option<Length>,
+    date: &str,
+    keep_alive: bool,
+) {
+    write_status_line(out, status);
+    out.extend_from_slice(b"Server: ");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        write_header(out, name, value.as_bytes());
+    }
+    match length {
+        Some(Length::Known(n)) => {
+            out.extend_from_slice(b"Content-Length: ");
+            let _ = write!(out, "{n}");
+            out.extend_from_slice(b"\r\n");
+        }
+        Some(Length::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Some(Length::UntilClose) | None => {}
+    }
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+}
+
+pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+}
+
+pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The size line of one chunk of a chunked body: `HEX\r\n`.
+pub fn chunk_size_line(len: usize, out: &mut Vec<u8>) {
+    let _ = write!(out, "{len:X}\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_has_server_date_length_and_connection() {
+        let mut out = Vec::new();
+        let headers = [("Content-Type", "text/plain".to_owned())];
+        write_head(&mut out, 200, &headers, Some(Length::Known(5)), "DATE", true);
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
+             Content-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn chunked_and_close() {
+        let mut out = Vec::new();
+        write_head(&mut out, 404, &[], Some(Length::Chunked), "D", false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn chunk_size_line_is_hex() {
+        let mut out = Vec::new();
+        chunk_size_line(255, &mut out);
+        assert_eq!(out, b"FF\r\n");
+    }
+}

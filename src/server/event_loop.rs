@@ -1,0 +1,384 @@
+//! The one event loop: a mio `Poll` over every listening socket, client
+//! connection and signal, and the deadlines that bound them.
+//!
+//! Each turn: sleep until an event or the earliest deadline, dispatch the
+//! events by token, fire due deadlines, then free the connections that
+//! closed (after the batch, because the slab reuses a key at once).
+//!
+//! Tokens: `0` is the signal pipe, `1..CONN_BASE` the listeners (slab key +
+//! 1), and from `CONN_BASE` each connection owns `KINDS` tokens in a row, so
+//! the sockets and pipes that belong to one connection find it directly.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config;
+use crate::http::date::DateCache;
+use crate::routing::RoutingTable;
+use crate::server::conn::{Conn, Cx, Verdict};
+use crate::server::log::Logs;
+use crate::server::timers::Timers;
+
+const SIGNALS: Token = Token(0);
+const LISTENER_BASE: usize = 1;
+const CONN_BASE: usize = 1 << 16;
+/// Tokens per connection: the client socket, and room for its pipes and
+/// upstream socket.
+const KINDS: usize = 4;
+const CLIENT: usize = 0;
+/// How long responses in flight may take to finish after SIGINT/SIGTERM.
+const GRACE: Duration = Duration::from_secs(5);
+/// After `accept` fails for lack of file descriptors, wait this long.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+const SCRATCH: usize = 64 * 1024;
+
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    table: Arc<RoutingTable>,
+    /// Index of this address in `table.sockets`.
+    index: usize,
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    config_path: PathBuf,
+    table: Arc<RoutingTable>,
+    listeners: Slab<Listener>,
+    conns: Slab<Conn>,
+    timers: Timers,
+    signals: Signals,
+    scratch: Vec<u8>,
+    date: DateCache,
+    logs: Logs,
+    /// Set by SIGINT/SIGTERM: when the loop ends at the latest.
+    shutdown_at: Option<Instant>,
+    /// `max_connections` reached, or out of file descriptors: accepting
+    /// resumes when a connection closes or at this instant.
+    accept_paused: Option<Instant>,
+    closing: Vec<usize>,
+}
+
+impl EventLoop {
+    /// Binds every listen address of `table`.
+    pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
+        let poll = Poll::new().context("creating the poll")?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .context("registering signals")?;
+        let logs = Logs::open(&table).context("opening logs")?;
+        let mut event_loop = EventLoop {
+            poll,
+            config_path,
+            table: Arc::new(table),
+            listeners: Slab::new(),
+            conns: Slab::new(),
+            timers: Timers::default(),
+            signals,
+            scratch: vec![0; SCRATCH],
+            date: DateCache::new(),
+            logs,
+            shutdown_at: None,
+            accept_paused: None,
+            closing: Vec::new(),
+        };
+        let table = Arc::clone(&event_loop.table);
+        for (index, socket) in table.sockets.iter().enumerate() {
+            let listener = bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+            event_loop.add_listener(listener, socket.addr, &table, index)?;
+        }
+        Ok(event_loop)
+    }
+
+    /// The addresses actually listened on (a port 0 gets a real one).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(_, l)| l.socket.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until SIGINT/SIGTERM and the end of the responses in flight.
+    pub fn run(&mut self) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(at) = self.shutdown_at {
+                if self.conns.is_empty() || now >= at {
+                    return Ok(());
+                }
+            }
+            let timeout = [self.timers.timeout(now), self.shutdown_at.map(|at| at - now), self.accept_retry_in(now)]
+                .into_iter()
+                .flatten()
+                .min();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err).context("polling"),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            self.fire_deadlines(now);
+            self.close_finished();
+            self.resume_accepting(now);
+        }
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        match event.token() {
+            SIGNALS => self.on_signals(now),
+            Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
+            Token(t) => {
+                let key = (t - CONN_BASE) / KINDS;
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return; // closed earlier in this batch
+                };
+                let mut cx = Cx {
+                    now,
+                    scratch: &mut self.scratch,
+                    date: &mut self.date,
+                    logs: &mut self.logs,
+                };
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                let verdict = conn.on_ready(readable, writable, &mut cx);
+                self.settle(key, verdict);
+            }
+        }
+    }
+
+    /// Records a connection's verdict: its deadline, or its end.
+    fn settle(&mut self, key: usize, verdict: Verdict) {
+        let conn = &mut self.conns[key];
+        match verdict {
+            Verdict::Keep => self.timers.sync(key, &mut conn.deadline),
+            Verdict::Close => {
+                self.timers.cancel(key, &mut conn.deadline);
+                self.closing.push(key);
+            }
+        }
+    }
+
+    fn fire_deadlines(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.deadline.fired();
+            let verdict = if conn.deadline.is_due(now) {
+                let mut cx = Cx {
+                    now,
+                    scratch: &mut self.scratch,
+                    date: &mut self.date,
+                    logs: &mut self.logs,
+                };
+                conn.on_timeout(&mut cx)
+            } else {
+                Verdict::Keep
+            };
+            self.settle(key, verdict);
+        }
+    }
+
+    fn close_finished(&mut self) {
+        for key in self.closing.drain(..) {
+            if let Some(mut conn) = self.conns.try_remove(key) {
+                let _ = self.poll.registry().deregister(conn.socket());
+            }
+        }
+    }
+
+    // --- accepting ------------------------------------------------------
+
+    fn accept_all(&mut self, listener_key: usize, now: Instant) {
+        if self.accept_paused.is_some() {
+            return;
+        }
+        let max = self.table.max_connections;
+        let Some(listener) = self.listeners.get(listener_key) else {
+            return;
+        };
+        loop {
+            if self.conns.len() >= max {
+                // Resumed when a connection closes.
+                self.accept_paused = Some(now + Duration::from_secs(3600));
+                return;
+            }
+            let (mut stream, peer) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                    self.logs.error(format_args!("accept: {err}; pausing"));
+                    self.accept_paused = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+                // The peer gave up (ECONNABORTED) or a transient error.
+                Err(_) => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            let token = Token(CONN_BASE + key * KINDS + CLIENT);
+            if let Err(err) = self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            {
+                self.logs.error(format_args!("registering a connection: {err}"));
+                continue;
+            }
+            let conn = entry.insert(Conn::new(stream, peer, Arc::clone(&listener.table), listener.index, now));
+            self.timers.sync(key, &mut conn.deadline);
+        }
+    }
+
+    fn accept_retry_in(&self, now: Instant) -> Option<Duration> {
+        self.accept_paused.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Accepts again once below `max_connections` or after the retry delay.
+    fn resume_accepting(&mut self, now: Instant) {
+        let Some(at) = self.accept_paused else {
+            return;
+        };
+        if self.shutdown_at.is_some() || (now < at && self.conns.len() >= self.table.max_connections) {
+            return;
+        }
+        self.accept_paused = None;
+        let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.accept_all(key, now);
+        }
+    }
+
+    fn add_listener(&mut self, mut socket: TcpListener, addr: SocketAddr, table: &Arc<RoutingTable>, index: usize) -> anyhow::Result<()> {
+        let entry = self.listeners.vacant_entry();
+        let token = Token(LISTENER_BASE + entry.key());
+        anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+            .with_context(|| format!("registering {addr}"))?;
+        println!("webserv: listening on http://{}", socket.local_addr().unwrap_or(addr));
+        entry.insert(Listener {
+            socket,
+            addr,
+            table: Arc::clone(table),
+            index,
+        });
+        Ok(())
+    }
+
+    // --- signals --------------------------------------------------------
+
+    fn on_signals(&mut self, now: Instant) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGHUP => self.reload(),
+                SIGINT | SIGTERM if self.shutdown_at.is_none() => self.shut_down(now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops accepting and lets every connection finish what is in flight.
+    fn shut_down(&mut self, now: Instant) {
+        self.logs.error(format_args!("shutting down"));
+        for (_, mut listener) in self.listeners.drain() {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        self.shutdown_at = Some(now + GRACE);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let mut cx = Cx {
+                now,
+                scratch: &mut self.scratch,
+                date: &mut self.date,
+                logs: &mut self.logs,
+            };
+            let verdict = self.conns[key].drain(&mut cx);
+            self.settle(key, verdict);
+        }
+        self.close_finished();
+    }
+
+    /// SIGHUP: load the configuration again; if it is valid, swap it in,
+    /// opening the listen addresses that appear and closing those that
+    /// vanish. Established connections keep the table they started with.
+    fn reload(&mut self) {
+        let (table, report) = config::load(&self.config_path);
+        let diagnostics = report.render_text();
+        if !diagnostics.is_empty() {
+            eprint!("{diagnostics}");
+        }
+        let Some(table) = table else {
+            self.logs.error(format_args!(
+                "reload refused: {} has errors; the running configuration stays",
+                self.config_path.display()
+            ));
+            return;
+        };
+        match self.swap(table) {
+            Ok(()) => self.logs.error(format_args!("configuration reloaded")),
+            Err(err) => self.logs.error(format_args!("reload refused: {err:#}")),
+        }
+    }
+
+    fn swap(&mut self, table: RoutingTable) -> anyhow::Result<()> {
+        let logs = Logs::open(&table).context("opening logs")?;
+        let table = Arc::new(table);
+        // Bind every new address first, so a failure changes nothing.
+        let mut fresh = Vec::new();
+        for (index, socket) in table.sockets.iter().enumerate() {
+            if !self.listeners.iter().any(|(_, l)| l.addr == socket.addr) {
+                let listener = bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+                fresh.push((listener, socket.addr, index));
+            }
+        }
+        let gone: Vec<usize> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| !table.sockets.iter().any(|s| s.addr == l.addr))
+            .map(|(k, _)| k)
+            .collect();
+        for key in gone {
+            let mut listener = self.listeners.remove(key);
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+            println!("webserv: stopped listening on http://{}", listener.addr);
+        }
+        for (_, listener) in self.listeners.iter_mut() {
+            listener.index = table
+                .sockets
+                .iter()
+                .position(|s| s.addr == listener.addr)
+                .expect("addresses that vanished were removed above");
+            listener.table = Arc::clone(&table);
+        }
+        for (socket, addr, index) in fresh {
+            self.add_listener(socket, addr, &table, index)?;
+        }
+        self.table = table;
+        self.logs = logs;
+        Ok(())
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    // mio sets SO_REUSEADDR and a backlog of 1024.
+    TcpListener::bind(addr)
+}

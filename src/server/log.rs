@@ -1,0 +1,103 @@
+//! The access log (combined format, per server) and the error log.
+//!
+//! Log files are opened once per configuration, in append mode, and
+//! written with one `write` per line, as nginx does.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::Local;
+
+use crate::routing::{LogTarget, RoutingTable};
+
+#[derive(Debug)]
+pub struct Logs {
+    error: LogTarget,
+    files: HashMap<PathBuf, File>,
+}
+
+/// What the access log says about one response.
+pub struct AccessEntry<'a> {
+    pub peer: SocketAddr,
+    pub request_line: &'a str,
+    pub status: u16,
+    pub bytes: u64,
+    pub referer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+impl Logs {
+    /// Opens every log file `table` names.
+    pub fn open(table: &RoutingTable) -> io::Result<Logs> {
+        let mut files = HashMap::new();
+        let targets = table
+            .servers
+            .iter()
+            .map(|s| &s.access_log)
+            .chain(std::iter::once(&table.error_log));
+        for target in targets {
+            if let LogTarget::File(path) = target {
+                if !files.contains_key(path) {
+                    let file = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                    files.insert(path.clone(), file);
+                }
+            }
+        }
+        Ok(Logs {
+            error: table.error_log.clone(),
+            files,
+        })
+    }
+
+    /// Logs to stderr only, before a configuration is loaded.
+    pub fn stderr() -> Logs {
+        Logs {
+            error: LogTarget::Stderr,
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn error(&mut self, message: fmt::Arguments) {
+        let line = format!("{} [error] {message}\n", Local::now().format("%Y/%m/%d %H:%M:%S"));
+        let target = self.error.clone();
+        self.write(&target, line.as_bytes());
+    }
+
+    pub fn access(&mut self, target: &LogTarget, entry: &AccessEntry) {
+        if *target == LogTarget::Off {
+            return;
+        }
+        let line = format!(
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
+            entry.peer.ip(),
+            Local::now().format("%d/%b/%Y:%H:%M:%S %z"),
+            entry.request_line.escape_debug(),
+            entry.status,
+            entry.bytes,
+            entry.referer.unwrap_or("-").escape_debug(),
+            entry.user_agent.unwrap_or("-").escape_debug(),
+        );
+        self.write(target, line.as_bytes());
+    }
+
+    fn write(&mut self, target: &LogTarget, line: &[u8]) {
+        // A log that cannot be written must not take the server down.
+        let _ = match target {
+            LogTarget::Off => Ok(()),
+            LogTarget::Stdout => io::stdout().write_all(line),
+            LogTarget::Stderr => io::stderr().write_all(line),
+            LogTarget::File(path) => match self.files.get_mut(path) {
+                Some(file) => file.write_all(line),
+                None => io::stderr().write_all(line),
+            },
+        };
+    }
+}

@@ -1,0 +1,273 @@
+//! Starts the real `webserv` binary on a temporary configuration and a free
+//! 127.0.0.1 port, and speaks raw HTTP to it. The server is killed by PID
+//! when the handle drops; every wait is bounded.
+
+#![allow(dead_code)] // each test file uses a different part of this kit
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// A free port on 127.0.0.1 (the kernel's pick, released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// Writes `files` (path relative to a temp dir → content) and a config
+    /// from `template`, where `{port}` is a free port and `{dir}` the temp
+    /// dir, then starts the server and waits until it listens.
+    pub fn start(template: &str, files: &[(&str, &[u8])]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            fs::write(&path, content).expect("write fixture");
+        }
+        let port = free_port();
+        let config = dir.path().join("test.conf");
+        let text = template
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
+        fs::write(&config, text).expect("write config");
+        let child = spawn(&config);
+        let mut server = Server {
+            child,
+            port,
+            dir,
+            config,
+        };
+        server.wait_listening();
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn wait_listening(&mut self) {
+        let stdout = self.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("listening on") && tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        if rx.recv_timeout(TIMEOUT).is_err() {
+            let _ = self.child.kill();
+            let mut err = String::new();
+            if let Some(mut stderr) = self.child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            panic!("webserv did not start listening: {err}");
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        stream
+    }
+
+    /// Sends `bytes` on a new connection and reads until the server closes.
+    pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut stream = self.connect();
+        stream.write_all(bytes).expect("send");
+        read_to_close(&mut stream)
+    }
+
+    /// One request on a new connection; the response parsed.
+    pub fn send(&self, bytes: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(bytes).expect("send");
+        read_response(&mut stream, bytes.starts_with(b"HEAD"))
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < TIMEOUT {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of our own child.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_webserv"))
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn webserv")
+}
+
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response: head, then a body framed by `Content-Length`,
+/// chunked, or the end of the connection.
+pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
+    let mut reader = ByteReader { stream, buf: Vec::new() };
+    let head = reader.until(b"\r\n\r\n");
+    let text = String::from_utf8(head).expect("utf-8 head");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: HashMap<String, String> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header colon");
+            (n.to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let body = if head_only || status == 204 || status == 304 || status < 200 {
+        Vec::new()
+    } else if let Some(len) = headers.get("content-length") {
+        reader.exactly(len.parse().expect("numeric length"))
+    } else if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+        reader.chunked()
+    } else {
+        reader.rest()
+    };
+    // Hand back unread bytes: tests that pipeline read one at a time.
+    assert!(reader.buf.is_empty(), "bytes after the response: {:?}", String::from_utf8_lossy(&reader.buf));
+    Response { status, headers, body }
+}
+
+struct ByteReader<'a> {
+    stream: &'a mut TcpStream,
+    buf: Vec<u8>,
+}
+
+impl ByteReader<'_> {
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 1];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    fn until(&mut self, delim: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.windows(delim.len()).position(|w| w == delim) {
+                let out = self.buf[..i].to_vec();
+                self.buf.drain(..i + delim.len());
+                return out;
+            }
+            assert!(self.fill(), "connection closed before {delim:?}: {:?}", String::from_utf8_lossy(&self.buf));
+        }
+    }
+
+    fn exactly(&mut self, n: usize) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        let mut rest = vec![0u8; n.saturating_sub(out.len())];
+        self.stream.read_exact(&mut rest).expect("body");
+        out.extend_from_slice(&rest);
+        self.buf = out.split_off(n);
+        out
+    }
+
+    fn chunked(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line = String::from_utf8(self.until(b"\r\n")).expect("size line");
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
+            if size == 0 {
+                self.until(b"\r\n");
+                return body;
+            }
+            body.extend(self.exactly(size));
+            assert!(self.exactly(2) == b"\r\n", "chunk data must end with CRLF");
+        }
+    }
+
+    fn rest(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        out.extend(read_to_close(self.stream));
+        out
+    }
+}
