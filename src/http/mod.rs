@@ -46,3 +46,11 @@ impl Method {
         }
     }
 }
+
+pub mod chunked;
+pub mod conditional;
+pub mod date;
+pub mod multipart;
+pub mod path;
+pub mod range;
+pub mod status;
