@@ -252,7 +252,10 @@ fn day_name(b: &[u8]) -> Option<usize> {
 }
 
 fn month(b: &[u8]) -> Option<u32> {
-    MONTHS.iter().position(|m| &m[..] == b).map(|i| i as u32 + 1)
+    MONTHS
+        .iter()
+        .position(|m| &m[..] == b)
+        .map(|i| i as u32 + 1)
 }
 
 /// `hh:mm:ss` as seconds of the day. A leap second (`:60`) is allowed by
@@ -412,7 +415,10 @@ mod tests {
             "Sun, 06 Nov 1994 08:49:38 GMT"
         );
         assert_eq!(cache.get(t), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(DateCache::default().get(UNIX_EPOCH), fmt_http_date(UNIX_EPOCH));
+        assert_eq!(
+            DateCache::default().get(UNIX_EPOCH),
+            fmt_http_date(UNIX_EPOCH)
+        );
     }
 
     proptest::proptest! {

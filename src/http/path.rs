@@ -289,7 +289,12 @@ mod tests {
         ];
         for &(raw, want) in table {
             let got = normalize(raw);
-            assert_eq!(got.as_deref().map_err(|e| *e), want, "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                got.as_deref().map_err(|e| *e),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
@@ -367,7 +372,10 @@ mod tests {
             ("plain", "plain"),
             ("", ""),
             ("a&b", "a&amp;b"),
-            ("<script>\"x\"</script>", "&lt;script&gt;&quot;x&quot;&lt;/script&gt;"),
+            (
+                "<script>\"x\"</script>",
+                "&lt;script&gt;&quot;x&quot;&lt;/script&gt;",
+            ),
             ("it's", "it&#39;s"),
             ("&&", "&amp;&amp;"),
             ("é<", "é&lt;"),

@@ -128,7 +128,9 @@ mod tests {
         for code in 0..=u16::MAX {
             let r = reason(code);
             assert!(!r.is_empty());
-            assert!(r.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()));
+            assert!(r
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()));
         }
     }
 }
