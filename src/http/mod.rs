@@ -48,5 +48,12 @@ impl Method {
 }
 
 pub mod body;
+pub mod chunked;
+pub mod conditional;
+pub mod date;
+pub mod multipart;
+pub mod path;
+pub mod range;
 pub mod request;
 pub mod response;
+pub mod status;

@@ -211,16 +211,20 @@ impl Request {
 
     /// RFC 9112 §3.2: HTTP/1.1 needs exactly one `Host`.
     fn resolve_host(&mut self) -> Result<(), HeadError> {
-        let mut hosts = self.values("host");
-        let first = hosts.next();
-        if hosts.next().is_some() {
-            return Err(HeadError::BadHost);
-        }
-        match first {
-            Some(value) if self.host.is_none() => self.host = Some(clean_host(value)?),
-            Some(_) => {}
-            None if self.minor_version == 1 => return Err(HeadError::BadHost),
-            None => {}
+        let host = {
+            let mut hosts = self.values("host");
+            let first = hosts.next();
+            if hosts.next().is_some() {
+                return Err(HeadError::BadHost);
+            }
+            match first {
+                Some(value) => Some(clean_host(value)?),
+                None if self.minor_version == 1 => return Err(HeadError::BadHost),
+                None => None,
+            }
+        };
+        if self.host.is_none() {
+            self.host = host;
         }
         Ok(())
     }

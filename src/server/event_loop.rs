@@ -299,7 +299,7 @@ impl EventLoop {
     /// Stops accepting and lets every connection finish what is in flight.
     fn shut_down(&mut self, now: Instant) {
         self.logs.error(format_args!("shutting down"));
-        for (_, mut listener) in self.listeners.drain() {
+        for mut listener in self.listeners.drain() {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.shutdown_at = Some(now + GRACE);
