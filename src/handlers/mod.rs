@@ -6,12 +6,15 @@
 //! so `error_page` and the built-in pages apply everywhere alike.
 
 pub mod autoindex;
+pub mod delete;
 pub mod error_page;
 pub mod static_file;
+pub mod upload;
 
 use crate::http::request::Request;
 use crate::http::response::Reply;
 use crate::http::Method;
+use crate::handlers::upload::{Upload, UploadError};
 use crate::routing::{Location, MethodSet, Return, Server};
 
 /// What the server must do next for a request.
@@ -19,6 +22,8 @@ use crate::routing::{Location, MethodSet, Return, Server};
 pub enum Action {
     /// Send this reply (after reading and discarding any request body).
     Reply(Reply),
+    /// Read the body into this upload, then send what it answers.
+    Upload(Upload),
 }
 
 /// Routes `request` within `server` (SPEC §3, §4).
@@ -37,9 +42,25 @@ pub fn handle(request: &Request, server: &Server) -> Action {
         Method::Get | Method::Head => {
             Action::Reply(static_file::get(request, server, location))
         }
-        Method::Post | Method::Put | Method::Delete => {
-            Action::Reply(method_not_allowed(location.methods, server, location))
-        }
+        Method::Post | Method::Put => match &location.upload_store {
+            Some(store) => {
+                let upload = if method == Method::Put {
+                    Upload::put(request, location, store)
+                } else {
+                    Upload::post(request, location, store)
+                };
+                upload_action(upload, server, location)
+            }
+            None => Action::Reply(method_not_allowed(location.methods, server, location)),
+        },
+        Method::Delete => Action::Reply(delete::delete(request, server, location)),
+    }
+}
+
+fn upload_action(upload: Result<Upload, UploadError>, server: &Server, location: &Location) -> Action {
+    match upload {
+        Ok(upload) => Action::Upload(upload),
+        Err(err) => Action::Reply(error_page::reply(err.status(), server, location)),
     }
 }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpStream;
 
+use crate::handlers::upload::Upload;
 use crate::handlers::{self, error_page, Action};
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::Chunk;
@@ -78,12 +79,15 @@ struct BodyRead {
     received: u64,
     limit: Option<u64>,
     sink: Sink,
+    /// Bytes of `100 Continue` still to write before the body is read.
+    interim: &'static [u8],
 }
 
 /// Where body bytes go.
 enum Sink {
     /// The handler does not need the body: read it, then send this reply.
     Discard(Reply),
+    Upload(Upload),
 }
 
 /// A response being written.
@@ -286,7 +290,24 @@ impl Conn {
         }
         match handlers::handle(&request, server) {
             Action::Reply(reply) => self.reply_after_body(request, reply, limit, cx),
+            Action::Upload(upload) => self.read_body(request, Sink::Upload(upload), limit),
         }
+    }
+
+    fn read_body(&mut self, request: Request, sink: Sink, limit: Option<u64>) {
+        let interim: &[u8] = if request.expect_continue {
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+        } else {
+            b""
+        };
+        self.phase = Phase::Body(Box::new(BodyRead {
+            decoder: BodyDecoder::new(request.framing),
+            request,
+            received: 0,
+            limit,
+            sink,
+            interim,
+        }));
     }
 
     /// Sends `reply` once the request's body, if any, has been discarded.
@@ -301,14 +322,8 @@ impl Conn {
             _ if request.expect_continue => {
                 self.respond(Some(&request), reply, Ending { close: true, linger: true }, cx)
             }
-            framing => {
-                self.phase = Phase::Body(Box::new(BodyRead {
-                    decoder: BodyDecoder::new(framing),
-                    request,
-                    received: 0,
-                    limit,
-                    sink: Sink::Discard(reply),
-                }));
+            Framing::Length(_) | Framing::Chunked => {
+                self.read_body(request, Sink::Discard(reply), limit);
             }
         }
     }
@@ -319,6 +334,16 @@ impl Conn {
         let Phase::Body(body) = &mut self.phase else {
             unreachable!("step_body runs in Phase::Body");
         };
+        if !body.interim.is_empty() {
+            return match write_interim(&mut self.socket, &mut body.interim) {
+                Ok(()) => Step::Progress,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    Step::Blocked
+                }
+                Err(_) => Step::Close,
+            };
+        }
         match body.decoder.step(self.input.data()) {
             Ok((used, Chunk::Data(range))) => {
                 body.received += range.len() as u64;
@@ -326,8 +351,13 @@ impl Conn {
                     self.fail(413, true, cx);
                     return Step::Progress;
                 }
-                match &mut body.sink {
-                    Sink::Discard(_) => {}
+                let stored = match &mut body.sink {
+                    Sink::Discard(_) => Ok(()),
+                    Sink::Upload(upload) => upload.write(&self.input.data()[range]),
+                };
+                if let Err(err) = stored {
+                    self.fail(err.status(), true, cx);
+                    return Step::Progress;
                 }
                 self.input.consume(used);
                 Step::Progress
@@ -356,11 +386,15 @@ impl Conn {
             unreachable!("finish_body runs in Phase::Body");
         };
         let BodyRead { request, sink, .. } = *body;
-        match sink {
-            Sink::Discard(reply) => {
-                self.respond(Some(&request), reply, Ending { close: false, linger: false }, cx)
-            }
-        }
+        let table = Arc::clone(&self.table);
+        let server = &table.servers[self.server];
+        let reply = match sink {
+            Sink::Discard(reply) => reply,
+            Sink::Upload(upload) => upload.finish().unwrap_or_else(|err| {
+                error_page::reply(err.status(), server, server.select_location(&request.path))
+            }),
+        };
+        self.respond(Some(&request), reply, Ending { close: false, linger: false }, cx)
     }
 
     // --- responses ------------------------------------------------------
@@ -515,6 +549,18 @@ impl Conn {
             Err(_) => Step::Close,
         }
     }
+}
+
+/// Writes what is left of an interim response (`100 Continue`).
+fn write_interim(socket: &mut TcpStream, interim: &mut &'static [u8]) -> io::Result<()> {
+    while !interim.is_empty() {
+        match socket.write(interim) {
+            Ok(n) => *interim = &interim[n..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 impl Outgoing {

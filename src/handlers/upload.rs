@@ -1,0 +1,390 @@
+//! Uploads into an `upload_store`: POST (multipart or raw) and PUT.
+//!
+//! Every file is written to a temporary name in its target directory and
+//! only takes its real name when the whole request body has arrived:
+//! - POST links it under a name that does not exist yet (`link(2)` never
+//!   overwrites; a numeric suffix is added until a name is free);
+//! - PUT renames it over the target (201 if new, 204 if replaced).
+//!
+//! A [`TempFile`] that is dropped before it is committed removes itself, so
+//! an aborted, refused or failed upload leaves nothing behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::http::multipart::{self, Event, MultipartParser};
+use crate::http::path::{html_escape, map_under, percent_encode_path};
+use crate::http::request::Request;
+use crate::http::response::Reply;
+use crate::routing::Location;
+
+/// The most bytes the multipart parser may hold back between reads.
+const MULTIPART_PENDING: usize = 64 * 1024;
+
+/// Why an upload failed, as a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadError {
+    /// A malformed multipart body.
+    BadBody,
+    /// The target is a directory, or its directory does not exist.
+    Conflict,
+    /// Writing failed: disk full, permissions.
+    Io,
+}
+
+impl UploadError {
+    pub fn status(self) -> u16 {
+        match self {
+            UploadError::BadBody => 400,
+            UploadError::Conflict => 409,
+            UploadError::Io => 500,
+        }
+    }
+}
+
+impl From<io::Error> for UploadError {
+    fn from(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+                UploadError::Conflict
+            }
+            _ => UploadError::Io,
+        }
+    }
+}
+
+/// A file being written under a temporary name.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl TempFile {
+    /// A new, empty, hidden file in `dir`.
+    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".webserv-{}-{n}.part", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file,
+                        committed: false,
+                    })
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)
+    }
+
+    /// Gives the file `name` in `dir`, or `name-1`, `name-2`... before the
+    /// extension, whichever is free first. Returns the name used.
+    pub fn commit_new(mut self, dir: &Path, name: &str) -> io::Result<String> {
+        let (stem, ext) = split_extension(name);
+        for n in 0u32.. {
+            let candidate = match n {
+                0 => name.to_owned(),
+                n => format!("{stem}-{n}{ext}"),
+            };
+            match fs::hard_link(&self.path, dir.join(&candidate)) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&self.path);
+                    self.committed = true;
+                    return Ok(candidate);
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        unreachable!("u32 suffixes outnumber the files a directory can hold")
+    }
+
+    /// Renames the file over `target`; true if `target` existed.
+    pub fn commit_replace(mut self, target: &Path) -> io::Result<bool> {
+        let existed = target.symlink_metadata().is_ok();
+        fs::rename(&self.path, target)?;
+        self.committed = true;
+        Ok(existed)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `report.txt` → (`report`, `.txt`); a leading dot is not an extension.
+fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    }
+}
+
+/// An upload in progress: the body's bytes go in with [`Upload::write`],
+/// and [`Upload::finish`] commits and answers.
+#[derive(Debug)]
+pub struct Upload {
+    kind: Kind,
+    /// The URL prefix the stored names are reachable under.
+    url_prefix: String,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// PUT: the body replaces `target`.
+    Put { file: TempFile, target: PathBuf },
+    /// POST of a non-multipart body: stored under a new name.
+    Raw { file: TempFile, dir: PathBuf, name: String },
+    Multipart(Box<MultipartUpload>),
+}
+
+#[derive(Debug)]
+struct MultipartUpload {
+    parser: MultipartParser,
+    dir: PathBuf,
+    /// Decoded body bytes the parser has not consumed yet.
+    pending: Vec<u8>,
+    current: Option<(TempFile, String)>,
+    done_parts: Vec<(TempFile, String)>,
+    fields: Vec<String>,
+    finished: bool,
+}
+
+impl Upload {
+    /// PUT `request.path` into `store`.
+    pub fn put(request: &Request, location: &Location, store: &Path) -> Result<Upload, UploadError> {
+        let rest = request.path.strip_prefix(location.uri.as_str()).unwrap_or(&request.path);
+        if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
+            return Err(UploadError::Conflict);
+        }
+        let target = map_under(store, rest);
+        if target.is_dir() {
+            return Err(UploadError::Conflict);
+        }
+        let dir = target.parent().ok_or(UploadError::Conflict)?;
+        let file = TempFile::create_in(dir)?;
+        Ok(Upload {
+            kind: Kind::Put { file, target },
+            url_prefix: String::new(),
+        })
+    }
+
+    /// POST into `store`: multipart parts by their file names, anything
+    /// else under a new unique name.
+    pub fn post(request: &Request, location: &Location, store: &Path) -> Result<Upload, UploadError> {
+        let url_prefix = format!("{}/", location.uri.trim_end_matches('/'));
+        let content_type = request.header_str("content-type").unwrap_or("");
+        let kind = match multipart::boundary(content_type) {
+            Some(boundary) => Kind::Multipart(Box::new(MultipartUpload {
+                parser: MultipartParser::new(&boundary),
+                dir: store.to_path_buf(),
+                pending: Vec::new(),
+                current: None,
+                done_parts: Vec::new(),
+                fields: Vec::new(),
+                finished: false,
+            })),
+            None if content_type.starts_with("multipart/form-data") => return Err(UploadError::BadBody),
+            None => Kind::Raw {
+                file: TempFile::create_in(store)?,
+                dir: store.to_path_buf(),
+                name: unique_name(content_type),
+            },
+        };
+        Ok(Upload { kind, url_prefix })
+    }
+
+    /// The next piece of the (decoded) body.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), UploadError> {
+        match &mut self.kind {
+            Kind::Put { file, .. } | Kind::Raw { file, .. } => Ok(file.write(data)?),
+            Kind::Multipart(upload) => upload.write(data),
+        }
+    }
+
+    /// The whole body has arrived: commit every file and answer.
+    pub fn finish(self) -> Result<Reply, UploadError> {
+        match self.kind {
+            Kind::Put { file, target } => {
+                let replaced = file.commit_replace(&target)?;
+                Ok(if replaced {
+                    Reply::new(204)
+                } else {
+                    Reply::new(201).with_body("text/plain; charset=utf-8", b"created\n".to_vec())
+                })
+            }
+            Kind::Raw { file, dir, name } => {
+                let stored = file.commit_new(&dir, &name)?;
+                Ok(created(&self.url_prefix, &[stored], &[]))
+            }
+            Kind::Multipart(upload) => {
+                if !upload.finished {
+                    return Err(UploadError::BadBody);
+                }
+                let MultipartUpload {
+                    done_parts,
+                    dir,
+                    fields,
+                    ..
+                } = *upload;
+                let mut stored = Vec::new();
+                for (file, name) in done_parts {
+                    stored.push(file.commit_new(&dir, &name)?);
+                }
+                Ok(created(&self.url_prefix, &stored, &fields))
+            }
+        }
+    }
+}
+
+impl MultipartUpload {
+    fn write(&mut self, data: &[u8]) -> Result<(), UploadError> {
+        self.pending.extend_from_slice(data);
+        let mut used = 0;
+        loop {
+            let (n, event) = self
+                .parser
+                .step(&self.pending[used..])
+                .map_err(|_| UploadError::BadBody)?;
+            let start = used;
+            used += n;
+            match event {
+                Event::Part(info) => {
+                    let name = info.filename.as_deref().and_then(multipart::sanitize_filename);
+                    match name {
+                        Some(name) => self.current = Some((TempFile::create_in(&self.dir)?, name)),
+                        None => self.fields.push(info.name.unwrap_or_default()),
+                    }
+                }
+                Event::Data(range) => {
+                    if let Some((file, _)) = &mut self.current {
+                        file.write(&self.pending[start + range.start..start + range.end])?;
+                    }
+                }
+                Event::PartEnd => self.done_parts.extend(self.current.take()),
+                Event::Done => {
+                    self.finished = true;
+                    break;
+                }
+                Event::NeedMore => break,
+            }
+        }
+        self.pending.drain(..used);
+        if self.pending.len() > MULTIPART_PENDING {
+            return Err(UploadError::BadBody);
+        }
+        Ok(())
+    }
+}
+
+/// A name for a non-multipart POST body: time, a counter, and an
+/// extension from the content type.
+fn unique_name(content_type: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let ext = mime_guess::get_mime_extensions_str(mime)
+        .and_then(|exts| exts.first())
+        .map_or("bin", |e| e);
+    format!("upload-{millis}-{n}.{ext}")
+}
+
+/// 201 with `Location` of the first stored file and a page listing them.
+fn created(url_prefix: &str, stored: &[String], fields: &[String]) -> Reply {
+    let links: String = stored
+        .iter()
+        .map(|name| {
+            let url = format!("{url_prefix}{}", percent_encode_path(name));
+            format!("<li><a href=\"{}\">{}</a></li>\n", html_escape(&url), html_escape(name))
+        })
+        .collect();
+    let ignored = if fields.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = fields.iter().map(|f| html_escape(f)).collect();
+        format!("<p>Fields that are not files (ignored): {}</p>\n", names.join(", "))
+    };
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Stored</title></head>\n\
+         <body><h1>Stored {} file(s)</h1>\n<ul>\n{links}</ul>\n{ignored}</body></html>\n",
+        stored.len()
+    );
+    let reply = Reply::new(201).with_body("text/html; charset=utf-8", body.into_bytes());
+    match stored.first() {
+        Some(first) => reply.with_header("Location", format!("{url_prefix}{}", percent_encode_path(first))),
+        None => reply,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_file_vanishes_unless_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TempFile::create_in(dir.path()).unwrap();
+        t.write(b"partial").unwrap();
+        drop(t);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn commit_new_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..3)
+            .map(|i| {
+                let mut t = TempFile::create_in(dir.path()).unwrap();
+                t.write(format!("v{i}").as_bytes()).unwrap();
+                t.commit_new(dir.path(), "a.txt").unwrap()
+            })
+            .collect();
+        assert_eq!(names, ["a.txt", "a-1.txt", "a-2.txt"]);
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"v0");
+        assert_eq!(fs::read(dir.path().join("a-2.txt")).unwrap(), b"v2");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn commit_replace_reports_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f");
+        let t = TempFile::create_in(dir.path()).unwrap();
+        assert!(!t.commit_replace(&target).unwrap());
+        let t = TempFile::create_in(dir.path()).unwrap();
+        assert!(t.commit_replace(&target).unwrap());
+    }
+
+    #[test]
+    fn extensions_split_before_the_last_dot() {
+        assert_eq!(split_extension("a.tar.gz"), ("a.tar", ".gz"));
+        assert_eq!(split_extension(".profile"), (".profile", ""));
+        assert_eq!(split_extension("noext"), ("noext", ""));
+    }
+}
