@@ -54,6 +54,12 @@ pub fn reason(code: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        _ => class(code),
+    }
+}
+
+fn class(code: u16) -> &'static str {
+    match code {
         100..=199 => "Informational",
         200..=299 => "Success",
         300..=399 => "Redirection",
