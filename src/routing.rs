@@ -98,6 +98,9 @@ pub struct Location {
     pub cgi: Vec<CgiHandler>,
     #[serde(serialize_with = "ser_duration")]
     pub cgi_timeout: Duration,
+    /// `cgi_check_script off`: run the CGI even when the script file does
+    /// not exist (as nginx's fastcgi_pass does).
+    pub cgi_check_script: bool,
     pub proxy: Option<ProxyPass>,
     pub proxy_set_header: Vec<(String, String)>,
     #[serde(serialize_with = "ser_duration")]

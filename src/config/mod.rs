@@ -1,36 +1,118 @@
 //! Configuration: files → diagnostics and a [`RoutingTable`].
 //!
-//! (Skeleton: the config issue fills this module in.)
+//! Steps of [`load`], in order:
+//! 1. `include` + `grammar`: read each file (UTF-8, no NUL, size and depth
+//!    caps), parse it with `grammar/webserv.pest` into a raw tree;
+//! 2. `walk`: apply the one directive table (`directives`) to the tree,
+//!    checking name, context, block, arity and duplicates, splicing
+//!    `include`s in place, producing one `scope` per block;
+//! 3. `validate`: per-block semantic checks and path warnings;
+//! 4. `build`: merge defaults → top level → server → location into the
+//!    routing table, with the checks that need the whole picture.
+//!
+//! A syntax error (or an unreadable include) stops after step 2: later
+//! checks would only report its consequences. Otherwise every problem of
+//! every step is reported together, sorted by file and position.
+
+mod build;
+mod diag;
+pub mod directives;
+mod grammar;
+mod include;
+mod readme;
+mod scope;
+mod validate;
+mod values;
+mod walk;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub use diag::{Diagnostic, FileId, Located, Report, Severity, SourceFile};
+pub use readme::directive_reference;
+
 use crate::routing::RoutingTable;
-
-/// Every diagnostic of one load, with the sources needed to render them.
-#[derive(Debug, Default)]
-pub struct Report {}
-
-impl Report {
-    /// True when at least one diagnostic is an error.
-    pub fn has_errors(&self) -> bool {
-        true
-    }
-
-    /// Every diagnostic as `path:line:col: severity: message`, the source
-    /// line and a caret under the span, in file order.
-    pub fn render_text(&self) -> String {
-        String::new()
-    }
-}
 
 /// Parse, validate and build `path`. The table is `Some` exactly when the
 /// report has no error (it may hold warnings).
-pub fn load(_path: &Path) -> (Option<RoutingTable>, Report) {
-    (None, Report::default())
+pub fn load(path: &Path) -> (Option<RoutingTable>, Report) {
+    let mut report = Report::default();
+    let walked = walk::walk(path, &mut report);
+    let table = match walked.main {
+        Some(main) if !walked.failed => {
+            validate::validate(&main, &mut report);
+            Some(build::build(&main, &mut report))
+        }
+        _ => None,
+    };
+    report.sort();
+    let table = table.filter(|_| !report.has_errors());
+    (table, report)
 }
 
 /// `webserv check [CONFIG...] [--format json]`: print, exit 0 or 1.
-pub fn check_command(_paths: &[PathBuf], _json: bool) -> ExitCode {
-    ExitCode::FAILURE
+///
+/// Text: diagnostics on stderr; then, for a valid file, the one-line summary
+/// on stdout, else a count of problems on stderr. JSON: one object per file
+/// and per line on stdout.
+pub fn check_command(paths: &[PathBuf], json: bool) -> ExitCode {
+    let mut all_valid = true;
+    for path in paths {
+        let (table, report) = load(path);
+        all_valid &= table.is_some();
+        if json {
+            println!("{}", json_report(path, table.as_ref(), &report));
+        } else {
+            eprint!("{}", report.render_text());
+            match &table {
+                Some(table) => println!("{}: ok: {}", path.display(), summary(table)),
+                None => eprintln!("{}: failed: {}", path.display(), counts(&report)),
+            }
+        }
+    }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn json_report(path: &Path, table: Option<&RoutingTable>, report: &Report) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "config": path.display().to_string(),
+        "diagnostics": report.located(),
+        "valid": table.is_some(),
+    });
+    if let Some(table) = table {
+        value["routing_table"] = serde_json::to_value(table).unwrap_or(serde_json::Value::Null);
+    }
+    value
+}
+
+/// `2 servers, 9 locations, listening on 127.0.0.1:8080, 127.0.0.1:8081`.
+pub fn summary(table: &RoutingTable) -> String {
+    let locations = table.servers.iter().map(|s| s.locations.len()).sum();
+    let addrs: Vec<String> = table.sockets.iter().map(|s| s.addr.to_string()).collect();
+    format!(
+        "{}, {}, listening on {}",
+        plural(table.servers.len(), "server"),
+        plural(locations, "location"),
+        addrs.join(", ")
+    )
+}
+
+fn counts(report: &Report) -> String {
+    format!(
+        "{}, {}",
+        plural(report.count(Severity::Error), "error"),
+        plural(report.count(Severity::Warning), "warning")
+    )
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

@@ -1,0 +1,363 @@
+//! Merging scopes into the [`RoutingTable`]: defaults (from the directive
+//! table) → top level → server → location, as one `inherit` step per level;
+//! then the checks that need the whole picture: upstream names behind
+//! `proxy_pass`, servers sharing a listen address (`default_server`,
+//! `server_name`), and error page files.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::diag::{Diagnostic, FileId, Report, Span};
+use super::directives::{Action, Args, DefaultValue, DIRECTIVES};
+use super::grammar::Token;
+use super::scope::{At, Context, ErrorPage, Scope, Settings};
+use super::values::{self, ProxyUrl};
+use crate::routing::{
+    CgiHandler, Limits, ListenSocket, Location, ProxyPass, RoutingTable, Server, Upstream,
+    UpstreamServer,
+};
+
+const HAS_DEFAULT: &str = "the directive table gives this setting a default";
+
+pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
+    let mut top = main.settings.clone();
+    top.inherit(&table_defaults());
+    let mut upstreams = Upstreams::named(main);
+    let mut servers = Vec::new();
+    let mut merged = Vec::new();
+    let server_scopes: Vec<&Scope> = main.blocks_of(Context::Server).collect();
+    for scope in &server_scopes {
+        let (server, settings) = build_server(scope, &top, &mut upstreams, report);
+        servers.push(server);
+        merged.push(settings);
+    }
+    let sockets = group_sockets(&server_scopes, report);
+    warn_error_pages(&servers, &merged, report);
+    RoutingTable {
+        sockets,
+        servers,
+        upstreams: upstreams.list,
+        max_connections: top.max_connections.expect(HAS_DEFAULT),
+        error_log: top.error_log.expect(HAS_DEFAULT),
+    }
+}
+
+/// Every `DefaultValue::Value` of the table, applied through the
+/// directive's own parser: each default is written once, in the table.
+fn table_defaults() -> Settings {
+    let span = Span {
+        file: FileId(0),
+        start: 0,
+        end: 0,
+    };
+    let token = |text: &str| Token {
+        text: text.to_string(),
+        span,
+    };
+    let mut scope = Scope::new(Context::Main, span);
+    for d in DIRECTIVES {
+        if let (DefaultValue::Value(text), Action::Set(apply)) = (d.default, d.action) {
+            let values: Vec<Token> = text.split_whitespace().map(token).collect();
+            let args = Args {
+                name: &token(d.name),
+                values: &values,
+                dir: Path::new("/"),
+            };
+            apply(&mut scope, &args).expect("defaults in the directive table parse");
+        }
+    }
+    scope.settings
+}
+
+/// Merged settings of one server: its own, then each location's.
+struct Merged {
+    server: Settings,
+    locations: Vec<Settings>,
+}
+
+fn build_server(
+    scope: &Scope,
+    top: &Settings,
+    upstreams: &mut Upstreams,
+    report: &mut Report,
+) -> (Server, Merged) {
+    let mut own = scope.settings.clone();
+    own.inherit(top);
+    let mut locations = Vec::new();
+    let mut merged = Vec::new();
+    for block in scope.blocks_of(Context::Location) {
+        let Some(uri) = &block.location else {
+            continue;
+        };
+        let mut settings = block.settings.clone();
+        settings.inherit(&own);
+        let proxy = settings
+            .proxy_pass
+            .as_ref()
+            .and_then(|p| upstreams.resolve(p, report));
+        locations.push(location(&uri.uri, uri.exact, &settings, proxy));
+        merged.push(settings);
+    }
+    let mut exact = HashMap::new();
+    for (i, l) in locations.iter().enumerate().filter(|(_, l)| l.exact) {
+        exact.entry(l.uri.clone()).or_insert(i);
+    }
+    let mut prefixes: Vec<usize> = (0..locations.len()).filter(|&i| !locations[i].exact).collect();
+    prefixes.sort_by_key(|&i| std::cmp::Reverse(locations[i].uri.len()));
+    let mut names: Vec<String> = Vec::new();
+    for name in &scope.server_names {
+        if !names.contains(&name.value) {
+            names.push(name.value.clone());
+        }
+    }
+    let server = Server {
+        names,
+        listen: scope.listen.iter().map(|l| l.value.addr).collect(),
+        exact,
+        prefixes,
+        fallback: location("/", false, &own, None),
+        locations,
+        limits: limits(&own),
+        access_log: own.access_log.clone().expect(HAS_DEFAULT),
+    };
+    let merged = Merged {
+        server: own,
+        locations: merged,
+    };
+    (server, merged)
+}
+
+fn limits(s: &Settings) -> Limits {
+    Limits {
+        client_max_header_size: s.client_max_header_size.expect(HAS_DEFAULT),
+        client_header_timeout: s.client_header_timeout.expect(HAS_DEFAULT),
+        client_body_timeout: s.client_body_timeout.expect(HAS_DEFAULT),
+        send_timeout: s.send_timeout.expect(HAS_DEFAULT),
+        keepalive_timeout: s.keepalive_timeout.expect(HAS_DEFAULT),
+    }
+}
+
+fn location(uri: &str, exact: bool, s: &Settings, proxy: Option<ProxyPass>) -> Location {
+    let error_pages = s
+        .error_pages
+        .iter()
+        .flatten()
+        .flat_map(|p| p.value.codes.iter().map(|&c| (c, p.value.uri.clone())))
+        .collect();
+    let cgi = s
+        .cgi
+        .iter()
+        .flatten()
+        .map(|c| CgiHandler {
+            ext: c.value.ext.clone(),
+            interpreter: c.value.interpreter.as_ref().map(|i| i.path.clone()),
+        })
+        .collect();
+    Location {
+        uri: uri.to_string(),
+        exact,
+        root: s.root.as_ref().map(|r| r.value.path.clone()),
+        alias: s.alias.as_ref().map(|a| a.value.path.clone()),
+        index: s.index.clone().expect(HAS_DEFAULT),
+        autoindex: s.autoindex.expect(HAS_DEFAULT),
+        methods: s.methods.expect(HAS_DEFAULT),
+        ret: s.ret.clone(),
+        error_pages,
+        client_max_body_size: s.client_max_body_size.expect(HAS_DEFAULT),
+        upload_store: s.upload_store.as_ref().map(|u| u.value.path.clone()),
+        cgi,
+        cgi_timeout: s.cgi_timeout.expect(HAS_DEFAULT),
+        cgi_check_script: s.cgi_check_script.expect(HAS_DEFAULT),
+        proxy,
+        proxy_set_header: s.proxy_set_header.clone().unwrap_or_default(),
+        proxy_connect_timeout: s.proxy_connect_timeout.expect(HAS_DEFAULT),
+        proxy_read_timeout: s.proxy_read_timeout.expect(HAS_DEFAULT),
+    }
+}
+
+/// Named `upstream` groups, then one implicit group per distinct direct
+/// `proxy_pass` address (so every upstream connection is pooled alike).
+struct Upstreams {
+    list: Vec<Upstream>,
+    by_name: HashMap<String, usize>,
+    direct: HashMap<String, usize>,
+}
+
+impl Upstreams {
+    fn named(main: &Scope) -> Self {
+        let mut upstreams = Upstreams {
+            list: Vec::new(),
+            by_name: HashMap::new(),
+            direct: HashMap::new(),
+        };
+        for block in main.blocks_of(Context::Upstream) {
+            let Some(name) = &block.upstream_name else {
+                continue;
+            };
+            let servers = block
+                .members
+                .iter()
+                .map(|m| UpstreamServer {
+                    addr: m.value.addr,
+                    weight: m.value.weight,
+                })
+                .collect();
+            upstreams.by_name.entry(name.value.clone()).or_insert(upstreams.list.len());
+            upstreams.list.push(Upstream {
+                name: name.value.clone(),
+                servers,
+            });
+        }
+        upstreams
+    }
+
+    /// `proxy_pass http://NAME` (a declared group) or `http://HOST:PORT`.
+    fn resolve(&mut self, url: &At<ProxyUrl>, report: &mut Report) -> Option<ProxyPass> {
+        let ProxyUrl { authority, prefix } = &url.value;
+        let upstream = if let Some(&i) = self.by_name.get(authority) {
+            i
+        } else if authority.contains(':') {
+            match self.direct(authority) {
+                Ok(i) => i,
+                Err(message) => {
+                    report.push(Diagnostic::error(url.arg, message));
+                    return None;
+                }
+            }
+        } else {
+            report.push(Diagnostic::error(
+                url.arg,
+                format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
+            ));
+            return None;
+        };
+        Some(ProxyPass {
+            upstream,
+            host: authority.clone(),
+            prefix: prefix.clone(),
+        })
+    }
+
+    fn direct(&mut self, authority: &str) -> Result<usize, String> {
+        if let Some(&i) = self.direct.get(authority) {
+            return Ok(i);
+        }
+        let addr = values::host_port(authority)?;
+        self.list.push(Upstream {
+            name: authority.to_string(),
+            servers: vec![UpstreamServer { addr, weight: 1 }],
+        });
+        self.direct.insert(authority.to_string(), self.list.len() - 1);
+        Ok(self.list.len() - 1)
+    }
+}
+
+/// One [`ListenSocket`] per distinct address, in order of first appearance,
+/// checking what servers sharing an address must not share.
+fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
+    let mut sockets: Vec<ListenSocket> = Vec::new();
+    let mut explicit_default: Vec<Option<Span>> = Vec::new();
+    let mut names: Vec<HashMap<String, Span>> = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        for listen in &server.listen {
+            let addr = listen.value.addr;
+            let s = match sockets.iter().position(|s| s.addr == addr) {
+                Some(s) => s,
+                None => {
+                    sockets.push(ListenSocket {
+                        addr,
+                        servers: Vec::new(),
+                        default_server: i,
+                    });
+                    explicit_default.push(None);
+                    names.push(HashMap::new());
+                    sockets.len() - 1
+                }
+            };
+            if sockets[s].servers.contains(&i) {
+                report.push(Diagnostic::error(
+                    listen.arg,
+                    format!("duplicate listen address {addr} in one server"),
+                ));
+                continue;
+            }
+            sockets[s].servers.push(i);
+            if let Some(at) = listen.value.default_server {
+                match explicit_default[s] {
+                    Some(first) => {
+                        let first = report.where_is(first, at);
+                        report.push(Diagnostic::error(
+                            at,
+                            format!("{addr} already has a default server (set at {first})"),
+                        ));
+                    }
+                    None => {
+                        explicit_default[s] = Some(at);
+                        sockets[s].default_server = i;
+                    }
+                }
+            }
+            claim_names(server, addr, &mut names[s], report);
+        }
+    }
+    sockets
+}
+
+fn claim_names(server: &Scope, addr: SocketAddr, taken: &mut HashMap<String, Span>, report: &mut Report) {
+    let mut own = HashSet::new();
+    for name in &server.server_names {
+        if !own.insert(&name.value) {
+            continue;
+        }
+        if let Some(&first) = taken.get(&name.value) {
+            let first = report.where_is(first, name.arg);
+            report.push(Diagnostic::error(
+                name.arg,
+                format!("server name \"{}\" is already used on {addr} (at {first})", name.value),
+            ));
+        } else {
+            taken.insert(name.value.clone(), name.arg);
+        }
+    }
+}
+
+/// Warns once per `error_page` directive whose page, served through the
+/// server, maps to no file.
+fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) {
+    let mut warned = HashSet::new();
+    for (server, merged) in servers.iter().zip(merged) {
+        let all = std::iter::once(&merged.server).chain(&merged.locations);
+        for page in all.flat_map(|s| s.error_pages.iter().flatten()) {
+            if warned.contains(&page.arg) {
+                continue;
+            }
+            if let Some(problem) = missing_page(server, merged, &page.value) {
+                warned.insert(page.arg);
+                report.push(Diagnostic::warning(page.arg, problem));
+            }
+        }
+    }
+}
+
+fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<String> {
+    let chosen = server.select_location(&page.uri);
+    let settings = match server.locations.iter().position(|l| std::ptr::eq(l, chosen)) {
+        Some(i) => &merged.locations[i],
+        None => &merged.server,
+    };
+    if settings.ret.is_some() || settings.proxy_pass.is_some() {
+        return None;
+    }
+    let (base, rest) = match (&settings.alias, &settings.root) {
+        (Some(alias), _) => (&alias.value, page.uri.get(chosen.uri.len()..).unwrap_or("")),
+        (None, Some(root)) => (&root.value, page.uri.as_str()),
+        (None, None) => return None,
+    };
+    let file = base.path.join(rest.trim_start_matches('/'));
+    if file.is_file() {
+        return None;
+    }
+    let written = format!("{}/{}", base.written.trim_end_matches('/'), rest.trim_start_matches('/'));
+    Some(format!("error page \"{}\" not found (looked for \"{written}\")", page.uri))
+}

@@ -1,0 +1,288 @@
+//! Diagnostics: plain data (file, byte range, severity, message) and their
+//! two renderings, caret text and JSON.
+//!
+//! Positions are byte ranges into a [`SourceFile`]; lines and columns are
+//! computed only when rendering. Columns count characters, 1-based. The echoed
+//! source line shows each tab or other control character as one space, so the
+//! caret stays under the token.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Index of a file in [`Report::sources`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId(pub usize);
+
+/// A byte range in one source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    pub file: FileId,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem. `span` is `None` for problems with a whole file (unreadable,
+/// no `server` block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: FileId,
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(at: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, at, message)
+    }
+
+    pub fn warning(at: Span, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, at, message)
+    }
+
+    /// An error about a whole file.
+    pub fn file_error(file: FileId, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            file,
+            span: None,
+            message: message.into(),
+        }
+    }
+
+    fn new(severity: Severity, at: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity,
+            file: at.file,
+            span: Some(at.start..at.end),
+            message: message.into(),
+        }
+    }
+}
+
+/// A configuration file as read. `text` is empty when it could not be read;
+/// invalid UTF-8 is replaced (the loader reports it) so rendering still works.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// The path as the user gave it; for an included file, the including
+    /// file's shown directory joined with the path the `include` matched.
+    pub display: String,
+    /// Canonical directory of the file: the base of its relative paths.
+    pub dir: PathBuf,
+    pub text: String,
+}
+
+/// A diagnostic with its line and column resolved, as `--format json` shows it.
+#[derive(Debug, Serialize)]
+pub struct Located<'a> {
+    pub file: &'a str,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub severity: Severity,
+    pub message: &'a str,
+}
+
+/// Every diagnostic of one load, with the sources needed to render them.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub sources: Vec<SourceFile>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    /// True when at least one diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.count(Severity::Error) > 0
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    }
+
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Orders diagnostics by file (in load order), then position. Stable, so
+    /// problems found at one position keep the order they were found in.
+    pub fn sort(&mut self) {
+        self.diagnostics
+            .sort_by_key(|d| (d.file, d.span.as_ref().map(|s| s.start)));
+    }
+
+    /// Every diagnostic as `path:line:col: severity: message`, the source
+    /// line and a caret under the span, in file order.
+    pub fn render_text(&self) -> String {
+        self.diagnostics.iter().map(|d| self.render_one(d)).collect()
+    }
+
+    /// Every diagnostic with its line and column, for `--format json`.
+    pub fn located(&self) -> Vec<Located<'_>> {
+        self.diagnostics
+            .iter()
+            .map(|d| {
+                let display = self.display(d.file);
+                let pos = self.position(d);
+                Located {
+                    file: display,
+                    line: pos.as_ref().map(|p| p.line),
+                    column: pos.as_ref().map(|p| p.column),
+                    severity: d.severity,
+                    message: &d.message,
+                }
+            })
+            .collect()
+    }
+
+    /// `line N` when `span` is in the same file as `from`, else `path:N`:
+    /// how a message refers to an earlier directive.
+    pub fn where_is(&self, span: Span, from: Span) -> String {
+        let line = self
+            .sources
+            .get(span.file.0)
+            .map_or(0, |s| Position::find(&s.text, &(span.start..span.end)).line);
+        if span.file == from.file {
+            format!("line {line}")
+        } else {
+            format!("{}:{line}", self.display(span.file))
+        }
+    }
+
+    fn display(&self, file: FileId) -> &str {
+        self.sources.get(file.0).map_or("?", |s| s.display.as_str())
+    }
+
+    fn position(&self, d: &Diagnostic) -> Option<Position> {
+        let text = &self.sources.get(d.file.0)?.text;
+        d.span.as_ref().map(|span| Position::find(text, span))
+    }
+
+    fn render_one(&self, d: &Diagnostic) -> String {
+        let display = self.display(d.file);
+        let severity = d.severity.as_str();
+        let Some(pos) = self.position(d) else {
+            return format!("{display}: {severity}: {}\n", d.message);
+        };
+        let pad = " ".repeat(pos.column - 1);
+        let carets = "^".repeat(pos.width);
+        format!(
+            "{display}:{}:{}: {severity}: {}\n{:>5} | {}\n{:>5} | {pad}{carets}\n",
+            pos.line, pos.column, d.message, pos.line, pos.echo, ""
+        )
+    }
+}
+
+/// Where a span starts, and what to echo under it.
+#[derive(Debug, PartialEq, Eq)]
+struct Position {
+    line: usize,
+    column: usize,
+    /// The source line, control characters shown as spaces.
+    echo: String,
+    /// Caret count: the span's characters on its first line, at least 1.
+    width: usize,
+}
+
+impl Position {
+    fn find(text: &str, span: &Range<usize>) -> Position {
+        let start = floor_char_boundary(text, span.start);
+        let end = floor_char_boundary(text, span.end.max(start));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = text[..start].matches('\n').count() + 1;
+        let column = text[line_start..start].chars().count() + 1;
+        let echo = text[line_start..line_end]
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+        let width = text[start..end.min(line_end).max(start)].chars().count();
+        Position {
+            line,
+            column,
+            echo,
+            width: width.max(1),
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(text: &str, span: Range<usize>, message: &str) -> Report {
+        Report {
+            sources: vec![SourceFile {
+                display: "conf.d/bad.conf".into(),
+                dir: PathBuf::from("/"),
+                text: text.into(),
+            }],
+            diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
+                file: FileId(0),
+                span: Some(span),
+                message: message.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn renders_caret_under_token() {
+        let text = "server {\n    lisen 8080;\n}\n";
+        let r = report(text, 13..18, "unknown directive \"lisen\"");
+        assert_eq!(
+            r.render_text(),
+            "conf.d/bad.conf:2:5: error: unknown directive \"lisen\"\n    2 |     lisen 8080;\n      |     ^^^^^\n"
+        );
+    }
+
+    #[test]
+    fn positions() {
+        let cases: &[(&str, Range<usize>, (usize, usize, &str, usize))] = &[
+            ("abc", 0..3, (1, 1, "abc", 3)),
+            ("a\n\tb c", 3..4, (2, 2, " b c", 1)),
+            ("é x", 3..4, (1, 3, "é x", 1)),
+            ("x\n", 2..2, (2, 1, "", 1)),
+            ("ab\ncd", 0..5, (1, 1, "ab", 2)),
+            ("ab", 9..12, (1, 3, "ab", 1)),
+        ];
+        for (text, span, (line, column, echo, width)) in cases {
+            let p = Position::find(text, span);
+            assert_eq!(
+                (p.line, p.column, p.echo.as_str(), p.width),
+                (*line, *column, *echo, *width),
+                "{text:?} {span:?}"
+            );
+        }
+    }
+}

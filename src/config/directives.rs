@@ -1,0 +1,802 @@
+//! The one directive table: name, contexts, arity, what it does, and the
+//! texts for `check` and the README. Context, block shape and arity are
+//! checked once, from the table, before a directive's `apply` runs (as nginx's
+//! `ngx_conf_handler` does); `apply` only parses values into the [`Scope`].
+
+use std::path::Path;
+
+use super::diag::Span;
+use super::grammar::Token;
+use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
+use super::values;
+use crate::http::Method;
+use crate::routing::{LogTarget, MethodSet, Return};
+
+/// A set of [`Context`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contexts(u8);
+
+const G: Contexts = Contexts(Context::Main.bit());
+const S: Contexts = Contexts(Context::Server.bit());
+const L: Contexts = Contexts(Context::Location.bit());
+const U: Contexts = Contexts(Context::Upstream.bit());
+const SL: Contexts = Contexts(S.0 | L.0);
+const GS: Contexts = Contexts(G.0 | S.0);
+const GSL: Contexts = Contexts(G.0 | S.0 | L.0);
+const ANY: Contexts = Contexts(G.0 | S.0 | L.0 | U.0);
+
+impl Contexts {
+    pub fn contains(self, context: Context) -> bool {
+        self.0 & context.bit() != 0
+    }
+
+    /// `G S L`-style letters, for the README.
+    pub fn letters(self) -> String {
+        let all = [
+            (Context::Main, "G"),
+            (Context::Server, "S"),
+            (Context::Location, "L"),
+            (Context::Upstream, "upstream"),
+        ];
+        let names: Vec<&str> = all
+            .iter()
+            .filter(|(c, _)| self.contains(*c))
+            .map(|(_, l)| *l)
+            .collect();
+        names.join(" ")
+    }
+
+    /// `server, location`, for messages.
+    pub fn names(self) -> String {
+        let all = [Context::Main, Context::Server, Context::Location, Context::Upstream];
+        let names: Vec<&str> = all
+            .into_iter()
+            .filter(|c| self.contains(*c))
+            .map(Context::name)
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// How many arguments a directive takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+    Between(usize, usize),
+}
+
+impl Arity {
+    pub fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+            Arity::Between(lo, hi) => (lo..=hi).contains(&n),
+        }
+    }
+}
+
+/// The arguments of one directive, for `apply`.
+pub struct Args<'a> {
+    pub name: &'a Token,
+    pub values: &'a [Token],
+    /// Canonical directory of the file that holds the directive.
+    pub dir: &'a Path,
+}
+
+impl Args<'_> {
+    fn text(&self, i: usize) -> &str {
+        self.values.get(i).map_or("", |t| t.text.as_str())
+    }
+
+    fn span(&self, i: usize) -> Span {
+        self.values.get(i).map_or(self.name.span, |t| t.span)
+    }
+
+    /// `value`, positioned at this directive.
+    fn at<T>(&self, value: T) -> At<T> {
+        At {
+            value,
+            name: self.name.span,
+            arg: self.span(0),
+        }
+    }
+
+    /// A path argument, resolved against the directory of its file.
+    fn path(&self, i: usize) -> PathArg {
+        let written = self.text(i).to_string();
+        PathArg {
+            path: self.dir.join(&written),
+            written,
+            span: self.span(i),
+        }
+    }
+
+    /// Applies `parse` to argument `i`, blaming that argument on failure.
+    fn parse<T>(&self, i: usize, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ArgError> {
+        parse(self.text(i)).map_err(|message| ArgError { arg: i, message })
+    }
+}
+
+/// A bad argument: which one, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ArgError {
+    pub arg: usize,
+    pub message: String,
+}
+
+type Apply = fn(&mut Scope, &Args) -> Result<(), ArgError>;
+
+/// A directive's value when it is not set anywhere.
+#[derive(Clone, Copy)]
+pub enum DefaultValue {
+    Unset,
+    /// Arguments applied through the directive's own parser before the top
+    /// level, so each default is written once, here.
+    Value(&'static str),
+    /// Documented behaviour that is not a value (built-in error pages).
+    Note(&'static str),
+}
+
+/// What the walker does with a directive once its shape is checked.
+#[derive(Clone, Copy)]
+pub enum Action {
+    /// Sets values in the current scope.
+    Set(Apply),
+    /// Opens a block of the given context; `Apply` reads the block's own
+    /// arguments into the new scope.
+    Open(Context, Apply),
+    /// `include`: the walker splices the matching files in place.
+    Include,
+}
+
+pub struct Directive {
+    pub name: &'static str,
+    pub contexts: Contexts,
+    pub arity: Arity,
+    /// May appear more than once in one block.
+    pub repeatable: bool,
+    pub action: Action,
+    /// Arguments, as `check` and the README show them.
+    pub usage: &'static str,
+    pub default: DefaultValue,
+    pub doc: &'static str,
+}
+
+impl Directive {
+    pub fn opens_block(&self) -> bool {
+        matches!(self.action, Action::Open(..))
+    }
+}
+
+use Arity::{AtLeast, Between, Exactly};
+
+pub const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "server",
+        contexts: G,
+        arity: Exactly(0),
+        repeatable: true,
+        action: Action::Open(Context::Server, |_, _| Ok(())),
+        usage: "{ ... }",
+        default: DefaultValue::Unset,
+        doc: "A virtual server: its `listen` addresses, names and locations.",
+    },
+    Directive {
+        name: "location",
+        contexts: S,
+        arity: Between(1, 2),
+        repeatable: true,
+        action: Action::Open(Context::Location, location),
+        usage: "[=] URI { ... }",
+        default: DefaultValue::Unset,
+        doc: "Settings for paths starting with URI (`=`: exactly URI). Locations do not nest.",
+    },
+    Directive {
+        name: "upstream",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: true,
+        action: Action::Open(Context::Upstream, upstream),
+        usage: "NAME { ... }",
+        default: DefaultValue::Unset,
+        doc: "A named group of backend servers for `proxy_pass http://NAME`.",
+    },
+    Directive {
+        name: "server",
+        contexts: U,
+        arity: Between(1, 2),
+        repeatable: true,
+        action: Action::Set(member),
+        usage: "HOST:PORT [weight=N]",
+        default: DefaultValue::Unset,
+        doc: "A backend of the upstream group; weight 1-100 (default 1).",
+    },
+    Directive {
+        name: "include",
+        contexts: ANY,
+        arity: Exactly(1),
+        repeatable: true,
+        action: Action::Include,
+        usage: "PATTERN",
+        default: DefaultValue::Unset,
+        doc: "Splices the matching files here (glob, sorted). A plain path must exist.",
+    },
+    Directive {
+        name: "listen",
+        contexts: S,
+        arity: Between(1, 2),
+        repeatable: true,
+        action: Action::Set(listen),
+        usage: "[ADDR:]PORT [default_server]",
+        default: DefaultValue::Unset,
+        doc: "Required. ADDR is IPv4, `[IPv6]`, `*` or `localhost`; a bare PORT listens on all interfaces.",
+    },
+    Directive {
+        name: "server_name",
+        contexts: S,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(server_name),
+        usage: "NAME...",
+        default: DefaultValue::Unset,
+        doc: "Host names this server answers (case-insensitive).",
+    },
+    Directive {
+        name: "root",
+        contexts: SL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.root = Some(args.at(args.path(0)));
+            Ok(())
+        }),
+        usage: "PATH",
+        default: DefaultValue::Unset,
+        doc: "Files are served from PATH + request path.",
+    },
+    Directive {
+        name: "alias",
+        contexts: L,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.alias = Some(args.at(args.path(0)));
+            Ok(())
+        }),
+        usage: "PATH",
+        default: DefaultValue::Unset,
+        doc: "Files are served from PATH + the request path without the location URI.",
+    },
+    Directive {
+        name: "index",
+        contexts: SL,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.index = Some(args.values.iter().map(|t| t.text.clone()).collect());
+            Ok(())
+        }),
+        usage: "FILE...",
+        default: DefaultValue::Value("index.html"),
+        doc: "Files tried, in order, for a request ending in `/`.",
+    },
+    Directive {
+        name: "autoindex",
+        contexts: SL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.autoindex = Some(args.parse(0, values::switch)?);
+            Ok(())
+        }),
+        usage: "on | off",
+        default: DefaultValue::Value("off"),
+        doc: "List a directory that has no index file.",
+    },
+    Directive {
+        name: "methods",
+        contexts: SL,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(methods),
+        usage: "METHOD...",
+        default: DefaultValue::Value("GET HEAD"),
+        doc: "Allowed methods, from GET HEAD POST PUT DELETE (case-sensitive); others get 405.",
+    },
+    Directive {
+        name: "return",
+        contexts: SL,
+        arity: Between(1, 2),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let code = args.parse(0, |t| values::status(t, 100..=599))?;
+            let target = args.values.get(1).map(|t| t.text.clone());
+            scope.settings.ret = Some(Return { code, target });
+            Ok(())
+        }),
+        usage: "CODE [URL | TEXT]",
+        default: DefaultValue::Unset,
+        doc: "Answer at once: a redirect to URL (3xx) or TEXT as the body.",
+    },
+    Directive {
+        name: "error_page",
+        contexts: GSL,
+        arity: AtLeast(2),
+        repeatable: true,
+        action: Action::Set(error_page),
+        usage: "CODE... URI",
+        default: DefaultValue::Note("built-in pages"),
+        doc: "Serve URI (through this server) for these codes (300-599).",
+    },
+    Directive {
+        name: "client_max_body_size",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let size = args.parse(0, values::size)?;
+            scope.settings.client_max_body_size = Some((size > 0).then_some(size));
+            Ok(())
+        }),
+        usage: "SIZE",
+        default: DefaultValue::Value("1m"),
+        doc: "Largest request body (`k`, `m`, `g`: powers of 1024); `0` is unlimited. Larger: 413.",
+    },
+    Directive {
+        name: "client_max_header_size",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let size = args.parse(0, header_size)?;
+            scope.settings.client_max_header_size = Some(size);
+            Ok(())
+        }),
+        usage: "SIZE",
+        default: DefaultValue::Value("8k"),
+        doc: "Largest request line plus headers. Larger: 431 (414 for the request line).",
+    },
+    Directive {
+        name: "upload_store",
+        contexts: SL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.upload_store = Some(args.at(args.path(0)));
+            Ok(())
+        }),
+        usage: "DIR",
+        default: DefaultValue::Unset,
+        doc: "Directory where POST and PUT bodies are stored.",
+    },
+    Directive {
+        name: "cgi",
+        contexts: SL,
+        arity: Between(1, 2),
+        repeatable: true,
+        action: Action::Set(cgi),
+        usage: ".EXT [INTERPRETER]",
+        default: DefaultValue::Unset,
+        doc: "Run files ending in .EXT through INTERPRETER (a name in PATH, or a path); without one, execute the file.",
+    },
+    Directive {
+        name: "cgi_timeout",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.cgi_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("30s"),
+        doc: "Longest silence from a CGI script before 504 and kill.",
+    },
+    Directive {
+        name: "cgi_check_script",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.cgi_check_script = Some(args.parse(0, values::switch)?);
+            Ok(())
+        }),
+        usage: "on | off",
+        default: DefaultValue::Value("on"),
+        doc: "Extension: `off` runs the CGI even when the script file does not exist (as nginx's fastcgi_pass).",
+    },
+    Directive {
+        name: "client_header_timeout",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.client_header_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("60s"),
+        doc: "Time to receive the whole request head. Slower: 408.",
+    },
+    Directive {
+        name: "client_body_timeout",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.client_body_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("60s"),
+        doc: "Longest gap between two reads of the body. Slower: 408.",
+    },
+    Directive {
+        name: "send_timeout",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.send_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("60s"),
+        doc: "Longest gap between two writes to the client before closing.",
+    },
+    Directive {
+        name: "keepalive_timeout",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.keepalive_timeout = Some(args.parse(0, values::time)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("75s"),
+        doc: "How long an idle connection is kept; `0` disables keep-alive.",
+    },
+    Directive {
+        name: "max_connections",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.max_connections = Some(args.parse(0, max_connections)?);
+            Ok(())
+        }),
+        usage: "N",
+        default: DefaultValue::Value("10000"),
+        doc: "Open client connections at most (1-1000000); more wait in the backlog.",
+    },
+    Directive {
+        name: "access_log",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let target = match args.text(0) {
+                "off" => LogTarget::Off,
+                "stdout" => LogTarget::Stdout,
+                _ => LogTarget::File(args.path(0).path),
+            };
+            scope.settings.access_log = Some(target);
+            Ok(())
+        }),
+        usage: "PATH | stdout | off",
+        default: DefaultValue::Value("off"),
+        doc: "Where requests are logged, in the combined log format.",
+    },
+    Directive {
+        name: "error_log",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let target = match args.text(0) {
+                "stderr" => LogTarget::Stderr,
+                _ => LogTarget::File(args.path(0).path),
+            };
+            scope.settings.error_log = Some(target);
+            Ok(())
+        }),
+        usage: "PATH | stderr",
+        default: DefaultValue::Value("stderr"),
+        doc: "Where the server reports its own problems.",
+    },
+    Directive {
+        name: "proxy_pass",
+        contexts: L,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let url = args.parse(0, values::proxy_url)?;
+            scope.settings.proxy_pass = Some(args.at(url));
+            Ok(())
+        }),
+        usage: "http://HOST:PORT[/PREFIX] | http://UPSTREAM[/PREFIX]",
+        default: DefaultValue::Unset,
+        doc: "Forward requests to a backend; PREFIX replaces the location URI.",
+    },
+    Directive {
+        name: "proxy_set_header",
+        contexts: SL,
+        arity: Exactly(2),
+        repeatable: true,
+        action: Action::Set(|scope, args| {
+            let header = (args.text(0).to_string(), args.text(1).to_string());
+            scope.settings.proxy_set_header.get_or_insert_with(Vec::new).push(header);
+            Ok(())
+        }),
+        usage: "NAME VALUE",
+        default: DefaultValue::Note("`Host` is the upstream's"),
+        doc: "A header sent upstream; a level that sets any replaces the inherited list.",
+    },
+    Directive {
+        name: "proxy_connect_timeout",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.proxy_connect_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("5s"),
+        doc: "Time to connect to a backend. Slower: 504.",
+    },
+    Directive {
+        name: "proxy_read_timeout",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.proxy_read_timeout = Some(args.parse(0, timeout)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("60s"),
+        doc: "Longest gap between two reads from a backend. Slower: 504.",
+    },
+];
+
+/// The directive called `name` allowed in `context`, else any called `name`
+/// (the walker then reports the context).
+pub fn lookup(name: &str, context: Context) -> Option<&'static Directive> {
+    let mut named = DIRECTIVES.iter().filter(|d| d.name == name);
+    let first = named.clone().next()?;
+    Some(named.find(|d| d.contexts.contains(context)).unwrap_or(first))
+}
+
+/// The known name closest to `name`, if it is close enough to be a typo.
+pub fn did_you_mean(name: &str) -> Option<&'static str> {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    DIRECTIVES
+        .iter()
+        .map(|d| (values::edit_distance(name, d.name), d.name))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn location(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let exact = args.values.len() == 2;
+    if exact && args.text(0) != "=" {
+        return Err(ArgError {
+            arg: 0,
+            message: format!("expected \"=\" or a URI, found \"{}\"", args.text(0)),
+        });
+    }
+    let i = usize::from(exact);
+    let uri = args.text(i);
+    if !uri.starts_with('/') {
+        return Err(ArgError {
+            arg: i,
+            message: format!("location URI \"{uri}\" must start with \"/\""),
+        });
+    }
+    scope.location = Some(LocationUri {
+        uri: uri.to_string(),
+        exact,
+        span: args.span(i),
+    });
+    Ok(())
+}
+
+fn upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let name = args.text(0);
+    if name.is_empty() || name.contains([':', '/', '[', ']']) {
+        return Err(ArgError {
+            arg: 0,
+            message: format!("invalid upstream name \"{name}\""),
+        });
+    }
+    scope.upstream_name = Some(args.at(name.to_string()));
+    Ok(())
+}
+
+fn member(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let addr = args.parse(0, values::host_port)?;
+    let weight = match args.values.len() {
+        2 => args.parse(1, values::weight)?,
+        _ => 1,
+    };
+    scope.members.push(args.at(Member { addr, weight }));
+    Ok(())
+}
+
+fn listen(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let addr = args.parse(0, values::listen_addr)?;
+    let default_server = match args.values.get(1) {
+        Some(t) if t.text == "default_server" => Some(t.span),
+        Some(t) => {
+            return Err(ArgError {
+                arg: 1,
+                message: format!("expected \"default_server\", found \"{}\"", t.text),
+            })
+        }
+        None => None,
+    };
+    scope.listen.push(args.at(Listen {
+        addr,
+        default_server,
+    }));
+    Ok(())
+}
+
+fn server_name(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    for (i, token) in args.values.iter().enumerate() {
+        scope.server_names.push(At {
+            value: token.text.to_ascii_lowercase(),
+            name: args.name.span,
+            arg: args.span(i),
+        });
+    }
+    Ok(())
+}
+
+fn methods(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let mut set = MethodSet::empty();
+    for i in 0..args.values.len() {
+        set.insert(args.parse(i, |t| {
+            Method::from_token(t).ok_or_else(|| {
+                format!("unknown method \"{t}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
+            })
+        })?);
+    }
+    scope.settings.methods = Some(set);
+    Ok(())
+}
+
+fn error_page(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let last = args.values.len() - 1;
+    let codes = (0..last)
+        .map(|i| args.parse(i, |t| values::status(t, 300..=599)))
+        .collect::<Result<Vec<u16>, ArgError>>()?;
+    let uri = args.text(last);
+    if !uri.starts_with('/') {
+        return Err(ArgError {
+            arg: last,
+            message: format!("error page URI \"{uri}\" must start with \"/\""),
+        });
+    }
+    let page = At {
+        value: ErrorPage {
+            codes,
+            uri: uri.to_string(),
+        },
+        name: args.name.span,
+        arg: args.span(last),
+    };
+    scope.settings.error_pages.get_or_insert_with(Vec::new).push(page);
+    Ok(())
+}
+
+fn cgi(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let ext = args.text(0);
+    let valid = ext.len() > 1 && ext.starts_with('.') && !ext[1..].contains(['.', '/']);
+    if !valid {
+        return Err(ArgError {
+            arg: 0,
+            message: format!("invalid CGI extension \"{ext}\" (expected a dot and a name, like .py)"),
+        });
+    }
+    let list = scope.settings.cgi.get_or_insert_with(Vec::new);
+    if list.iter().any(|c| c.value.ext == ext) {
+        return Err(ArgError {
+            arg: 0,
+            message: format!("CGI extension \"{ext}\" is already handled in this block"),
+        });
+    }
+    // A bare name (`python3`) is looked up in PATH when run; a name with a
+    // `/` is a path relative to this file.
+    let interpreter = args.values.get(1).map(|t| match t.text.contains('/') {
+        true => args.path(1),
+        false => PathArg {
+            path: t.text.clone().into(),
+            written: t.text.clone(),
+            span: t.span,
+        },
+    });
+    list.push(args.at(Cgi {
+        ext: ext.to_string(),
+        interpreter,
+    }));
+    Ok(())
+}
+
+fn timeout(text: &str) -> Result<std::time::Duration, String> {
+    let time = values::time(text)?;
+    if time.is_zero() {
+        return Err("this timeout must be greater than 0".to_string());
+    }
+    Ok(time)
+}
+
+fn header_size(text: &str) -> Result<usize, String> {
+    let size = values::size(text)?;
+    if size < 1024 {
+        return Err(format!("client_max_header_size \"{text}\" is too small (at least 1k)"));
+    }
+    usize::try_from(size).map_err(|_| format!("size \"{text}\" is too large"))
+}
+
+fn max_connections(text: &str) -> Result<usize, String> {
+    match values::number(text) {
+        Some(n @ 1..=1_000_000) => Ok(n as usize),
+        _ => Err(format!("invalid max_connections \"{text}\" (1-1000000)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("lisen", Some("listen")),
+            ("roots", Some("root")),
+            ("autoindx", Some("autoindex")),
+            ("server_nmae", Some("server_name")),
+            ("client_max_body", None),
+            ("proxy_pas", Some("proxy_pass")),
+            ("xyz", None),
+            ("r", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(did_you_mean(name), *expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn server_is_chosen_by_context() {
+        let block = lookup("server", Context::Main).expect("known");
+        assert!(block.opens_block());
+        let member = lookup("server", Context::Upstream).expect("known");
+        assert!(!member.opens_block());
+        let wrong = lookup("server", Context::Location).expect("known");
+        assert!(!wrong.contexts.contains(Context::Location));
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        for d in DIRECTIVES {
+            assert!(!d.usage.is_empty() && !d.doc.is_empty(), "{}", d.name);
+            let twins = DIRECTIVES
+                .iter()
+                .filter(|o| o.name == d.name && o.contexts.0 & d.contexts.0 != 0)
+                .count();
+            assert_eq!(twins, 1, "{} has overlapping entries", d.name);
+        }
+    }
+
+    #[test]
+    fn arity() {
+        assert!(Exactly(1).accepts(1) && !Exactly(1).accepts(2));
+        assert!(AtLeast(2).accepts(9) && !AtLeast(2).accepts(1));
+        assert!(Between(1, 2).accepts(2) && !Between(1, 2).accepts(0) && !Between(1, 2).accepts(3));
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading configuration files: bytes → checked text → raw tree, and
+//! `include PATTERN;` resolution.
+//!
+//! A pattern is relative to the directory of the file that names it. One
+//! with wildcards (`*`, `?`, `[`) may match nothing (as nginx); a plain path
+//! must exist. Matches are spliced in sorted order. The files being read form
+//! a stack: meeting one of them again is a cycle. Depth and the number of
+//! files are capped so a hostile set of includes cannot explode.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::diag::{Diagnostic, FileId, Report, SourceFile, Span};
+use super::grammar::{self, RawDirective, Token};
+
+const MAX_INCLUDE_DEPTH: usize = 16;
+const MAX_FILES: usize = 256;
+
+/// A file an `include` matched.
+pub struct Match {
+    pub path: PathBuf,
+    pub display: String,
+}
+
+/// The files being read, innermost last.
+#[derive(Default)]
+pub struct Includes {
+    stack: Vec<PathBuf>,
+    files: usize,
+    /// Set once any file had a syntax error or could not be read.
+    pub failed: bool,
+}
+
+impl Includes {
+    /// Reads the top-level file; the caller must [`leave`](Self::leave) it.
+    pub fn open_root(&mut self, path: &Path, report: &mut Report) -> Option<Vec<RawDirective>> {
+        let display = path.display().to_string();
+        let file = register(report, path, display);
+        let tree = self.read(path, file, None, report)?;
+        self.stack.push(canonical(path));
+        Some(tree)
+    }
+
+    /// The files `token` (an include pattern in `file`) names, in order.
+    pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Vec<Match> {
+        let source = &report.sources[token.span.file.0];
+        let dir = source.dir.clone();
+        let shown_dir = Path::new(&source.display).parent().map(Path::to_path_buf).unwrap_or_default();
+        let written = token.text.as_str();
+        let paths = if written.contains(['*', '?', '[']) {
+            glob_sorted(&dir, written).map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
+        } else if dir.join(written).is_file() {
+            Ok(vec![dir.join(written)])
+        } else {
+            Err(format!("included file \"{written}\" not found"))
+        };
+        match paths {
+            Ok(paths) => paths
+                .into_iter()
+                .map(|path| {
+                    let shown = path.strip_prefix(&dir).unwrap_or(&path);
+                    let display = shown_dir.join(shown).display().to_string();
+                    Match { path, display }
+                })
+                .collect(),
+            Err(message) => {
+                self.failed = true;
+                report.push(Diagnostic::error(token.span, message));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Reads an included file, unless that would loop or exceed the limits.
+    /// On success the caller walks the tree, then calls [`leave`](Self::leave).
+    pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Vec<RawDirective>> {
+        let canonical = canonical(&m.path);
+        let refusal = if self.stack.contains(&canonical) {
+            Some(format!("include cycle: \"{}\" is already being read", m.display))
+        } else if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            Some(format!("includes nested more than {MAX_INCLUDE_DEPTH} deep"))
+        } else if self.files >= MAX_FILES {
+            Some(format!("more than {MAX_FILES} files included"))
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            self.failed = true;
+            report.push(Diagnostic::error(at, message));
+            return None;
+        }
+        let file = register(report, &m.path, m.display.clone());
+        let tree = self.read(&m.path, file, Some(at), report)?;
+        self.stack.push(canonical);
+        Some(tree)
+    }
+
+    pub fn leave(&mut self) {
+        self.stack.pop();
+    }
+
+    /// Reads, decodes and parses `path`, already registered as `file`.
+    fn read(&mut self, path: &Path, file: FileId, at: Option<Span>, report: &mut Report) -> Option<Vec<RawDirective>> {
+        self.files += 1;
+        let result = fs::read(path)
+            .map_err(|e| vec![read_error(file, at, path, &e)])
+            .and_then(|bytes| decode(bytes, file, report))
+            .and_then(|()| grammar::parse(&report.sources[file.0].text, file));
+        result
+            .map_err(|diagnostics| {
+                self.failed = true;
+                report.diagnostics.extend(diagnostics);
+            })
+            .ok()
+    }
+}
+
+fn register(report: &mut Report, path: &Path, display: String) -> FileId {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    report.sources.push(SourceFile {
+        display,
+        dir: canonical(parent),
+        text: String::new(),
+    });
+    FileId(report.sources.len() - 1)
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn read_error(file: FileId, at: Option<Span>, path: &Path, e: &std::io::Error) -> Diagnostic {
+    match at {
+        Some(span) => Diagnostic::error(span, format!("cannot read included file \"{}\": {e}", path.display())),
+        None => Diagnostic::file_error(file, format!("cannot read configuration file: {e}")),
+    }
+}
+
+/// Stores the text of `file`; invalid UTF-8 and NUL bytes are errors (the
+/// text is kept, lossily, so the error can be shown in context).
+fn decode(bytes: Vec<u8>, file: FileId, report: &mut Report) -> Result<(), Vec<Diagnostic>> {
+    let at = |pos: usize| Span {
+        file,
+        start: pos,
+        end: pos + 1,
+    };
+    let (text, problem) = match String::from_utf8(bytes) {
+        Ok(text) => {
+            let nul = text.find('\0').map(|pos| Diagnostic::error(at(pos), "NUL byte in configuration file"));
+            (text, nul)
+        }
+        Err(e) => {
+            let pos = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            (text, Some(Diagnostic::error(at(pos), "invalid UTF-8 in configuration file")))
+        }
+    };
+    report.sources[file.0].text = text;
+    problem.map_or(Ok(()), |d| Err(vec![d]))
+}
+
+fn glob_sorted(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, glob::PatternError> {
+    let full = if Path::new(pattern).is_absolute() {
+        pattern.to_string()
+    } else {
+        format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()))
+    };
+    let mut paths: Vec<PathBuf> = glob::glob(&full)?.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diag::Severity;
+
+    fn token(report: &mut Report, dir: &Path, display: &str, text: &str) -> Token {
+        report.sources.push(SourceFile {
+            display: display.into(),
+            dir: dir.to_path_buf(),
+            text: String::new(),
+        });
+        let file = FileId(report.sources.len() - 1);
+        Token {
+            text: text.into(),
+            span: Span { file, start: 0, end: 0 },
+        }
+    }
+
+    #[test]
+    fn resolves_sorted_relative_to_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(tmp.path().join("sites")).expect("mkdir");
+        for name in ["b.conf", "a.conf", "c.txt"] {
+            fs::write(tmp.path().join("sites").join(name), "").expect("write");
+        }
+        let dir = canonical(tmp.path());
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("sites/*.conf", &["conf.d/sites/a.conf", "conf.d/sites/b.conf"], false),
+            ("sites/*.none", &[], false),
+            ("sites/c.txt", &["conf.d/sites/c.txt"], false),
+            ("sites/missing.conf", &[], true),
+            ("sites/[", &[], true),
+        ];
+        for (pattern, expected, fails) in cases {
+            let mut report = Report::default();
+            let t = token(&mut report, &dir, "conf.d/main.conf", pattern);
+            let got: Vec<String> = Includes::default().resolve(&t, &mut report).into_iter().map(|m| m.display).collect();
+            assert_eq!(got, *expected, "{pattern}");
+            assert_eq!(report.has_errors(), *fails, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_cycle() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = tmp.path().join("a.conf");
+        fs::write(&a, "include a.conf;").expect("write");
+        let mut report = Report::default();
+        let mut includes = Includes::default();
+        includes.open_root(&a, &mut report).expect("readable");
+        let t = token(&mut report, &canonical(tmp.path()), "a.conf", "a.conf");
+        let matches = includes.resolve(&t, &mut report);
+        assert_eq!(matches.len(), 1);
+        assert!(includes.enter(&matches[0], t.span, &mut report).is_none());
+        let d = &report.diagnostics[0];
+        assert_eq!((d.severity, d.message.as_str()), (Severity::Error, "include cycle: \"a.conf\" is already being read"));
+    }
+
+    #[test]
+    fn decodes() {
+        let cases: &[(&[u8], Option<(usize, &str)>)] = &[
+            (b"a;", None),
+            (b"a;\0", Some((2, "NUL byte in configuration file"))),
+            (b"ab\xff;", Some((2, "invalid UTF-8 in configuration file"))),
+        ];
+        for (bytes, expected) in cases {
+            let mut report = Report::default();
+            let file = register(&mut report, Path::new("x.conf"), "x.conf".into());
+            let got = decode(bytes.to_vec(), file, &mut report).err().map(|d| {
+                let d = &d[0];
+                (d.span.as_ref().map_or(0, |s| s.start), d.message.clone())
+            });
+            assert_eq!(got.as_ref().map(|(p, m)| (*p, m.as_str())), *expected);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What the directives of one block set, before inheritance: every level
+//! (top level, server, location, upstream) is a [`Scope`] whose settings are
+//! `Option`s, so `build` can tell "not set here" from "set to the default".
+//!
+//! Values that later checks point at carry their position ([`At`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diag::Span;
+use super::values::ProxyUrl;
+use crate::routing::{LogTarget, MethodSet, Return};
+
+/// The four kinds of block a directive can appear in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Main,
+    Server,
+    Location,
+    Upstream,
+}
+
+impl Context {
+    pub const fn bit(self) -> u8 {
+        match self {
+            Context::Main => 1,
+            Context::Server => 2,
+            Context::Location => 4,
+            Context::Upstream => 8,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Context::Main => "the top level",
+            Context::Server => "server",
+            Context::Location => "location",
+            Context::Upstream => "upstream",
+        }
+    }
+}
+
+/// A value and where it was set: the directive's name and its first argument.
+#[derive(Debug, Clone)]
+pub struct At<T> {
+    pub value: T,
+    pub name: Span,
+    pub arg: Span,
+}
+
+/// A path argument: resolved against the naming file's directory, and as
+/// written (for messages).
+#[derive(Debug, Clone)]
+pub struct PathArg {
+    pub path: PathBuf,
+    pub written: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    pub codes: Vec<u16>,
+    pub uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cgi {
+    pub ext: String,
+    pub interpreter: Option<PathArg>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// Where `default_server` was written, if it was.
+    pub default_server: Option<Span>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// The inheritable settings of one level (SPEC §2 table). `build` merges them
+/// top level → server → location in one step.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub root: Option<At<PathArg>>,
+    pub alias: Option<At<PathArg>>,
+    pub index: Option<Vec<String>>,
+    pub autoindex: Option<bool>,
+    pub methods: Option<MethodSet>,
+    pub ret: Option<Return>,
+    pub error_pages: Option<Vec<At<ErrorPage>>>,
+    /// `Some(None)`: set to 0, unlimited.
+    pub client_max_body_size: Option<Option<u64>>,
+    pub client_max_header_size: Option<usize>,
+    pub upload_store: Option<At<PathArg>>,
+    pub cgi: Option<Vec<At<Cgi>>>,
+    pub cgi_timeout: Option<Duration>,
+    pub cgi_check_script: Option<bool>,
+    pub client_header_timeout: Option<Duration>,
+    pub client_body_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
+    pub keepalive_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub access_log: Option<LogTarget>,
+    pub error_log: Option<LogTarget>,
+    pub proxy_pass: Option<At<ProxyUrl>>,
+    pub proxy_set_header: Option<Vec<(String, String)>>,
+    pub proxy_connect_timeout: Option<Duration>,
+    pub proxy_read_timeout: Option<Duration>,
+}
+
+macro_rules! inherit_fields {
+    ($child:expr, $parent:expr; $($field:ident),* $(,)?) => {
+        $(if $child.$field.is_none() {
+            $child.$field = $parent.$field.clone();
+        })*
+    };
+}
+
+impl Settings {
+    /// Fills what this level leaves unset from `parent`. Lists (`error_page`,
+    /// `cgi`, `proxy_set_header`) are replaced as a whole, not merged; an
+    /// `alias` here hides an inherited `root`.
+    pub fn inherit(&mut self, parent: &Settings) {
+        if self.alias.is_none() {
+            inherit_fields!(self, parent; root);
+        }
+        inherit_fields!(self, parent;
+            alias, index, autoindex, methods, ret, error_pages, client_max_body_size,
+            client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script,
+            client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
+            max_connections, access_log, error_log, proxy_pass, proxy_set_header,
+            proxy_connect_timeout, proxy_read_timeout,
+        );
+    }
+}
+
+/// `location [=] URI`.
+#[derive(Debug, Clone)]
+pub struct LocationUri {
+    pub uri: String,
+    pub exact: bool,
+    pub span: Span,
+}
+
+/// One block (or the top level) with what its directives set.
+#[derive(Debug)]
+pub struct Scope {
+    pub context: Context,
+    /// The block's name token (`server`, `location`, `upstream`).
+    pub at: Span,
+    pub location: Option<LocationUri>,
+    pub upstream_name: Option<At<String>>,
+    pub listen: Vec<At<Listen>>,
+    pub server_names: Vec<At<String>>,
+    pub members: Vec<At<Member>>,
+    pub settings: Settings,
+    /// Every directive applied in this block, in order: duplicates and
+    /// "which came later" are decided from it.
+    pub seen: Vec<(&'static str, Span)>,
+    pub blocks: Vec<Scope>,
+}
+
+impl Scope {
+    pub fn new(context: Context, at: Span) -> Self {
+        Scope {
+            context,
+            at,
+            location: None,
+            upstream_name: None,
+            listen: Vec::new(),
+            server_names: Vec::new(),
+            members: Vec::new(),
+            settings: Settings::default(),
+            seen: Vec::new(),
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Where `name` was first set in this block.
+    pub fn seen(&self, name: &str) -> Option<(usize, Span)> {
+        self.seen
+            .iter()
+            .enumerate()
+            .find(|(_, (n, _))| *n == name)
+            .map(|(i, (_, span))| (i, *span))
+    }
+
+    pub fn blocks_of(&self, context: Context) -> impl Iterator<Item = &Scope> {
+        self.blocks.iter().filter(move |b| b.context == context)
+    }
+}

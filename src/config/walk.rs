@@ -1,0 +1,149 @@
+//! Applying the directive table to raw trees: the shape of each directive
+//! (known name, context, block or not, arity, duplicates) is checked here,
+//! once, then its `apply` fills the current [`Scope`]. `include` is spliced
+//! in place, in whatever context it appears.
+
+use std::path::Path;
+
+use super::diag::{Diagnostic, FileId, Report, Span};
+use super::directives::{self, Action, Args, Directive};
+use super::grammar::RawDirective;
+use super::include::Includes;
+use super::scope::{Context, Scope};
+
+/// The top-level scope of `path` with everything included; `None` when the
+/// file itself cannot be read or parsed. `failed` tells whether any file had
+/// a syntax error (the caller then skips semantic checks, which would only
+/// report consequences).
+pub struct Walked {
+    pub main: Option<Scope>,
+    pub failed: bool,
+}
+
+pub fn walk(path: &Path, report: &mut Report) -> Walked {
+    let mut walker = Walker {
+        report,
+        includes: Includes::default(),
+    };
+    let main = walker.includes.open_root(path, walker.report).map(|tree| {
+        let mut main = Scope::new(
+            Context::Main,
+            Span {
+                file: FileId(0),
+                start: 0,
+                end: 0,
+            },
+        );
+        walker.block(&tree, &mut main);
+        walker.includes.leave();
+        main
+    });
+    Walked {
+        main,
+        failed: walker.includes.failed,
+    }
+}
+
+struct Walker<'r> {
+    report: &'r mut Report,
+    includes: Includes,
+}
+
+impl Walker<'_> {
+    fn block(&mut self, tree: &[RawDirective], scope: &mut Scope) {
+        for directive in tree {
+            self.directive(directive, scope);
+        }
+    }
+
+    fn directive(&mut self, raw: &RawDirective, scope: &mut Scope) {
+        let Some(entry) = self.check_shape(raw, scope) else {
+            return;
+        };
+        let dir = self.report.sources[raw.name.span.file.0].dir.clone();
+        let args = Args {
+            name: &raw.name,
+            values: &raw.args,
+            dir: &dir,
+        };
+        match entry.action {
+            Action::Set(apply) => {
+                if self.apply(apply, scope, &args) {
+                    scope.seen.push((entry.name, raw.name.span));
+                }
+            }
+            Action::Open(context, apply) => {
+                let mut child = Scope::new(context, raw.name.span);
+                if self.apply(apply, &mut child, &args) {
+                    self.block(raw.block.as_deref().unwrap_or_default(), &mut child);
+                    scope.blocks.push(child);
+                }
+            }
+            Action::Include => self.include(raw, scope),
+        }
+    }
+
+    /// Runs `apply`, reporting a bad argument. True when it succeeded.
+    fn apply(&mut self, apply: fn(&mut Scope, &Args) -> Result<(), directives::ArgError>, scope: &mut Scope, args: &Args) -> bool {
+        match apply(scope, args) {
+            Ok(()) => true,
+            Err(e) => {
+                let at = args.values.get(e.arg).map_or(args.name.span, |t| t.span);
+                self.report.push(Diagnostic::error(at, e.message));
+                false
+            }
+        }
+    }
+
+    fn include(&mut self, raw: &RawDirective, scope: &mut Scope) {
+        let Some(pattern) = raw.args.first() else {
+            return;
+        };
+        for m in self.includes.resolve(pattern, self.report) {
+            if let Some(tree) = self.includes.enter(&m, pattern.span, self.report) {
+                self.block(&tree, scope);
+                self.includes.leave();
+            }
+        }
+    }
+
+    /// The table entry for `raw`, once its name, context, block, arity and
+    /// uniqueness are right; otherwise reports why not.
+    fn check_shape(&mut self, raw: &RawDirective, scope: &Scope) -> Option<&'static Directive> {
+        let name = raw.name.text.as_str();
+        let at = raw.name.span;
+        let Some(entry) = directives::lookup(name, scope.context) else {
+            let hint = directives::did_you_mean(name).map(|s| format!(" (did you mean \"{s}\"?)")).unwrap_or_default();
+            return self.fail(at, format!("unknown directive \"{name}\"{hint}"));
+        };
+        if !entry.contexts.contains(scope.context) {
+            let place = match scope.context {
+                Context::Main => "at the top level".to_string(),
+                other => format!("in {}", other.name()),
+            };
+            let allowed = entry.contexts.names();
+            return self.fail(at, format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"));
+        }
+        if entry.opens_block() != raw.block.is_some() {
+            let usage = format!("{name} {}", entry.usage);
+            let what = if entry.opens_block() { "needs a block" } else { "takes no block" };
+            return self.fail(at, format!("\"{name}\" {what} (usage: {usage})"));
+        }
+        if !entry.arity.accepts(raw.args.len()) {
+            let usage = format!("{name} {}", entry.usage);
+            return self.fail(at, format!("wrong number of arguments for \"{name}\" (usage: {usage})"));
+        }
+        if !entry.repeatable {
+            if let Some((_, first)) = scope.seen(entry.name) {
+                let first = self.report.where_is(first, at);
+                return self.fail(at, format!("duplicate \"{name}\" (first set at {first})"));
+            }
+        }
+        Some(entry)
+    }
+
+    fn fail(&mut self, at: Span, message: String) -> Option<&'static Directive> {
+        self.report.push(Diagnostic::error(at, message));
+        None
+    }
+}
