@@ -57,12 +57,18 @@ fn server() -> Server {
 }
 
 fn get_with(server: &Server, path: &str, extra: &str) -> Response {
-    server.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n").as_bytes())
+    server.send(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
 }
 
 fn status_of(raw: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(raw);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
 // --- SPEC §5 -----------------------------------------------------------------
@@ -108,13 +114,27 @@ fn framing_errors_are_400_and_close() {
 fn unsupported_coding_version_and_method() {
     let s = server();
     let cases: &[(&[u8], u16)] = &[
-        (b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
-        (b"BREW / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 501),
-        (b"get / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 501),
+        (
+            b"BREW / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            501,
+        ),
+        (
+            b"get / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            501,
+        ),
     ];
     for (case, expected) in cases {
-        assert_eq!(status_of(&s.raw(case)), *expected, "{:?}", String::from_utf8_lossy(case));
+        assert_eq!(
+            status_of(&s.raw(case)),
+            *expected,
+            "{:?}",
+            String::from_utf8_lossy(case)
+        );
     }
 }
 
@@ -123,7 +143,10 @@ fn head_limits_give_414_and_431() {
     let s = server();
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2000));
     assert_eq!(status_of(&s.raw(long_target.as_bytes())), 414);
-    let big_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(2000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(2000)
+    );
     assert_eq!(status_of(&s.raw(big_header.as_bytes())), 431);
 }
 
@@ -132,7 +155,8 @@ fn body_over_limit_is_413_and_close() {
     let s = server();
     let declared = s.raw(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n");
     assert_eq!(status_of(&declared), 413);
-    let mut chunked = b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunked =
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     chunked.extend_from_slice(b"40\r\n");
     chunked.extend_from_slice(&[b'x'; 64]);
     chunked.extend_from_slice(b"\r\n40\r\n");
@@ -159,8 +183,14 @@ fn every_response_has_date_server_and_length() {
     let s = server();
     for path in ["/hello.txt", "/missing", "/old", "/teapot", "/files/"] {
         let r = s.get(path);
-        assert!(r.header("date").is_some_and(|d| d.ends_with("GMT")), "{path}: {r:?}");
-        assert!(r.header("server").is_some_and(|v| v.starts_with("webserv")), "{path}");
+        assert!(
+            r.header("date").is_some_and(|d| d.ends_with("GMT")),
+            "{path}: {r:?}"
+        );
+        assert!(
+            r.header("server").is_some_and(|v| v.starts_with("webserv")),
+            "{path}"
+        );
         assert!(r.header("content-length").is_some(), "{path}");
     }
 }
@@ -185,7 +215,9 @@ fn keep_alive_and_http10_rules() {
     let s = server();
     let mut stream = s.connect();
     for _ in 0..3 {
-        stream.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let r = read_response(&mut stream, false);
         assert_eq!(r.status, 200);
         assert_eq!(r.header("connection"), Some("keep-alive"));
@@ -195,7 +227,9 @@ fn keep_alive_and_http10_rules() {
     assert!(String::from_utf8_lossy(&raw).contains("Connection: close"));
     let mut stream = s.connect();
     for _ in 0..2 {
-        stream.write_all(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut stream, false).status, 200);
     }
 }
@@ -208,7 +242,10 @@ fn pipelined_requests_are_answered_in_order() {
         .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\nGET /missing HTTP/1.1\r\nHost: a\r\n\r\nGET /exact HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .unwrap();
     let raw = String::from_utf8_lossy(&read_to_close(&mut stream)).into_owned();
-    let statuses: Vec<&str> = raw.match_indices("HTTP/1.1 ").map(|(i, _)| &raw[i + 9..i + 12]).collect();
+    let statuses: Vec<&str> = raw
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &raw[i + 9..i + 12])
+        .collect();
     assert_eq!(statuses, ["200", "404", "200"], "{raw}");
     assert!(raw.ends_with("exact"));
 }
@@ -251,7 +288,9 @@ fn idle_keep_alive_connection_is_closed() {
         &[("index.html", b"x")],
     );
     let mut stream = s.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut stream, false).status, 200);
     let mut buf = [0u8; 16];
     assert_eq!(stream.read(&mut buf).expect("closed, not timed out"), 0);
@@ -259,7 +298,10 @@ fn idle_keep_alive_connection_is_closed() {
 
 #[test]
 fn keepalive_zero_disables_keep_alive() {
-    let s = Server::start("server { listen 127.0.0.1:{port}; root {dir}; keepalive_timeout 0; }", &[("index.html", b"x")]);
+    let s = Server::start(
+        "server { listen 127.0.0.1:{port}; root {dir}; keepalive_timeout 0; }",
+        &[("index.html", b"x")],
+    );
     let raw = s.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(String::from_utf8_lossy(&raw).contains("Connection: close"));
 }
@@ -274,10 +316,15 @@ fn static_file_has_type_length_and_validators() {
     assert_eq!(r.body, b"hello, world\n");
     assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(r.header("content-length"), Some("13"));
-    assert!(r.header("last-modified").is_some_and(|v| v.ends_with("GMT")));
+    assert!(r
+        .header("last-modified")
+        .is_some_and(|v| v.ends_with("GMT")));
     assert!(r.header("etag").is_some_and(|v| v.starts_with('"')));
     assert_eq!(s.get("/style.css").header("content-type"), Some("text/css"));
-    assert_eq!(s.get("/blob.unknownext").header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        s.get("/blob.unknownext").header("content-type"),
+        Some("application/octet-stream")
+    );
 }
 
 #[test]
@@ -289,8 +336,19 @@ fn conditional_requests_get_304() {
     let not_modified = get_with(&s, "/hello.txt", &format!("If-None-Match: {etag}\r\n"));
     assert_eq!(not_modified.status, 304);
     assert!(not_modified.body.is_empty());
-    assert_eq!(get_with(&s, "/hello.txt", &format!("If-Modified-Since: {modified}\r\n")).status, 304);
-    assert_eq!(get_with(&s, "/hello.txt", "If-None-Match: \"other\"\r\n").status, 200);
+    assert_eq!(
+        get_with(
+            &s,
+            "/hello.txt",
+            &format!("If-Modified-Since: {modified}\r\n")
+        )
+        .status,
+        304
+    );
+    assert_eq!(
+        get_with(&s, "/hello.txt", "If-None-Match: \"other\"\r\n").status,
+        200
+    );
     // If-None-Match wins over If-Modified-Since.
     let both = format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\n");
     assert_eq!(get_with(&s, "/hello.txt", &both).status, 200);
@@ -321,7 +379,10 @@ fn directories_redirect_index_list_or_forbid() {
     assert_eq!(listing.status, 200);
     let html = listing.text();
     assert!(html.contains("a &lt;&amp;&gt;.txt"), "{html}");
-    assert!(html.find("sub/").unwrap() < html.find("b.txt").unwrap(), "directories first");
+    assert!(
+        html.find("sub/").unwrap() < html.find("b.txt").unwrap(),
+        "directories first"
+    );
     assert_eq!(s.get("/noindex/").status, 403);
 }
 
@@ -358,7 +419,9 @@ fn methods_give_405_with_allow() {
     let head = s.send(b"HEAD /get-only/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!(head.status, 405);
     assert_eq!(head.header("allow"), Some("GET"));
-    let post = s.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+    let post = s.send(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
     assert_eq!(post.status, 405, "POST without upload_store or CGI");
 }
 

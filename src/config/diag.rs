@@ -134,7 +134,10 @@ impl Report {
     /// Every diagnostic as `path:line:col: severity: message`, the source
     /// line and a caret under the span, in file order.
     pub fn render_text(&self) -> String {
-        self.diagnostics.iter().map(|d| self.render_one(d)).collect()
+        self.diagnostics
+            .iter()
+            .map(|d| self.render_one(d))
+            .collect()
     }
 
     /// Every diagnostic with its line and column, for `--format json`.

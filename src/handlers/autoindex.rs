@@ -31,7 +31,9 @@ pub fn render(url_path: &str, dir: &Path) -> io::Result<Vec<u8>> {
          <tr><th align=\"left\">Name</th><th align=\"left\">Last modified</th><th>Size</th></tr>\n"
     );
     if url_path != "/" {
-        html.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td class=\"size\">-</td></tr>\n");
+        html.push_str(
+            "<tr><td><a href=\"../\">../</a></td><td></td><td class=\"size\">-</td></tr>\n",
+        );
     }
     for entry in &entries {
         html.push_str(&row(entry));

@@ -14,7 +14,10 @@ use crate::routing::{Location, Server};
 pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply {
     let target = match &location.upload_store {
         Some(store) => {
-            let rest = request.path.strip_prefix(location.uri.as_str()).unwrap_or(&request.path);
+            let rest = request
+                .path
+                .strip_prefix(location.uri.as_str())
+                .unwrap_or(&request.path);
             Some(map_under(store, rest))
         }
         None => map_path(location, &request.path),

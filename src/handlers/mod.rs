@@ -11,10 +11,10 @@ pub mod error_page;
 pub mod static_file;
 pub mod upload;
 
+use crate::handlers::upload::{Upload, UploadError};
 use crate::http::request::Request;
 use crate::http::response::Reply;
 use crate::http::Method;
-use crate::handlers::upload::{Upload, UploadError};
 use crate::routing::{Location, MethodSet, Return, Server};
 
 /// What the server must do next for a request.
@@ -39,9 +39,7 @@ pub fn handle(request: &Request, server: &Server) -> Action {
         return Action::Reply(method_not_allowed(location.methods, server, location));
     }
     match method {
-        Method::Get | Method::Head => {
-            Action::Reply(static_file::get(request, server, location))
-        }
+        Method::Get | Method::Head => Action::Reply(static_file::get(request, server, location)),
         Method::Post | Method::Put => match &location.upload_store {
             Some(store) => {
                 let upload = if method == Method::Put {
@@ -57,7 +55,11 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     }
 }
 
-fn upload_action(upload: Result<Upload, UploadError>, server: &Server, location: &Location) -> Action {
+fn upload_action(
+    upload: Result<Upload, UploadError>,
+    server: &Server,
+    location: &Location,
+) -> Action {
     match upload {
         Ok(upload) => Action::Upload(upload),
         Err(err) => Action::Reply(error_page::reply(err.status(), server, location)),
@@ -69,7 +71,9 @@ fn upload_action(upload: Result<Upload, UploadError>, server: &Server, location:
 fn redirect_or_text(ret: &Return, server: &Server, location: &Location) -> Reply {
     let is_redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
     match &ret.target {
-        Some(url) if is_redirect => error_page::builtin(ret.code).with_header("Location", url.clone()),
+        Some(url) if is_redirect => {
+            error_page::builtin(ret.code).with_header("Location", url.clone())
+        }
         Some(text) => Reply::new(ret.code).with_body("text/plain", text.clone().into_bytes()),
         None if ret.code >= 400 => error_page::reply(ret.code, server, location),
         None => error_page::builtin(ret.code),
@@ -78,6 +82,10 @@ fn redirect_or_text(ret: &Return, server: &Server, location: &Location) -> Reply
 
 /// 405 with the `Allow` header listing what the location accepts.
 pub fn method_not_allowed(methods: MethodSet, server: &Server, location: &Location) -> Reply {
-    let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let allow = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     error_page::reply(405, server, location).with_header("Allow", allow)
 }

@@ -124,7 +124,11 @@ pub fn file_reply(request: &Request, file: File, meta: &Metadata, path: &Path) -
         .map_or(RangeOutcome::Full, |h| parse_range(h, len));
     match range {
         RangeOutcome::Full => Reply {
-            body: Body::File { file, offset: 0, len },
+            body: Body::File {
+                file,
+                offset: 0,
+                len,
+            },
             ..reply
         },
         RangeOutcome::Partial { start, end } => Reply {
@@ -136,13 +140,16 @@ pub fn file_reply(request: &Request, file: File, meta: &Metadata, path: &Path) -
             },
             ..reply.with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
         },
-        RangeOutcome::Unsatisfiable => error_page::builtin(416)
-            .with_header("Content-Range", format!("bytes */{len}")),
+        RangeOutcome::Unsatisfiable => {
+            error_page::builtin(416).with_header("Content-Range", format!("bytes */{len}"))
+        }
     }
 }
 
 /// RFC 9110 §13.1.5: a `Range` counts only if `If-Range` (when present)
 /// still names the current representation.
 fn if_range_holds(request: &Request, etag: &str) -> bool {
-    request.header_str("if-range").is_none_or(|v| v.trim() == etag)
+    request
+        .header_str("if-range")
+        .is_none_or(|v| v.trim() == etag)
 }

@@ -49,9 +49,9 @@ impl UploadError {
 impl From<io::Error> for UploadError {
     fn from(err: io::Error) -> Self {
         match err.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
-                UploadError::Conflict
-            }
+            io::ErrorKind::NotFound
+            | io::ErrorKind::NotADirectory
+            | io::ErrorKind::IsADirectory => UploadError::Conflict,
             _ => UploadError::Io,
         }
     }
@@ -155,9 +155,16 @@ pub struct Upload {
 #[derive(Debug)]
 enum Kind {
     /// PUT: the body replaces `target`.
-    Put { file: TempFile, target: PathBuf },
+    Put {
+        file: TempFile,
+        target: PathBuf,
+    },
     /// POST of a non-multipart body: stored under a new name.
-    Raw { file: TempFile, dir: PathBuf, name: String },
+    Raw {
+        file: TempFile,
+        dir: PathBuf,
+        name: String,
+    },
     Multipart(Box<MultipartUpload>),
 }
 
@@ -175,8 +182,15 @@ struct MultipartUpload {
 
 impl Upload {
     /// PUT `request.path` into `store`.
-    pub fn put(request: &Request, location: &Location, store: &Path) -> Result<Upload, UploadError> {
-        let rest = request.path.strip_prefix(location.uri.as_str()).unwrap_or(&request.path);
+    pub fn put(
+        request: &Request,
+        location: &Location,
+        store: &Path,
+    ) -> Result<Upload, UploadError> {
+        let rest = request
+            .path
+            .strip_prefix(location.uri.as_str())
+            .unwrap_or(&request.path);
         if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
             return Err(UploadError::Conflict);
         }
@@ -194,7 +208,11 @@ impl Upload {
 
     /// POST into `store`: multipart parts by their file names, anything
     /// else under a new unique name.
-    pub fn post(request: &Request, location: &Location, store: &Path) -> Result<Upload, UploadError> {
+    pub fn post(
+        request: &Request,
+        location: &Location,
+        store: &Path,
+    ) -> Result<Upload, UploadError> {
         let url_prefix = format!("{}/", location.uri.trim_end_matches('/'));
         let content_type = request.header_str("content-type").unwrap_or("");
         let kind = match multipart::boundary(content_type) {
@@ -207,7 +225,9 @@ impl Upload {
                 fields: Vec::new(),
                 finished: false,
             })),
-            None if content_type.starts_with("multipart/form-data") => return Err(UploadError::BadBody),
+            None if content_type.starts_with("multipart/form-data") => {
+                return Err(UploadError::BadBody)
+            }
             None => Kind::Raw {
                 file: TempFile::create_in(store)?,
                 dir: store.to_path_buf(),
@@ -273,7 +293,10 @@ impl MultipartUpload {
             used += n;
             match event {
                 Event::Part(info) => {
-                    let name = info.filename.as_deref().and_then(multipart::sanitize_filename);
+                    let name = info
+                        .filename
+                        .as_deref()
+                        .and_then(multipart::sanitize_filename);
                     match name {
                         Some(name) => self.current = Some((TempFile::create_in(&self.dir)?, name)),
                         None => self.fields.push(info.name.unwrap_or_default()),
@@ -321,14 +344,21 @@ fn created(url_prefix: &str, stored: &[String], fields: &[String]) -> Reply {
         .iter()
         .map(|name| {
             let url = format!("{url_prefix}{}", percent_encode_path(name));
-            format!("<li><a href=\"{}\">{}</a></li>\n", html_escape(&url), html_escape(name))
+            format!(
+                "<li><a href=\"{}\">{}</a></li>\n",
+                html_escape(&url),
+                html_escape(name)
+            )
         })
         .collect();
     let ignored = if fields.is_empty() {
         String::new()
     } else {
         let names: Vec<String> = fields.iter().map(|f| html_escape(f)).collect();
-        format!("<p>Fields that are not files (ignored): {}</p>\n", names.join(", "))
+        format!(
+            "<p>Fields that are not files (ignored): {}</p>\n",
+            names.join(", ")
+        )
     };
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Stored</title></head>\n\
@@ -337,7 +367,10 @@ fn created(url_prefix: &str, stored: &[String], fields: &[String]) -> Reply {
     );
     let reply = Reply::new(201).with_body("text/html; charset=utf-8", body.into_bytes());
     match stored.first() {
-        Some(first) => reply.with_header("Location", format!("{url_prefix}{}", percent_encode_path(first))),
+        Some(first) => reply.with_header(
+            "Location",
+            format!("{url_prefix}{}", percent_encode_path(first)),
+        ),
         None => reply,
     }
 }

@@ -197,7 +197,9 @@ impl Request {
     fn resolve_target(&mut self) -> Result<(), HeadError> {
         let raw = &self.head[self.target.clone()];
         let (path_bytes, query) = path::split_target(raw);
-        let host = path::absolute_form_authority(raw).map(clean_host).transpose()?;
+        let host = path::absolute_form_authority(raw)
+            .map(clean_host)
+            .transpose()?;
         let path = path::normalize(path_bytes).map_err(|_| HeadError::BadTarget)?;
         let base = self.head.as_ptr() as usize;
         self.query = query.map(|q| {
@@ -264,7 +266,10 @@ impl Request {
     fn resolve_connection(&mut self) {
         let mut close = false;
         let mut keep_alive = false;
-        for token in self.values("connection").flat_map(|v| v.split(|&b| b == b',')) {
+        for token in self
+            .values("connection")
+            .flat_map(|v| v.split(|&b| b == b','))
+        {
             let token = trim(token);
             close |= token.eq_ignore_ascii_case(b"close");
             keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -293,7 +298,9 @@ fn incomplete(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, H
 /// is 505, anything else a malformed request line.
 fn version_error(buf: &[u8]) -> HeadError {
     let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
-    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
@@ -322,12 +329,17 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 fn clean_host(value: &[u8]) -> Result<String, HeadError> {
     let host = match value {
         [b'[', rest @ ..] => {
-            let end = rest.iter().position(|&b| b == b']').ok_or(HeadError::BadHost)?;
+            let end = rest
+                .iter()
+                .position(|&b| b == b']')
+                .ok_or(HeadError::BadHost)?;
             &value[..end + 2]
         }
         _ => value.split(|&b| b == b':').next().unwrap_or(value),
     };
-    let bad = |b: &u8| matches!(b, b'/' | b'\\' | b'\0') || b.is_ascii_whitespace() || b.is_ascii_control();
+    let bad = |b: &u8| {
+        matches!(b, b'/' | b'\\' | b'\0') || b.is_ascii_whitespace() || b.is_ascii_control()
+    };
     if host.iter().any(bad) || host.starts_with(b".") {
         return Err(HeadError::BadHost);
     }
@@ -336,8 +348,14 @@ fn clean_host(value: &[u8]) -> Result<String, HeadError> {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -415,10 +433,13 @@ mod tests {
 
     #[test]
     fn unknown_and_lowercase_methods_have_no_method() {
-        for input in ["BREW / HTTP/1.1\r\nHost: a\r\n\r\n", "get / HTTP/1.1\r\nHost: a\r\n\r\n"] {
+        for input in [
+            "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
             let r = parse(input).unwrap();
             assert_eq!(r.method, None);
-            assert_eq!(r.method_str(), &input[..4].trim_end()[..]);
+            assert_eq!(r.method_str(), input[..4].trim_end());
         }
     }
 
@@ -426,7 +447,10 @@ mod tests {
     fn keep_alive_rules() {
         let cases: &[(&str, bool)] = &[
             ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
-            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n", false),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+                false,
+            ),
             ("GET / HTTP/1.0\r\n\r\n", false),
             ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
         ];
@@ -446,14 +470,29 @@ mod tests {
     #[test]
     fn limits_give_414_and_431() {
         let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
-        assert_eq!(Request::parse(long_line.as_bytes(), 50).unwrap_err(), HeadError::UriTooLong);
+        assert_eq!(
+            Request::parse(long_line.as_bytes(), 50).unwrap_err(),
+            HeadError::UriTooLong
+        );
         let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
-        assert_eq!(Request::parse(big_head.as_bytes(), 50).unwrap_err(), HeadError::HeadTooLarge);
-        let complete = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(100));
-        assert_eq!(Request::parse(complete.as_bytes(), 50).unwrap_err(), HeadError::HeadTooLarge);
+        assert_eq!(
+            Request::parse(big_head.as_bytes(), 50).unwrap_err(),
+            HeadError::HeadTooLarge
+        );
+        let complete = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(100)
+        );
+        assert_eq!(
+            Request::parse(complete.as_bytes(), 50).unwrap_err(),
+            HeadError::HeadTooLarge
+        );
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: y\r\n")).collect();
         let input = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
-        assert_eq!(Request::parse(input.as_bytes(), MAX).unwrap_err(), HeadError::HeadTooLarge);
+        assert_eq!(
+            Request::parse(input.as_bytes(), MAX).unwrap_err(),
+            HeadError::HeadTooLarge
+        );
     }
 
     #[test]
@@ -461,7 +500,10 @@ mod tests {
         let input = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
         let head_len = input.len() - 3;
         for cut in 0..head_len {
-            assert!(Request::parse(&input[..cut], MAX).unwrap().is_none(), "cut {cut}");
+            assert!(
+                Request::parse(&input[..cut], MAX).unwrap().is_none(),
+                "cut {cut}"
+            );
         }
         let (_, len) = Request::parse(input, MAX).unwrap().unwrap();
         assert_eq!(len, head_len);

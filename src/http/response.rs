@@ -26,7 +26,11 @@ pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     /// `len` bytes of `file` from `offset`.
-    File { file: File, offset: u64, len: u64 },
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// How the body's end is signalled to the client.
@@ -148,7 +152,14 @@ mod tests {
     fn head_has_server_date_length_and_connection() {
         let mut out = Vec::new();
         let headers = [("Content-Type", "text/plain".to_owned())];
-        write_head(&mut out, 200, &headers, Some(Length::Known(5)), "DATE", true);
+        write_head(
+            &mut out,
+            200,
+            &headers,
+            Some(Length::Known(5)),
+            "DATE",
+            true,
+        );
         let expected = format!(
             "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
              Content-Length: 5\r\nConnection: keep-alive\r\n\r\n"

@@ -100,8 +100,15 @@ struct Outgoing {
 
 enum OutBody {
     None,
-    Bytes { data: Vec<u8>, pos: usize },
-    File { file: File, offset: u64, remaining: u64 },
+    Bytes {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    File {
+        file: File,
+        offset: u64,
+        remaining: u64,
+    },
 }
 
 /// What follows a response.
@@ -155,7 +162,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, peer: SocketAddr, table: Arc<RoutingTable>, socket_index: usize, now: Instant) -> Conn {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        table: Arc<RoutingTable>,
+        socket_index: usize,
+        now: Instant,
+    ) -> Conn {
         let server = table.sockets[socket_index].default_server;
         let mut conn = Conn {
             socket,
@@ -285,7 +298,15 @@ impl Conn {
         if let Framing::Length(n) = request.framing {
             if limit.is_some_and(|max| n > max) {
                 let reply = error_page::reply(413, server, location);
-                return self.respond(Some(&request), reply, Ending { close: true, linger: true }, cx);
+                return self.respond(
+                    Some(&request),
+                    reply,
+                    Ending {
+                        close: true,
+                        linger: true,
+                    },
+                    cx,
+                );
             }
         }
         match handlers::handle(&request, server) {
@@ -311,17 +332,35 @@ impl Conn {
     }
 
     /// Sends `reply` once the request's body, if any, has been discarded.
-    fn reply_after_body(&mut self, request: Request, reply: Reply, limit: Option<u64>, cx: &mut Cx) {
+    fn reply_after_body(
+        &mut self,
+        request: Request,
+        reply: Reply,
+        limit: Option<u64>,
+        cx: &mut Cx,
+    ) {
         match request.framing {
-            Framing::None | Framing::Length(0) => {
-                self.respond(Some(&request), reply, Ending { close: false, linger: false }, cx)
-            }
+            Framing::None | Framing::Length(0) => self.respond(
+                Some(&request),
+                reply,
+                Ending {
+                    close: false,
+                    linger: false,
+                },
+                cx,
+            ),
             // The client waits for 100 Continue before sending the body: it
             // gets the final answer at once and will not send it. The
             // connection cannot know, so it closes.
-            _ if request.expect_continue => {
-                self.respond(Some(&request), reply, Ending { close: true, linger: true }, cx)
-            }
+            _ if request.expect_continue => self.respond(
+                Some(&request),
+                reply,
+                Ending {
+                    close: true,
+                    linger: true,
+                },
+                cx,
+            ),
             Framing::Length(_) | Framing::Chunked => {
                 self.read_body(request, Sink::Discard(reply), limit);
             }
@@ -394,7 +433,15 @@ impl Conn {
                 error_page::reply(err.status(), server, server.select_location(&request.path))
             }),
         };
-        self.respond(Some(&request), reply, Ending { close: false, linger: false }, cx)
+        self.respond(
+            Some(&request),
+            reply,
+            Ending {
+                close: false,
+                linger: false,
+            },
+            cx,
+        )
     }
 
     // --- responses ------------------------------------------------------
@@ -413,7 +460,15 @@ impl Conn {
             None => &server.fallback,
         };
         let reply = error_page::reply(status, server, location);
-        self.respond(request.as_ref(), reply, Ending { close: true, linger }, cx);
+        self.respond(
+            request.as_ref(),
+            reply,
+            Ending {
+                close: true,
+                linger,
+            },
+            cx,
+        );
     }
 
     /// Writes the head of `reply` and moves to [`Phase::Write`].
@@ -423,11 +478,18 @@ impl Conn {
             && request.is_some_and(|r| r.keep_alive)
             && !server.limits.keepalive_timeout.is_zero()
             && !self.draining
-            && !(self.peer_closed && self.input.is_empty());
+            && (!self.peer_closed || !self.input.is_empty());
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
         let mut head = Vec::with_capacity(256);
         let date = cx.date.get(SystemTime::now());
-        write_head(&mut head, reply.status, &reply.headers, length, date, keep_alive);
+        write_head(
+            &mut head,
+            reply.status,
+            &reply.headers,
+            length,
+            date,
+            keep_alive,
+        );
         let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
         cx.logs.access(
             &server.access_log,
@@ -504,7 +566,9 @@ impl Conn {
             After::Linger => {
                 let _ = self.socket.shutdown(Shutdown::Write);
                 self.input = InBuf::default();
-                self.phase = Phase::Linger { until: cx.now + LINGER };
+                self.phase = Phase::Linger {
+                    until: cx.now + LINGER,
+                };
                 Step::Progress
             }
         }
@@ -592,11 +656,19 @@ fn write_some(socket: &mut TcpStream, out: &mut Outgoing) -> io::Result<usize> {
         }
         OutBody::File { .. } | OutBody::None if !head.is_empty() => {
             let more = matches!(&out.body, OutBody::File { remaining, .. } if *remaining > 0);
-            let n = if more { sys::send_more(socket, head)? } else { socket.write(head)? };
+            let n = if more {
+                sys::send_more(socket, head)?
+            } else {
+                socket.write(head)?
+            };
             out.written += n;
             Ok(n)
         }
-        OutBody::File { file, offset, remaining } if *remaining > 0 => {
+        OutBody::File {
+            file,
+            offset,
+            remaining,
+        } if *remaining > 0 => {
             let n = sys::sendfile(socket, file, offset, *remaining)?;
             if n == 0 {
                 // The file shrank under us: the promised length cannot be

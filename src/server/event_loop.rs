@@ -73,7 +73,8 @@ impl EventLoop {
     /// Binds every listen address of `table`.
     pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
         let poll = Poll::new().context("creating the poll")?;
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
@@ -95,7 +96,8 @@ impl EventLoop {
         };
         let table = Arc::clone(&event_loop.table);
         for (index, socket) in table.sockets.iter().enumerate() {
-            let listener = bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+            let listener =
+                bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
             event_loop.add_listener(listener, socket.addr, &table, index)?;
         }
         Ok(event_loop)
@@ -119,10 +121,14 @@ impl EventLoop {
                     return Ok(());
                 }
             }
-            let timeout = [self.timers.timeout(now), self.shutdown_at.map(|at| at - now), self.accept_retry_in(now)]
-                .into_iter()
-                .flatten()
-                .min();
+            let timeout = [
+                self.timers.timeout(now),
+                self.shutdown_at.map(|at| at - now),
+                self.accept_retry_in(now),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -221,7 +227,12 @@ impl EventLoop {
             let (mut stream, peer) = match listener.socket.accept() {
                 Ok(pair) => pair,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
                     self.logs.error(format_args!("accept: {err}; pausing"));
                     self.accept_paused = Some(now + ACCEPT_RETRY);
                     return;
@@ -233,21 +244,29 @@ impl EventLoop {
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             let token = Token(CONN_BASE + key * KINDS + CLIENT);
-            if let Err(err) = self
-                .poll
-                .registry()
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            {
-                self.logs.error(format_args!("registering a connection: {err}"));
+            if let Err(err) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                self.logs
+                    .error(format_args!("registering a connection: {err}"));
                 continue;
             }
-            let conn = entry.insert(Conn::new(stream, peer, Arc::clone(&listener.table), listener.index, now));
+            let conn = entry.insert(Conn::new(
+                stream,
+                peer,
+                Arc::clone(&listener.table),
+                listener.index,
+                now,
+            ));
             self.timers.sync(key, &mut conn.deadline);
         }
     }
 
     fn accept_retry_in(&self, now: Instant) -> Option<Duration> {
-        self.accept_paused.map(|at| at.saturating_duration_since(now))
+        self.accept_paused
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// Accepts again once below `max_connections` or after the retry delay.
@@ -255,7 +274,9 @@ impl EventLoop {
         let Some(at) = self.accept_paused else {
             return;
         };
-        if self.shutdown_at.is_some() || (now < at && self.conns.len() >= self.table.max_connections) {
+        if self.shutdown_at.is_some()
+            || (now < at && self.conns.len() >= self.table.max_connections)
+        {
             return;
         }
         self.accept_paused = None;
@@ -265,7 +286,13 @@ impl EventLoop {
         }
     }
 
-    fn add_listener(&mut self, mut socket: TcpListener, addr: SocketAddr, table: &Arc<RoutingTable>, index: usize) -> anyhow::Result<()> {
+    fn add_listener(
+        &mut self,
+        mut socket: TcpListener,
+        addr: SocketAddr,
+        table: &Arc<RoutingTable>,
+        index: usize,
+    ) -> anyhow::Result<()> {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
         anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
@@ -273,7 +300,10 @@ impl EventLoop {
             .registry()
             .register(&mut socket, token, Interest::READABLE)
             .with_context(|| format!("registering {addr}"))?;
-        println!("webserv: listening on http://{}", socket.local_addr().unwrap_or(addr));
+        println!(
+            "webserv: listening on http://{}",
+            socket.local_addr().unwrap_or(addr)
+        );
         entry.insert(Listener {
             socket,
             addr,
@@ -346,7 +376,8 @@ impl EventLoop {
         let mut fresh = Vec::new();
         for (index, socket) in table.sockets.iter().enumerate() {
             if !self.listeners.iter().any(|(_, l)| l.addr == socket.addr) {
-                let listener = bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+                let listener =
+                    bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
                 fresh.push((listener, socket.addr, index));
             }
         }

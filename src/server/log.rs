@@ -46,7 +46,9 @@ impl Logs {
                         .create(true)
                         .append(true)
                         .open(path)
-                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                        .map_err(|e| {
+                            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                        })?;
                     files.insert(path.clone(), file);
                 }
             }
@@ -66,7 +68,10 @@ impl Logs {
     }
 
     pub fn error(&mut self, message: fmt::Arguments) {
-        let line = format!("{} [error] {message}\n", Local::now().format("%Y/%m/%d %H:%M:%S"));
+        let line = format!(
+            "{} [error] {message}\n",
+            Local::now().format("%Y/%m/%d %H:%M:%S")
+        );
         let target = self.error.clone();
         self.write(&target, line.as_bytes());
     }

@@ -28,8 +28,14 @@ pub fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
 
 /// Copies up to `count` bytes of `file` from `*offset` to `socket` in the
 /// kernel, advancing `*offset` by what was sent.
-pub fn sendfile(socket: &impl AsRawFd, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
-    let mut off = libc::off_t::try_from(*offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+pub fn sendfile(
+    socket: &impl AsRawFd,
+    file: &File,
+    offset: &mut u64,
+    count: u64,
+) -> io::Result<usize> {
+    let mut off =
+        libc::off_t::try_from(*offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // Linux sends at most 0x7ffff000 bytes per call anyway.
     let count = count.min(0x7fff_f000) as usize;
     // SAFETY: both fds are owned by live objects for the duration of the

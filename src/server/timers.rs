@@ -47,7 +47,9 @@ impl Timers {
 
     /// How long the poll may sleep.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.set.first().map(|&(at, _)| at.saturating_duration_since(now))
+        self.set
+            .first()
+            .map(|&(at, _)| at.saturating_duration_since(now))
     }
 
     /// Removes and returns the key of the earliest entry due at `now`. The
@@ -79,8 +81,10 @@ mod tests {
     fn later_moves_are_lazy_and_earlier_moves_replace() {
         let mut timers = Timers::default();
         let t0 = Instant::now();
-        let mut d = Deadline::default();
-        d.want = Some(t0 + Duration::from_secs(10));
+        let mut d = Deadline {
+            want: Some(t0 + Duration::from_secs(10)),
+            ..Deadline::default()
+        };
         timers.sync(1, &mut d);
         d.want = Some(t0 + Duration::from_secs(20));
         timers.sync(1, &mut d);

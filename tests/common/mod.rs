@@ -108,7 +108,10 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        self.send(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
     }
 
     /// Waits (bounded) for the process to exit and returns its status code.
@@ -171,7 +174,9 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     pub fn text(&self) -> String {
@@ -182,7 +187,10 @@ impl Response {
 /// Reads one response: head, then a body framed by `Content-Length`,
 /// chunked, or the end of the connection.
 pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
-    let mut reader = ByteReader { stream, buf: Vec::new() };
+    let mut reader = ByteReader {
+        stream,
+        buf: Vec::new(),
+    };
     let head = reader.until(b"\r\n\r\n");
     let text = String::from_utf8(head).expect("utf-8 head");
     let mut lines = text.split("\r\n");
@@ -203,14 +211,25 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
         Vec::new()
     } else if let Some(len) = headers.get("content-length") {
         reader.exactly(len.parse().expect("numeric length"))
-    } else if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+    } else if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v == "chunked")
+    {
         reader.chunked()
     } else {
         reader.rest()
     };
     // Hand back unread bytes: tests that pipeline read one at a time.
-    assert!(reader.buf.is_empty(), "bytes after the response: {:?}", String::from_utf8_lossy(&reader.buf));
-    Response { status, headers, body }
+    assert!(
+        reader.buf.is_empty(),
+        "bytes after the response: {:?}",
+        String::from_utf8_lossy(&reader.buf)
+    );
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 struct ByteReader<'a> {
@@ -238,7 +257,11 @@ impl ByteReader<'_> {
                 self.buf.drain(..i + delim.len());
                 return out;
             }
-            assert!(self.fill(), "connection closed before {delim:?}: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.fill(),
+                "connection closed before {delim:?}: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         }
     }
 
@@ -255,7 +278,8 @@ impl ByteReader<'_> {
         let mut body = Vec::new();
         loop {
             let line = String::from_utf8(self.until(b"\r\n")).expect("size line");
-            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .expect("hex size");
             if size == 0 {
                 self.until(b"\r\n");
                 return body;
