@@ -1,0 +1,74 @@
+# webserv: 42 targets (all clean fclean re) plus test, lint, fmt-check, bench.
+
+NAME        := webserv
+CARGO       ?= cargo
+PYTHON      ?= python3
+RELEASE_BIN := target/release/$(NAME)
+PY_REQS     := tests/python/requirements.txt
+# Debian package names; each also names the command that tells it is installed.
+APT_PKGS    := php-cgi perl
+# apt-get needs root: use sudo only when we are not root already.
+SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all $(NAME) clean fclean re test deps py-deps apt-deps fmt-check lint \
+        build-release cargo-test py-test bench
+
+all: $(NAME)
+
+# Always delegate to cargo: it knows when the binary is out of date.
+$(NAME): build-release
+	cp $(RELEASE_BIN) $(NAME)
+
+build-release:
+	$(CARGO) build --release
+
+clean:
+	$(CARGO) clean
+
+fclean: clean
+	rm -f $(NAME)
+
+re: fclean
+	$(MAKE) all
+
+# ---- tests ---------------------------------------------------------------
+
+# Order matters: cheap checks first, so CI fails fast (and never in parallel).
+.NOTPARALLEL:
+test: deps fmt-check lint build-release cargo-test py-test
+
+deps: py-deps apt-deps
+
+# pip is a no-op when the requirements are already satisfied. Debian's
+# system Python refuses plain installs (PEP 668): retry as --user there.
+py-deps:
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PKGS=python3-pip
+	@$(PYTHON) -m pip install -q --disable-pip-version-check -r $(PY_REQS) 2>/dev/null \
+	  || $(PYTHON) -m pip install -q --disable-pip-version-check --user --break-system-packages -r $(PY_REQS)
+
+# The CGI tests need php-cgi and perl; install them only when missing.
+apt-deps:
+	@missing=""; \
+	for cmd in $(APT_PKGS); do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory apt-install PKGS="$$missing"; fi
+
+.PHONY: apt-install
+apt-install:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PKGS)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+cargo-test:
+	$(CARGO) test --release
+
+# The Python suite drives the release binary built above.
+py-test: build-release
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" $(PYTHON) -m pytest -q tests/python
+
+bench: build-release
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/run.sh

@@ -1,0 +1,31 @@
+// webserv demo: annotate every link marked data-probe with the status this
+// server answers for it (a HEAD request, redirects not followed). The
+// attribute's value, when set, is the expected status (e.g. 404 for /missing).
+"use strict";
+
+function badge(link, text, ok) {
+  const span = document.createElement("span");
+  span.className = "probe " + (ok ? "ok" : "bad");
+  span.textContent = text;
+  link.after(span);
+}
+
+async function probe(link) {
+  const expected = link.dataset.probe;
+  try {
+    const res = await fetch(link.href, { method: "HEAD", redirect: "manual", cache: "no-store" });
+    // A redirect that is not followed is an opaque response with status 0.
+    if (res.type === "opaqueredirect") {
+      badge(link, "3xx", !expected || expected.startsWith("3"));
+    } else {
+      const ok = expected ? String(res.status) === expected : res.status < 400;
+      badge(link, String(res.status), ok);
+    }
+  } catch (err) {
+    badge(link, "unreachable", false);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("a[data-probe]").forEach(probe);
+});
