@@ -6,11 +6,13 @@
 //! so `error_page` and the built-in pages apply everywhere alike.
 
 pub mod autoindex;
+pub mod cgi;
 pub mod delete;
 pub mod error_page;
 pub mod static_file;
 pub mod upload;
 
+use crate::handlers::cgi::Script;
 use crate::handlers::upload::{Upload, UploadError};
 use crate::http::request::Request;
 use crate::http::response::Reply;
@@ -22,11 +24,11 @@ use crate::routing::{Location, MethodSet, Return, Server};
 pub enum Action {
     /// Send this reply (after reading and discarding any request body).
     Reply(Reply),
-    /// Read the body into this upload, then send what it answers.
+        /// Read the body into this upload, then send what it answers.
     Upload(Upload),
-}
-
-/// Routes `request` within `server` (SPEC §3, §4).
+    /// Run this CGI script.
+    Cgi(Script),
+}/// Routes `request` within `server` (SPEC §3, §4).
 pub fn handle(request: &Request, server: &Server) -> Action {
     let location = server.select_location(&request.path);
     let Some(method) = request.method else {
@@ -37,6 +39,11 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     }
     if !location.methods.contains(method) {
         return Action::Reply(method_not_allowed(location.methods, server, location));
+    }
+        if matches!(method, Method::Get | Method::Head | Method::Post) {
+        if let Some(script) = cgi_script(request, location) {
+            return Action::Cgi(script);
+        }
     }
     match method {
         Method::Get | Method::Head => Action::Reply(static_file::get(request, server, location)),
@@ -55,8 +62,21 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     }
 }
 
-fn upload_action(
-    upload: Result<Upload, UploadError>,
+/// The CGI script `request` names: the path itself, or for a directory
+/// the first existing `index` file, when its extension has a `cgi` handler.
+fn cgi_script(request: &Request, location: &Location) -> Option<Script> {
+    if location.cgi.is_empty() {
+        return None;
+    }
+    if !request.path.ends_with('/') {
+        return cgi::find_script(location, &request.path);
+    }
+    let dir = static_file::map_path(location, &request.path)?;
+    let index = location.index.iter().find(|name| dir.join(name).is_file())?;
+    cgi::find_script(location, &format!("{}{index}", request.path))
+}
+
+fn upload_action(upload: Result<Upload, UploadError>,
     server: &Server,
     location: &Location,
 ) -> Action {

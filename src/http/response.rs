@@ -103,15 +103,25 @@ pub fn write_head(
     date: &str,
     keep_alive: bool,
 ) {
+    write_head_start(out, status, date);
+    for (name, value) in headers {
+        write_header(out, name, value.as_bytes());
+    }
+    write_head_end(out, length, keep_alive);
+}
+
+/// The status line, `Server` and `Date`: the start of every head.
+pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: &str) {
     write_status_line(out, status);
     out.extend_from_slice(b"Server: ");
     out.extend_from_slice(SERVER.as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        write_header(out, name, value.as_bytes());
-    }
+}
+
+/// The framing header, `Connection` and the blank line: the end of a head.
+pub fn write_head_end(out: &mut Vec<u8>, length: Option<Length>, keep_alive: bool) {
     match length {
         Some(Length::Known(n)) => {
             out.extend_from_slice(b"Content-Length: ");

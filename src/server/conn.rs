@@ -1,31 +1,37 @@
 //! One client connection: an explicit state machine moved forward by
 //! readiness events and deadlines.
 //!
-//! mio is edge-triggered, so the connection remembers whether its socket
-//! may still be readable or writable (`readable`, `writable`: cleared only
-//! by `WouldBlock`) and [`Conn::drive`] steps the current [`Phase`] until
+//! mio is edge-triggered, so the connection remembers whether each of its
+//! sources may still be readable or writable (cleared only by
+//! `WouldBlock`), and [`Conn::drive`] steps the current [`Phase`] until
 //! nothing more can happen without a new event.
 //!
 //! Phases, in the order a request goes through them:
 //! 1. [`Phase::Head`]: read until a whole request head is buffered, parse
 //!    it, route it, and pick what to do with the body;
-//! 2. [`Phase::Body`]: decode the body (length or chunked) into a sink,
-//!    within `client_max_body_size`;
-//! 3. [`Phase::Write`]: write the response head and body (bytes, or a file
-//!    with `sendfile`), then back to `Head` (keep-alive, pipelined requests
+//! 2. [`Phase::Body`]: decode the body (length or chunked) into a sink (an
+//!    upload, a spool file for CGI, or nowhere), within
+//!    `client_max_body_size`;
+//! 3. [`Phase::Cgi`]: a script runs, fed and relayed both ways at once;
+//! 4. [`Phase::Write`]: write the response head and body (bytes, or a file
+//!    with `sendfile`), then back to `Head` (keep-alive; pipelined requests
 //!    are answered from what is already buffered), or close;
-//! 4. [`Phase::Linger`]: after an error that closes while the client may
+//! 5. [`Phase::Linger`]: after an error that closes while the client may
 //!    still be sending, read and discard for a short while so the client
 //!    sees the response rather than a reset (as nginx does).
 
-use std::fs::File;
-use std::io::{self, IoSlice, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Read, Seek, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpStream;
+use mio::{Registry, Token};
 
+use crate::handlers::cgi::{self, Script};
 use crate::handlers::upload::Upload;
 use crate::handlers::{self, error_page, Action};
 use crate::http::body::BodyDecoder;
@@ -34,6 +40,7 @@ use crate::http::date::DateCache;
 use crate::http::request::{Framing, Request};
 use crate::http::response::{write_head, Body, Length, Reply};
 use crate::routing::{Limits, RoutingTable, Server};
+use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
 use crate::server::sys;
 use crate::server::timers::Deadline;
@@ -42,6 +49,28 @@ use crate::server::timers::Deadline;
 const LINGER: Duration = Duration::from_secs(2);
 /// The most body bytes buffered from the socket at once.
 const BODY_BUFFER: usize = 64 * 1024;
+/// How many CGI local redirects one request may follow.
+const MAX_REDIRECTS: u8 = 5;
+
+/// Which of a connection's sources an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    CgiStdin,
+    CgiStdout,
+}
+
+impl Source {
+    pub const COUNT: usize = 3;
+
+    pub fn from_index(i: usize) -> Option<Source> {
+        [Source::Client, Source::CgiStdin, Source::CgiStdout].get(i).copied()
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// What the event loop shares with a connection while it runs.
 pub struct Cx<'a> {
@@ -50,6 +79,11 @@ pub struct Cx<'a> {
     pub scratch: &'a mut [u8],
     pub date: &'a mut DateCache,
     pub logs: &'a mut Logs,
+    pub registry: &'a Registry,
+    /// Children whose exit is still to be collected.
+    pub reaper: &'a mut Vec<Child>,
+    /// The token of `source` of connection `key`.
+    pub token: fn(usize, Source) -> Token,
 }
 
 /// Whether the connection stays after an event.
@@ -68,6 +102,7 @@ enum Step {
 enum Phase {
     Head,
     Body(Box<BodyRead>),
+    Cgi(Box<CgiRun>),
     Write(Box<Outgoing>),
     Linger { until: Instant },
 }
@@ -88,6 +123,8 @@ enum Sink {
     /// The handler does not need the body: read it, then send this reply.
     Discard(Reply),
     Upload(Upload),
+    /// A chunked body for a CGI script, de-chunked into an unnamed file.
+    Spool { file: File, script: Script },
 }
 
 /// A response being written.
@@ -100,15 +137,8 @@ struct Outgoing {
 
 enum OutBody {
     None,
-    Bytes {
-        data: Vec<u8>,
-        pos: usize,
-    },
-    File {
-        file: File,
-        offset: u64,
-        remaining: u64,
-    },
+    Bytes { data: Vec<u8>, pos: usize },
+    File { file: File, offset: u64, remaining: u64 },
 }
 
 /// What follows a response.
@@ -129,40 +159,73 @@ struct Ending {
     linger: bool,
 }
 
+const KEEP: Ending = Ending {
+    close: false,
+    linger: false,
+};
+const CLOSE: Ending = Ending {
+    close: true,
+    linger: false,
+};
+const LINGER_CLOSE: Ending = Ending {
+    close: true,
+    linger: true,
+};
+
 /// Bytes read from the socket and not yet consumed.
 #[derive(Default)]
-struct InBuf {
+pub struct InBuf {
     buf: Vec<u8>,
     start: usize,
 }
 
+/// The client's side of a connection: its socket, what was read from it,
+/// and what its readiness is known to be.
+pub struct Client {
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    pub input: InBuf,
+    pub readable: bool,
+    pub writable: bool,
+    /// A read returned end of file (or failed).
+    pub peer_closed: bool,
+    /// The last read or write that moved data.
+    pub last_activity: Instant,
+}
+
+/// The outcome of one read from the client.
+enum ReadOutcome {
+    Data,
+    Blocked,
+    Closed,
+}
+
 pub struct Conn {
-    socket: TcpStream,
-    peer: SocketAddr,
+    key: usize,
+    client: Client,
     table: Arc<RoutingTable>,
     /// The listen socket (index in `table.sockets`) it was accepted on.
     socket_index: usize,
     /// The server of the current request (the socket's default until the
     /// head is parsed).
     server: usize,
-    input: InBuf,
-    readable: bool,
-    writable: bool,
-    peer_closed: bool,
     /// Shutting down: close after the response in flight.
     draining: bool,
+    /// The current request left the input out of step (an unread body):
+    /// close after its response.
+    close_after: bool,
     phase: Phase,
     requests: u64,
+    redirects: u8,
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
-    /// The last read or write that moved data.
-    last_activity: Instant,
     pub deadline: Deadline,
 }
 
 impl Conn {
     pub fn new(
+        key: usize,
         socket: TcpStream,
         peer: SocketAddr,
         table: Arc<RoutingTable>,
@@ -171,21 +234,26 @@ impl Conn {
     ) -> Conn {
         let server = table.sockets[socket_index].default_server;
         let mut conn = Conn {
-            socket,
-            peer,
+            key,
+            client: Client {
+                socket,
+                peer,
+                input: InBuf::default(),
+                readable: false,
+                writable: false,
+                peer_closed: false,
+                last_activity: now,
+            },
             table,
             socket_index,
             server,
-            input: InBuf::default(),
-            readable: false,
-            writable: false,
-            peer_closed: false,
             draining: false,
+            close_after: false,
             phase: Phase::Head,
             requests: 0,
+            redirects: 0,
             accepted_at: now,
             head_started: None,
-            last_activity: now,
             deadline: Deadline::default(),
         };
         conn.refresh_deadline();
@@ -193,24 +261,36 @@ impl Conn {
     }
 
     pub fn socket(&mut self) -> &mut TcpStream {
-        &mut self.socket
+        &mut self.client.socket
     }
 
-    /// The socket reported readiness.
-    pub fn on_ready(&mut self, readable: bool, writable: bool, cx: &mut Cx) -> Verdict {
-        self.readable |= readable;
-        self.writable |= writable;
+    /// One of the connection's sources reported readiness.
+    pub fn on_ready(&mut self, source: Source, readable: bool, writable: bool, cx: &mut Cx) -> Verdict {
+        match (source, &mut self.phase) {
+            (Source::Client, _) => {
+                self.client.readable |= readable;
+                self.client.writable |= writable;
+            }
+            (Source::CgiStdin, Phase::Cgi(run)) => run.stdin_ready(),
+            (Source::CgiStdout, Phase::Cgi(run)) => run.stdout_ready(),
+            // A pipe of a run that already ended.
+            (Source::CgiStdin | Source::CgiStdout, _) => return Verdict::Keep,
+        }
         self.run(cx)
     }
 
     /// The connection's deadline passed.
     pub fn on_timeout(&mut self, cx: &mut Cx) -> Verdict {
-        match &self.phase {
+        match &mut self.phase {
             // A request that started but did not finish in time gets 408;
             // an idle connection is simply closed.
-            Phase::Head if self.head_started.is_some() => self.fail(408, false, cx),
-            Phase::Body(_) => self.fail(408, false, cx),
-            Phase::Head | Phase::Write(_) | Phase::Linger { .. } => return Verdict::Close,
+            Phase::Head if self.head_started.is_some() => self.fail(408, CLOSE, cx),
+            Phase::Body(_) => self.fail(408, CLOSE, cx),
+            Phase::Cgi(run) if !run.responded() => self.fail(504, CLOSE, cx),
+            Phase::Head | Phase::Cgi(_) | Phase::Write(_) | Phase::Linger { .. } => {
+                self.release(cx);
+                return Verdict::Close;
+            }
         }
         self.run(cx)
     }
@@ -221,8 +301,19 @@ impl Conn {
         self.run(cx)
     }
 
+    /// The connection is closing: kill and hand over what it still runs.
+    pub fn release(&mut self, cx: &mut Cx) {
+        if let Phase::Cgi(run) = &mut self.phase {
+            run.abandon(cx.registry, cx.reaper);
+        }
+        self.phase = Phase::Head;
+    }
+
     fn run(&mut self, cx: &mut Cx) -> Verdict {
         let verdict = self.drive(cx);
+        if verdict == Verdict::Close {
+            self.release(cx);
+        }
         self.refresh_deadline();
         verdict
     }
@@ -232,6 +323,7 @@ impl Conn {
             let step = match self.phase {
                 Phase::Head => self.step_head(cx),
                 Phase::Body(_) => self.step_body(cx),
+                Phase::Cgi(_) => self.step_cgi(cx),
                 Phase::Write(_) => self.step_write(cx),
                 Phase::Linger { .. } => self.step_linger(cx),
             };
@@ -249,14 +341,16 @@ impl Conn {
 
     fn refresh_deadline(&mut self) {
         let limits = self.limits();
+        let last = self.client.last_activity;
         self.deadline.want = Some(match &self.phase {
             Phase::Head => match self.head_started {
                 Some(at) => at + limits.client_header_timeout,
                 None if self.requests == 0 => self.accepted_at + limits.client_header_timeout,
-                None => self.last_activity + limits.keepalive_timeout,
+                None => last + limits.keepalive_timeout,
             },
-            Phase::Body(_) => self.last_activity + limits.client_body_timeout,
-            Phase::Write(_) => self.last_activity + limits.send_timeout,
+            Phase::Body(_) => last + limits.client_body_timeout,
+            Phase::Cgi(run) => run.last_progress.max(last) + run.timeout,
+            Phase::Write(_) => last + limits.send_timeout,
             Phase::Linger { until } => *until,
         });
     }
@@ -265,31 +359,36 @@ impl Conn {
 
     fn step_head(&mut self, cx: &mut Cx) -> Step {
         let max_head = self.limits().client_max_header_size;
-        if !self.input.is_empty() {
+        if !self.client.input.is_empty() {
             self.head_started.get_or_insert(cx.now);
-            match Request::parse(self.input.data(), max_head) {
+            match Request::parse(self.client.input.data(), max_head) {
                 Ok(Some((request, len))) => {
-                    self.input.consume(len);
+                    self.client.input.consume(len);
+                    self.requests += 1;
+                    self.redirects = 0;
+                    self.close_after = false;
                     self.start_request(request, cx);
                     return Step::Progress;
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    self.fail(err.status(), true, cx);
+                    self.fail(err.status(), LINGER_CLOSE, cx);
                     return Step::Progress;
                 }
             }
         }
-        if self.peer_closed || (self.draining && self.input.is_empty()) {
+        if self.client.peer_closed || (self.draining && self.client.input.is_empty()) {
             return Step::Close;
         }
-        let room = max_head.saturating_sub(self.input.len()).max(1);
-        self.read(room, cx)
+        let room = max_head.saturating_sub(self.client.input.len()).max(1);
+        match self.client.read(room, cx) {
+            ReadOutcome::Data | ReadOutcome::Closed => Step::Progress,
+            ReadOutcome::Blocked => Step::Blocked,
+        }
     }
 
     /// Routes a parsed head and moves to the phase its handler needs.
     fn start_request(&mut self, request: Request, cx: &mut Cx) {
-        self.requests += 1;
         let table = Arc::clone(&self.table);
         self.server = table.server_for(self.socket_index, request.host.as_deref());
         let server = &table.servers[self.server];
@@ -298,20 +397,13 @@ impl Conn {
         if let Framing::Length(n) = request.framing {
             if limit.is_some_and(|max| n > max) {
                 let reply = error_page::reply(413, server, location);
-                return self.respond(
-                    Some(&request),
-                    reply,
-                    Ending {
-                        close: true,
-                        linger: true,
-                    },
-                    cx,
-                );
+                return self.respond(Some(&request), reply, LINGER_CLOSE, cx);
             }
         }
         match handlers::handle(&request, server) {
             Action::Reply(reply) => self.reply_after_body(request, reply, limit, cx),
             Action::Upload(upload) => self.read_body(request, Sink::Upload(upload), limit),
+            Action::Cgi(script) => self.start_cgi(request, script, limit, cx),
         }
     }
 
@@ -332,35 +424,13 @@ impl Conn {
     }
 
     /// Sends `reply` once the request's body, if any, has been discarded.
-    fn reply_after_body(
-        &mut self,
-        request: Request,
-        reply: Reply,
-        limit: Option<u64>,
-        cx: &mut Cx,
-    ) {
+    fn reply_after_body(&mut self, request: Request, reply: Reply, limit: Option<u64>, cx: &mut Cx) {
         match request.framing {
-            Framing::None | Framing::Length(0) => self.respond(
-                Some(&request),
-                reply,
-                Ending {
-                    close: false,
-                    linger: false,
-                },
-                cx,
-            ),
+            Framing::None | Framing::Length(0) => self.respond(Some(&request), reply, KEEP, cx),
             // The client waits for 100 Continue before sending the body: it
             // gets the final answer at once and will not send it. The
             // connection cannot know, so it closes.
-            _ if request.expect_continue => self.respond(
-                Some(&request),
-                reply,
-                Ending {
-                    close: true,
-                    linger: true,
-                },
-                cx,
-            ),
+            _ if request.expect_continue => self.respond(Some(&request), reply, LINGER_CLOSE, cx),
             Framing::Length(_) | Framing::Chunked => {
                 self.read_body(request, Sink::Discard(reply), limit);
             }
@@ -374,47 +444,49 @@ impl Conn {
             unreachable!("step_body runs in Phase::Body");
         };
         if !body.interim.is_empty() {
-            return match write_interim(&mut self.socket, &mut body.interim) {
-                Ok(()) => Step::Progress,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    Step::Blocked
-                }
+            return match self.client.write_all_now(&mut body.interim) {
+                Ok(true) => Step::Progress,
+                Ok(false) => Step::Blocked,
                 Err(_) => Step::Close,
             };
         }
-        match body.decoder.step(self.input.data()) {
+        match body.decoder.step(self.client.input.data()) {
             Ok((used, Chunk::Data(range))) => {
                 body.received += range.len() as u64;
                 if body.limit.is_some_and(|max| body.received > max) {
-                    self.fail(413, true, cx);
+                    self.fail(413, LINGER_CLOSE, cx);
                     return Step::Progress;
                 }
+                let data = &self.client.input.data()[range];
                 let stored = match &mut body.sink {
                     Sink::Discard(_) => Ok(()),
-                    Sink::Upload(upload) => upload.write(&self.input.data()[range]),
+                    Sink::Upload(upload) => upload.write(data).map_err(|e| e.status()),
+                    Sink::Spool { file, .. } => file.write_all(data).map_err(|_| 500),
                 };
-                if let Err(err) = stored {
-                    self.fail(err.status(), true, cx);
+                if let Err(status) = stored {
+                    self.fail(status, LINGER_CLOSE, cx);
                     return Step::Progress;
                 }
-                self.input.consume(used);
+                self.client.input.consume(used);
                 Step::Progress
             }
             Ok((used, Chunk::Done)) => {
-                self.input.consume(used);
+                self.client.input.consume(used);
                 self.finish_body(cx);
                 Step::Progress
             }
             Ok((used, Chunk::NeedMore)) => {
-                self.input.consume(used);
-                if self.peer_closed {
-                    return Step::Close;
+                self.client.input.consume(used);
+                match self.client.read(BODY_BUFFER, cx) {
+                    ReadOutcome::Data => Step::Progress,
+                    ReadOutcome::Blocked => Step::Blocked,
+                    // An aborted body: the sink is dropped, and with it any
+                    // temporary file.
+                    ReadOutcome::Closed => Step::Close,
                 }
-                self.read(BODY_BUFFER, cx)
             }
             Err(_) => {
-                self.fail(400, true, cx);
+                self.fail(400, LINGER_CLOSE, cx);
                 Step::Progress
             }
         }
@@ -424,83 +496,203 @@ impl Conn {
         let Phase::Body(body) = std::mem::replace(&mut self.phase, Phase::Head) else {
             unreachable!("finish_body runs in Phase::Body");
         };
-        let BodyRead { request, sink, .. } = *body;
-        let table = Arc::clone(&self.table);
-        let server = &table.servers[self.server];
+        let BodyRead {
+            request,
+            sink,
+            received,
+            ..
+        } = *body;
         let reply = match sink {
             Sink::Discard(reply) => reply,
             Sink::Upload(upload) => upload.finish().unwrap_or_else(|err| {
+                let server = &self.table.servers[self.server];
                 error_page::reply(err.status(), server, server.select_location(&request.path))
             }),
+            Sink::Spool { mut file, script } => {
+                return match file.rewind() {
+                    Ok(()) => {
+                        let feed = Feed::File {
+                            file,
+                            remaining: received,
+                        };
+                        self.spawn_cgi(request, &script, feed, Some(received), cx)
+                    }
+                    Err(_) => self.fail_request(500, request, CLOSE, cx),
+                };
+            }
         };
-        self.respond(
-            Some(&request),
-            reply,
-            Ending {
-                close: false,
-                linger: false,
+        self.respond(Some(&request), reply, KEEP, cx)
+    }
+
+    // --- Phase::Cgi -----------------------------------------------------
+
+    /// Runs `script` for `request`: at once for a body of known length
+    /// (streamed to stdin as it arrives), after spooling a chunked one.
+    fn start_cgi(&mut self, request: Request, script: Script, limit: Option<u64>, cx: &mut Cx) {
+        match request.framing {
+            Framing::Chunked => match spool_file() {
+                Ok(file) => self.read_body(request, Sink::Spool { file, script }, limit),
+                Err(_) => self.fail_request(500, request, LINGER_CLOSE, cx),
             },
-            cx,
-        )
+            Framing::Length(n) if n > 0 => {
+                let feed = Feed::Client {
+                    decoder: BodyDecoder::new(request.framing),
+                    received: 0,
+                    limit,
+                };
+                self.spawn_cgi(request, &script, feed, Some(n), cx);
+            }
+            Framing::None | Framing::Length(_) => self.spawn_cgi(request, &script, Feed::Done, None, cx),
+        }
+    }
+
+    fn spawn_cgi(&mut self, request: Request, script: &Script, feed: Feed, length: Option<u64>, cx: &mut Cx) {
+        let table = Arc::clone(&self.table);
+        let server = &table.servers[self.server];
+        let location = server.select_location(&request.path);
+        let local_port = self.client.socket.local_addr().map_or(0, |a| a.port());
+        let server_name = server
+            .names
+            .first()
+            .cloned()
+            .or_else(|| request.host.clone())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let env = cgi::environment(&request, script, &server_name, local_port, self.client.peer, length);
+        let child = match cgi::spawn(script, &env) {
+            Ok(child) => child,
+            Err(err) => {
+                cx.logs.error(format_args!("cgi {}: {err}", script.path.display()));
+                let status = if err.kind() == io::ErrorKind::NotFound { 404 } else { 502 };
+                let ending = if matches!(feed, Feed::Client { .. }) { LINGER_CLOSE } else { KEEP };
+                return self.fail_request(status, request, ending, cx);
+            }
+        };
+        let tokens = ((cx.token)(self.key, Source::CgiStdin), (cx.token)(self.key, Source::CgiStdout));
+        match CgiRun::start(request, child, feed, cx.registry, tokens, location.cgi_timeout, cx.now) {
+            Ok(mut run) => {
+                run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
+                self.phase = Phase::Cgi(Box::new(run));
+            }
+            Err(err) => {
+                cx.logs.error(format_args!("cgi pipes: {err}"));
+                self.fail(502, CLOSE, cx);
+            }
+        }
+    }
+
+    fn step_cgi(&mut self, cx: &mut Cx) -> Step {
+        let Phase::Cgi(run) = &mut self.phase else {
+            unreachable!("step_cgi runs in Phase::Cgi");
+        };
+        let outcome = run.step(&mut self.client, cx);
+        match outcome {
+            CgiStep::Progress => return Step::Progress,
+            CgiStep::Blocked => return Step::Blocked,
+            CgiStep::Done { .. } | CgiStep::Fail(_) | CgiStep::Abort | CgiStep::Redirect(_) => {}
+        }
+        let Phase::Cgi(mut run) = std::mem::replace(&mut self.phase, Phase::Head) else {
+            unreachable!("checked above");
+        };
+        match outcome {
+            CgiStep::Done { close } => {
+                self.log_cgi(&run, cx);
+                run.finish(cx.registry, cx.reaper);
+                let after = if close { After::Close } else { After::KeepAlive };
+                self.finish_response(after, cx)
+            }
+            CgiStep::Fail(status) => {
+                run.abandon(cx.registry, cx.reaper);
+                let request = std::mem::replace(&mut run.request, placeholder_request());
+                self.fail_request(status, request, LINGER_CLOSE, cx);
+                Step::Progress
+            }
+            CgiStep::Redirect(path) => {
+                run.abandon(cx.registry, cx.reaper);
+                self.local_redirect(&run.request, &path, cx);
+                Step::Progress
+            }
+            CgiStep::Abort | CgiStep::Progress | CgiStep::Blocked => {
+                run.abandon(cx.registry, cx.reaper);
+                Step::Close
+            }
+        }
+    }
+
+    /// RFC 3875 §6.2.2: the script named another local resource; serve it
+    /// as a GET of that path, through the same server.
+    fn local_redirect(&mut self, original: &Request, path: &str, cx: &mut Cx) {
+        self.redirects += 1;
+        // The body may not have been read to its end: nothing after it can
+        // be trusted as the next request.
+        self.close_after = true;
+        let host = original.host.as_deref().unwrap_or("localhost");
+        let head = format!("GET {path} HTTP/1.{}\r\nHost: {host}\r\n\r\n", original.minor_version);
+        match Request::parse(head.as_bytes(), head.len()) {
+            Ok(Some((request, _))) if self.redirects <= MAX_REDIRECTS => self.start_request(request, cx),
+            _ => self.fail(500, CLOSE, cx),
+        }
+    }
+
+    fn log_cgi(&self, run: &CgiRun, cx: &mut Cx) {
+        let server = &self.table.servers[self.server];
+        cx.logs.access(
+            &server.access_log,
+            &access_entry(self.client.peer, Some(&run.request), run.status, run.body_bytes),
+        );
     }
 
     // --- responses ------------------------------------------------------
 
     /// An error found by the connection itself (bad head, timeout, body
     /// too large or malformed): the error page, then close.
-    fn fail(&mut self, status: u16, linger: bool, cx: &mut Cx) {
-        let table = Arc::clone(&self.table);
-        let server: &Server = &table.servers[self.server];
+    fn fail(&mut self, status: u16, ending: Ending, cx: &mut Cx) {
         let request = match std::mem::replace(&mut self.phase, Phase::Head) {
             Phase::Body(body) => Some(body.request),
+            Phase::Cgi(mut run) => {
+                run.abandon(cx.registry, cx.reaper);
+                Some(std::mem::replace(&mut run.request, placeholder_request()))
+            }
             Phase::Head | Phase::Write(_) | Phase::Linger { .. } => None,
         };
-        let location = match &request {
-            Some(r) => server.select_location(&r.path),
-            None => &server.fallback,
-        };
-        let reply = error_page::reply(status, server, location);
-        self.respond(
-            request.as_ref(),
-            reply,
-            Ending {
-                close: true,
-                linger,
-            },
-            cx,
-        );
+        match request {
+            Some(request) => self.fail_request(status, request, ending, cx),
+            None => {
+                let server = &self.table.servers[self.server];
+                let reply = error_page::reply(status, server, &server.fallback);
+                self.respond(None, reply, ending, cx);
+            }
+        }
+    }
+
+    fn fail_request(&mut self, status: u16, request: Request, ending: Ending, cx: &mut Cx) {
+        let table = Arc::clone(&self.table);
+        let server: &Server = &table.servers[self.server];
+        let reply = error_page::reply(status, server, server.select_location(&request.path));
+        self.respond(Some(&request), reply, ending, cx);
+    }
+
+    fn may_keep_alive(&self, request: Option<&Request>, ending: Ending) -> bool {
+        !ending.close
+            && !self.close_after
+            && request.is_some_and(|r| r.keep_alive)
+            && !self.limits().keepalive_timeout.is_zero()
+            && !self.draining
+            && (!self.client.peer_closed || !self.client.input.is_empty())
     }
 
     /// Writes the head of `reply` and moves to [`Phase::Write`].
     fn respond(&mut self, request: Option<&Request>, reply: Reply, ending: Ending, cx: &mut Cx) {
-        let server = &self.table.servers[self.server];
-        let keep_alive = !ending.close
-            && request.is_some_and(|r| r.keep_alive)
-            && !server.limits.keepalive_timeout.is_zero()
-            && !self.draining
-            && (!self.peer_closed || !self.input.is_empty());
+        let keep_alive = self.may_keep_alive(request, ending);
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
         let mut head = Vec::with_capacity(256);
         let date = cx.date.get(SystemTime::now());
-        write_head(
-            &mut head,
-            reply.status,
-            &reply.headers,
-            length,
-            date,
-            keep_alive,
-        );
+        write_head(&mut head, reply.status, &reply.headers, length, date, keep_alive);
         let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
+        let bytes = if head_only { 0 } else { reply.body.len() };
+        let server = &self.table.servers[self.server];
         cx.logs.access(
             &server.access_log,
-            &AccessEntry {
-                peer: self.peer,
-                request_line: request.map_or("-", Request::request_line),
-                status: reply.status,
-                bytes: if head_only { 0 } else { reply.body.len() },
-                referer: request.and_then(|r| r.header_str("referer")),
-                user_agent: request.and_then(|r| r.header_str("user-agent")),
-            },
+            &access_entry(self.client.peer, request, reply.status, bytes),
         );
         let body = match reply.body {
             _ if head_only => OutBody::None,
@@ -528,7 +720,7 @@ impl Conn {
     // --- Phase::Write ---------------------------------------------------
 
     fn step_write(&mut self, cx: &mut Cx) -> Step {
-        if !self.writable {
+        if !self.client.writable {
             return Step::Blocked;
         }
         let Phase::Write(out) = &mut self.phase else {
@@ -538,13 +730,13 @@ impl Conn {
             let after = out.after;
             return self.finish_response(after, cx);
         }
-        match write_some(&mut self.socket, out) {
+        match write_some(&mut self.client.socket, out) {
             Ok(_) => {
-                self.last_activity = cx.now;
+                self.client.last_activity = cx.now;
                 Step::Progress
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.writable = false;
+                self.client.writable = false;
                 Step::Blocked
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Step::Progress,
@@ -557,18 +749,16 @@ impl Conn {
             After::KeepAlive => {
                 self.phase = Phase::Head;
                 self.server = self.table.sockets[self.socket_index].default_server;
-                self.head_started = (!self.input.is_empty()).then_some(cx.now);
-                self.last_activity = cx.now;
-                self.input.release_if_empty();
+                self.head_started = (!self.client.input.is_empty()).then_some(cx.now);
+                self.client.last_activity = cx.now;
+                self.client.input.release_if_empty();
                 Step::Progress
             }
             After::Close => Step::Close,
             After::Linger => {
-                let _ = self.socket.shutdown(Shutdown::Write);
-                self.input = InBuf::default();
-                self.phase = Phase::Linger {
-                    until: cx.now + LINGER,
-                };
+                let _ = self.client.socket.shutdown(Shutdown::Write);
+                self.client.input = InBuf::default();
+                self.phase = Phase::Linger { until: cx.now + LINGER };
                 Step::Progress
             }
         }
@@ -577,54 +767,103 @@ impl Conn {
     // --- Phase::Linger --------------------------------------------------
 
     fn step_linger(&mut self, cx: &mut Cx) -> Step {
-        if self.peer_closed {
+        if self.client.peer_closed {
             return Step::Close;
         }
-        let step = self.read(cx.scratch.len(), cx);
-        self.input = InBuf::default();
-        step
-    }
-
-    // --- reading --------------------------------------------------------
-
-    /// Reads at most `room` bytes into the input buffer. `Blocked` when the
-    /// socket has nothing more for now.
-    fn read(&mut self, room: usize, cx: &mut Cx) -> Step {
-        if !self.readable {
-            return Step::Blocked;
-        }
-        let n = room.min(cx.scratch.len());
-        match self.socket.read(&mut cx.scratch[..n]) {
-            Ok(0) => {
-                self.peer_closed = true;
-                self.readable = false;
-                Step::Progress
-            }
-            Ok(k) => {
-                self.input.extend(&cx.scratch[..k]);
-                self.last_activity = cx.now;
-                Step::Progress
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                Step::Blocked
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => Step::Progress,
-            Err(_) => Step::Close,
+        let outcome = self.client.read(cx.scratch.len(), cx);
+        self.client.input = InBuf::default();
+        match outcome {
+            ReadOutcome::Data | ReadOutcome::Closed => Step::Progress,
+            ReadOutcome::Blocked => Step::Blocked,
         }
     }
 }
 
-/// Writes what is left of an interim response (`100 Continue`).
-fn write_interim(socket: &mut TcpStream, interim: &mut &'static [u8]) -> io::Result<()> {
-    while !interim.is_empty() {
-        match socket.write(interim) {
-            Ok(n) => *interim = &interim[n..],
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+impl Client {
+    /// Reads at most `room` bytes into the input buffer.
+    fn read(&mut self, room: usize, cx: &mut Cx) -> ReadOutcome {
+        if self.peer_closed {
+            return ReadOutcome::Closed;
+        }
+        if !self.readable {
+            return ReadOutcome::Blocked;
+        }
+        let n = room.min(cx.scratch.len());
+        loop {
+            match self.socket.read(&mut cx.scratch[..n]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    self.input.extend(&cx.scratch[..k]);
+                    self.last_activity = cx.now;
+                    return ReadOutcome::Data;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return ReadOutcome::Blocked;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.peer_closed = true;
+        self.readable = false;
+        ReadOutcome::Closed
+    }
+
+    /// Writes what is left of a small interim response (`100 Continue`).
+    /// `Ok(false)`: the socket is full; wait for it.
+    pub fn write_all_now(&mut self, bytes: &mut &'static [u8]) -> io::Result<bool> {
+        while !bytes.is_empty() {
+            match self.socket.write(bytes) {
+                Ok(n) => *bytes = &bytes[n..],
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(false);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn access_entry<'a>(peer: SocketAddr, request: Option<&'a Request>, status: u16, bytes: u64) -> AccessEntry<'a> {
+    AccessEntry {
+        peer,
+        request_line: request.map_or("-", Request::request_line),
+        status,
+        bytes,
+        referer: request.and_then(|r| r.header_str("referer")),
+        user_agent: request.and_then(|r| r.header_str("user-agent")),
+    }
+}
+
+/// A stand-in left behind when a request is moved out of a finished run.
+fn placeholder_request() -> Request {
+    let head = b"GET / HTTP/1.0\r\n\r\n";
+    match Request::parse(head, head.len()) {
+        Ok(Some((request, _))) => request,
+        _ => unreachable!("a constant valid head parses"),
+    }
+}
+
+/// An unnamed temporary file (`O_TMPFILE`, or created then unlinked at
+/// once), so a spooled body vanishes with its last descriptor whatever
+/// happens.
+fn spool_file() -> io::Result<File> {
+    let dir = std::env::temp_dir();
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).mode(0o600);
+    match options.clone().custom_flags(libc::O_TMPFILE).open(&dir) {
+        Ok(file) => Ok(file),
+        Err(_) => {
+            let path = dir.join(format!(".webserv-spool-{}-{:?}", std::process::id(), Instant::now()));
+            let file = options.create_new(true).open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
         }
     }
-    Ok(())
 }
 
 impl Outgoing {
@@ -683,19 +922,19 @@ fn write_some(socket: &mut TcpStream, out: &mut Outgoing) -> io::Result<usize> {
 }
 
 impl InBuf {
-    fn data(&self) -> &[u8] {
+    pub fn data(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.buf.len() - self.start
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.buf.len() {
             self.buf.clear();

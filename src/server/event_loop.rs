@@ -6,10 +6,11 @@
 //! closed (after the batch, because the slab reuses a key at once).
 //!
 //! Tokens: `0` is the signal pipe, `1..CONN_BASE` the listeners (slab key +
-//! 1), and from `CONN_BASE` each connection owns `KINDS` tokens in a row, so
-//! the sockets and pipes that belong to one connection find it directly.
-
-use std::io;
+//! 1), and from `CONN_BASE` each connection owns one token per [`Source`]
+//! in a row, so the sockets and pipes of a connection find it directly.
+//!
+//! CGI children that outlive their exchange are kept in a reaper list and
+//! collected with `try_wait` whenever SIGCHLD wakes the loop.use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,24 +19,21 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config;
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
-use crate::server::conn::{Conn, Cx, Verdict};
+use crate::server::conn::{Conn, Cx, Source, Verdict};
 use crate::server::log::Logs;
 use crate::server::timers::Timers;
 
 const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
-/// Tokens per connection: the client socket, and room for its pipes and
-/// upstream socket.
-const KINDS: usize = 4;
-const CLIENT: usize = 0;
+
 /// How long responses in flight may take to finish after SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
 /// After `accept` fails for lack of file descriptors, wait this long.
@@ -66,15 +64,42 @@ pub struct EventLoop {
     /// `max_connections` reached, or out of file descriptors: accepting
     /// resumes when a connection closes or at this instant.
     accept_paused: Option<Instant>,
-    closing: Vec<usize>,
+        closing: Vec<usize>,
+    /// CGI children that ended their exchange but not yet their process.
+    reaper: Vec<std::process::Child>,
 }
 
+/// The token of `source` of connection `key`.
+fn token_of(key: usize, source: Source) -> Token {
+    Token(CONN_BASE + key * Source::COUNT + source.index())
+}
+
+/// Splits a connection token into its connection key and source.
+fn split_token(token: usize) -> Option<(usize, Source)> {
+    let n = token.checked_sub(CONN_BASE)?;
+    Some((n / Source::COUNT, Source::from_index(n % Source::COUNT)?))
+}
+
+/// The context a connection runs with, borrowed from the loop's fields.
+macro_rules! cx {
+    ($self:ident, $now:expr) => {
+        Cx {
+            now: $now,
+            scratch: &mut $self.scratch,
+            date: &mut $self.date,
+            logs: &mut $self.logs,
+            registry: $self.poll.registry(),
+            reaper: &mut $self.reaper,
+            token: token_of,
+        }
+    };
+}
 impl EventLoop {
     /// Binds every listen address of `table`.
     pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
         let poll = Poll::new().context("creating the poll")?;
         let mut signals =
-            Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGCHLD]).context("installing signal handlers")?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
@@ -92,7 +117,8 @@ impl EventLoop {
             logs,
             shutdown_at: None,
             accept_paused: None,
-            closing: Vec::new(),
+                        closing: Vec::new(),
+            reaper: Vec::new(),
         };
         let table = Arc::clone(&event_loop.table);
         for (index, socket) in table.sockets.iter().enumerate() {
@@ -117,10 +143,10 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             if let Some(at) = self.shutdown_at {
-                if self.conns.is_empty() || now >= at {
+                                if self.conns.is_empty() || now >= at {
+                    self.reap_all();
                     return Ok(());
-                }
-            }
+                }}
             let timeout = [
                 self.timers.timeout(now),
                 self.shutdown_at.map(|at| at - now),
@@ -138,9 +164,10 @@ impl EventLoop {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
-            self.fire_deadlines(now);
-            self.close_finished();
+                        self.fire_deadlines(now);
+            self.close_finished(now);
             self.resume_accepting(now);
+            self.reap();
         }
     }
 
@@ -149,19 +176,15 @@ impl EventLoop {
             SIGNALS => self.on_signals(now),
             Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
             Token(t) => {
-                let key = (t - CONN_BASE) / KINDS;
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return; // closed earlier in this batch
+                                let Some((key, source)) = split_token(t) else {
+                    return;
                 };
-                let mut cx = Cx {
-                    now,
-                    scratch: &mut self.scratch,
-                    date: &mut self.date,
-                    logs: &mut self.logs,
+                let Some(conn) = self.conns.get_mut(key) else {return; // closed earlier in this batch
                 };
+                let mut cx = cx!(self, now);
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                let verdict = conn.on_ready(readable, writable, &mut cx);
+                                let verdict = conn.on_ready(source, readable, writable, &mut cx);
                 self.settle(key, verdict);
             }
         }
@@ -186,12 +209,7 @@ impl EventLoop {
             };
             conn.deadline.fired();
             let verdict = if conn.deadline.is_due(now) {
-                let mut cx = Cx {
-                    now,
-                    scratch: &mut self.scratch,
-                    date: &mut self.date,
-                    logs: &mut self.logs,
-                };
+                let mut cx = cx!(self, now);
                 conn.on_timeout(&mut cx)
             } else {
                 Verdict::Keep
@@ -200,15 +218,29 @@ impl EventLoop {
         }
     }
 
-    fn close_finished(&mut self) {
-        for key in self.closing.drain(..) {
+        fn close_finished(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
+                let mut cx = cx!(self, now);
+                conn.release(&mut cx);
                 let _ = self.poll.registry().deregister(conn.socket());
             }
         }
     }
 
-    // --- accepting ------------------------------------------------------
+    /// Collects the children that have exited.
+    fn reap(&mut self) {
+        self.reaper
+            .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+
+    /// At exit: the children still running are killed and collected.
+    fn reap_all(&mut self) {
+        for mut child in self.reaper.drain(..) {
+            crate::handlers::cgi::kill(&mut child);
+            let _ = child.wait();
+        }
+    }// --- accepting ------------------------------------------------------
 
     fn accept_all(&mut self, listener_key: usize, now: Instant) {
         if self.accept_paused.is_some() {
@@ -243,7 +275,7 @@ impl EventLoop {
             let _ = stream.set_nodelay(true);
             let entry = self.conns.vacant_entry();
             let key = entry.key();
-            let token = Token(CONN_BASE + key * KINDS + CLIENT);
+            let token = token_of(key, Source::Client);
             if let Err(err) = self.poll.registry().register(
                 &mut stream,
                 token,
@@ -254,6 +286,7 @@ impl EventLoop {
                 continue;
             }
             let conn = entry.insert(Conn::new(
+                key,
                 stream,
                 peer,
                 Arc::clone(&listener.table),
@@ -335,16 +368,11 @@ impl EventLoop {
         self.shutdown_at = Some(now + GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut cx = Cx {
-                now,
-                scratch: &mut self.scratch,
-                date: &mut self.date,
-                logs: &mut self.logs,
-            };
+            let mut cx = cx!(self, now);
             let verdict = self.conns[key].drain(&mut cx);
             self.settle(key, verdict);
         }
-        self.close_finished();
+                self.close_finished(now);
     }
 
     /// SIGHUP: load the configuration again; if it is valid, swap it in,

@@ -2,9 +2,11 @@
 //! ([`event_loop`]), the connection state machine ([`conn`]), deadlines,
 //! logs and the few raw system calls.
 
+pub mod cgi;
 pub mod conn;
 pub mod event_loop;
 pub mod log;
+pub mod relay;
 pub mod sys;
 pub mod timers;
 

@@ -1,0 +1,418 @@
+//! A CGI script run inside the event loop (SPEC §6).
+//!
+//! The script's stdin and stdout are non-blocking pipes registered in the
+//! one `Poll`. Each step moves whatever can move, in both directions at
+//! once, so a script that writes before it has read all its input never
+//! deadlocks against us:
+//! 1. request body → stdin: from the client as it arrives (a
+//!    `Content-Length` body), or from the spool file (a chunked body,
+//!    de-chunked there first because `CONTENT_LENGTH` must be known);
+//!    stdin is closed at the end of the body (EOF for the script);
+//! 2. stdout → the CGI header block, parsed into a response head;
+//! 3. stdout → the body, relayed to the client with its own length, or
+//!    chunked (HTTP/1.1), or until close (HTTP/1.0); stdout is not read
+//!    while the client is slow, so memory stays bounded.
+//!
+//! A script that ends before a valid header block is a 502. The child is
+//! killed (its whole process group) when the exchange is abandoned, and is
+//! always handed to the event loop's reaper: no zombie survives.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use mio::unix::pipe::{Receiver, Sender};
+use mio::{Interest, Registry, Token};
+
+use crate::handlers::cgi::{self, CgiHead};
+use crate::http::body::BodyDecoder;
+use crate::http::chunked::Chunk;
+use crate::http::request::Request;
+use crate::http::response::{write_head_end, write_head_start, write_header, Length};
+use crate::server::conn::{Client, Cx};
+use crate::server::relay::Relay;
+
+/// The most bytes buffered on their way to the script's stdin.
+const STDIN_BUFFER: usize = 64 * 1024;
+/// The most bytes of a CGI header block.
+const HEAD_LIMIT: usize = 16 * 1024;
+
+/// Where the script's stdin comes from.
+pub enum Feed {
+    /// The client's `Content-Length` body, as it arrives.
+    Client {
+        decoder: BodyDecoder,
+        received: u64,
+        limit: Option<u64>,
+    },
+    /// A spooled (de-chunked) body.
+    File { file: File, remaining: u64 },
+    /// Everything was fed.
+    Done,
+}
+
+/// What a step of the run led to.
+pub enum CgiStep {
+    Progress,
+    Blocked,
+    /// The response is complete; `close` if the connection cannot go on.
+    Done { close: bool },
+    /// Nothing was sent to the client yet: answer this status instead.
+    Fail(u16),
+    /// The client is gone or the response broke off: close.
+    Abort,
+    /// A local redirect (RFC 3875 §6.2.2): serve this path as a GET.
+    Redirect(String),
+}
+
+pub struct CgiRun {
+    pub request: Request,
+    child: Option<Child>,
+    stdin: Option<Sender>,
+    stdin_ready: bool,
+    stdout: Option<Receiver>,
+    stdout_ready: bool,
+    feed: Feed,
+    /// Bytes on their way to stdin.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// The header block read so far (until `relay` exists).
+    head: Vec<u8>,
+    relay: Option<Relay>,
+    pub status: u16,
+    pub body_bytes: u64,
+    /// The response may keep the connection open.
+    pub keep_alive: bool,
+    pub last_progress: Instant,
+    pub timeout: Duration,
+    /// Bytes of `100 Continue` still to write.
+    interim: &'static [u8],
+}
+
+impl CgiRun {
+    /// Registers the child's pipes with tokens `stdin_token` and
+    /// `stdout_token`.
+    pub fn start(
+        request: Request,
+        child: cgi::CgiChild,
+        feed: Feed,
+        registry: &Registry,
+        tokens: (Token, Token),
+        timeout: Duration,
+        now: Instant,
+    ) -> io::Result<CgiRun> {
+        let cgi::CgiChild { child, stdin, stdout } = child;
+        let mut stdin = Sender::from(stdin);
+        let mut stdout = Receiver::from(stdout);
+        let mut run = CgiRun {
+            interim: if request.expect_continue && matches!(feed, Feed::Client { .. }) {
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+            } else {
+                b""
+            },
+            request,
+            child: Some(child),
+            stdin: None,
+            stdin_ready: false,
+            stdout: None,
+            stdout_ready: false,
+            feed,
+            pending: Vec::new(),
+            pending_pos: 0,
+            head: Vec::new(),
+            relay: None,
+            status: 0,
+            body_bytes: 0,
+            keep_alive: true,
+            last_progress: now,
+            timeout,
+        };
+        // Registered before they are stored, so a failure still kills the
+        // child (through `run`'s owner, who reaps it).
+        let registered = registry
+            .register(&mut stdin, tokens.0, Interest::WRITABLE)
+            .and_then(|()| registry.register(&mut stdout, tokens.1, Interest::READABLE));
+        run.stdin = Some(stdin);
+        run.stdout = Some(stdout);
+        match registered {
+            Ok(()) => Ok(run),
+            Err(err) => {
+                run.abandon(registry, &mut Vec::new());
+                Err(err)
+            }
+        }
+    }
+
+    pub fn stdin_ready(&mut self) {
+        self.stdin_ready = true;
+    }
+
+    pub fn stdout_ready(&mut self) {
+        self.stdout_ready = true;
+    }
+
+    /// Whether a response head has gone out (then a failure can only close).
+    pub fn responded(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Moves everything that can move.
+    pub fn step(&mut self, client: &mut Client, cx: &mut Cx) -> CgiStep {
+        let mut progress = false;
+        if !self.interim.is_empty() {
+            match client.write_all_now(&mut self.interim) {
+                Ok(true) => progress = true,
+                Ok(false) => return CgiStep::Blocked,
+                Err(_) => return CgiStep::Abort,
+            }
+        }
+        match self.feed_stdin(client, cx) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+        match self.read_stdout(cx) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+        if let Some(relay) = &mut self.relay {
+            if client.writable && relay.has_pending() {
+                match relay.write_to(&mut client.socket) {
+                    Ok(n) => {
+                        progress |= n > 0;
+                        client.last_activity = cx.now;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => client.writable = false,
+                    Err(_) => return CgiStep::Abort,
+                }
+            }
+            if relay.is_done() {
+                let fed = matches!(self.feed, Feed::Done);
+                return CgiStep::Done {
+                    close: relay.must_close() || !self.keep_alive || !fed,
+                };
+            }
+        }
+        if progress {
+            self.last_progress = cx.now;
+            CgiStep::Progress
+        } else {
+            CgiStep::Blocked
+        }
+    }
+
+    /// Request body → stdin. `Err` ends the run.
+    fn feed_stdin(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, CgiStep> {
+        let mut progress = false;
+        if self.pending_pos == self.pending.len() {
+            self.pending.clear();
+            self.pending_pos = 0;
+            progress |= self.fill_pending(client, cx)?;
+        }
+        if self.pending_pos < self.pending.len() && self.stdin_ready {
+            if let Some(stdin) = &mut self.stdin {
+                match stdin.write(&self.pending[self.pending_pos..]) {
+                    Ok(n) => {
+                        self.pending_pos += n;
+                        progress = true;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.stdin_ready = false,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    // The script closed its stdin: it wants no more input.
+                    Err(_) => self.close_stdin(cx.registry),
+                }
+            } else {
+                // Nobody reads any more: drop what was meant for stdin.
+                self.pending_pos = self.pending.len();
+            }
+        }
+        if matches!(self.feed, Feed::Done) && self.pending_pos == self.pending.len() && self.stdin.is_some() {
+            self.close_stdin(cx.registry);
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Refills `pending` from the feed.
+    fn fill_pending(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, CgiStep> {
+        match &mut self.feed {
+            Feed::Done => Ok(false),
+            Feed::File { file, remaining } => {
+                let want = STDIN_BUFFER.min(usize::try_from(*remaining).unwrap_or(STDIN_BUFFER));
+                self.pending.resize(want, 0);
+                let n = file.read(&mut self.pending).map_err(|_| CgiStep::Fail(500))?;
+                self.pending.truncate(n);
+                *remaining -= n as u64;
+                if n == 0 || *remaining == 0 {
+                    self.feed = Feed::Done;
+                }
+                Ok(true)
+            }
+            Feed::Client {
+                decoder,
+                received,
+                limit,
+            } => match decoder.step(client.input.data()) {
+                Ok((used, Chunk::Data(range))) => {
+                    *received += range.len() as u64;
+                    if limit.is_some_and(|max| *received > max) {
+                        return Err(CgiStep::Fail(413));
+                    }
+                    self.pending.extend_from_slice(&client.input.data()[range]);
+                    client.input.consume(used);
+                    Ok(true)
+                }
+                Ok((used, Chunk::Done)) => {
+                    client.input.consume(used);
+                    self.feed = Feed::Done;
+                    Ok(true)
+                }
+                Ok((used, Chunk::NeedMore)) => {
+                    client.input.consume(used);
+                    match client.read(STDIN_BUFFER, cx) {
+                        Ok(read) => Ok(read),
+                        // The client left in the middle of its body.
+                        Err(()) => Err(CgiStep::Abort),
+                    }
+                }
+                Err(_) => Err(CgiStep::Fail(400)),
+            },
+        }
+    }
+
+    /// stdout → header block, then → relay. `Err` ends the run.
+    fn read_stdout(&mut self, cx: &mut Cx) -> Result<bool, CgiStep> {
+        let room = self.relay.as_ref().is_none_or(Relay::has_room);
+        if !self.stdout_ready || !room {
+            return Ok(false);
+        }
+        let Some(stdout) = &mut self.stdout else {
+            return Ok(false);
+        };
+        let n = match stdout.read(cx.scratch) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.stdout_ready = false;
+                return Ok(false);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(_) => 0,
+        };
+        if n == 0 {
+            if let Some(mut stdout) = self.stdout.take() {
+                let _ = cx.registry.deregister(&mut stdout);
+            }
+            return match &mut self.relay {
+                Some(relay) => {
+                    relay.end();
+                    Ok(true)
+                }
+                None => Err(CgiStep::Fail(502)),
+            };
+        }
+        match &mut self.relay {
+            Some(relay) => {
+                relay.push(&cx.scratch[..n]);
+                self.body_bytes += n as u64;
+            }
+            None => {
+                self.head.extend_from_slice(&cx.scratch[..n]);
+                self.parse_head(cx)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn parse_head(&mut self, cx: &mut Cx) -> Result<(), CgiStep> {
+        let (head, len) = match cgi::parse_head(&self.head) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
+            Ok(None) | Err(_) => return Err(CgiStep::Fail(502)),
+        };
+        if cgi::is_local_redirect(&head) {
+            let location = head.location.unwrap_or_default();
+            return Err(CgiStep::Redirect(location));
+        }
+        let rest = self.head.split_off(len);
+        self.head = Vec::new();
+        let mut relay = self.response_head(&head, cx);
+        relay.push(&rest);
+        self.body_bytes = rest.len() as u64;
+        self.relay = Some(relay);
+        Ok(())
+    }
+
+    /// Builds the client's response head from the script's header block.
+    fn response_head(&mut self, head: &CgiHead, cx: &mut Cx) -> Relay {
+        self.status = head.status;
+        let no_body = crate::http::response::status_has_no_body(head.status);
+        let length = match head.content_length {
+            _ if no_body => None,
+            Some(n) => Some(Length::Known(n)),
+            None if self.request.minor_version == 1 => Some(Length::Chunked),
+            None => Some(Length::UntilClose),
+        };
+        if length == Some(Length::UntilClose) {
+            self.keep_alive = false;
+        }
+        let mut out = Vec::with_capacity(512);
+        write_head_start(&mut out, head.status, cx.date.get(std::time::SystemTime::now()));
+        for (name, value) in &head.headers {
+            write_header(&mut out, name, value.as_bytes());
+        }
+        if let Some(location) = &head.location {
+            write_header(&mut out, "Location", location.as_bytes());
+        }
+        write_head_end(&mut out, length, self.keep_alive);
+        let body = if self.request.is_head() { None } else { length };
+        Relay::new(out, body)
+    }
+
+    fn close_stdin(&mut self, registry: &Registry) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = registry.deregister(&mut stdin);
+        }
+        self.stdin_ready = false;
+    }
+
+    /// The run is over: close the pipes and hand the child to the reaper.
+    /// A child that is still running is killed with its process group
+    /// unless it finished its output normally.
+    pub fn finish(mut self, registry: &Registry, reaper: &mut Vec<Child>) {
+        self.release(registry, reaper, false);
+    }
+
+    /// The run is abandoned: kill the script.
+    pub fn abandon(&mut self, registry: &Registry, reaper: &mut Vec<Child>) {
+        self.release(registry, reaper, true);
+    }
+
+    fn release(&mut self, registry: &Registry, reaper: &mut Vec<Child>, kill: bool) {
+        self.close_stdin(registry);
+        if let Some(mut stdout) = self.stdout.take() {
+            let _ = registry.deregister(&mut stdout);
+        }
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            if kill {
+                cgi::kill(&mut child);
+            }
+            reaper.push(child);
+        }
+    }
+}
+
+impl Drop for CgiRun {
+    fn drop(&mut self) {
+        // Every path should have called finish or abandon; if not, never
+        // leave a script running unwatched: kill it and wait for it here.
+        if let Some(mut child) = self.child.take() {
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                cgi::kill(&mut child);
+                let _ = child.wait();
+            }
+        }
+    }
+}
