@@ -6,6 +6,7 @@
 //! so `error_page` and the built-in pages apply everywhere alike.
 
 pub mod autoindex;
+pub mod cgi;
 pub mod delete;
 pub mod error_page;
 pub mod static_file;
