@@ -585,3 +585,556 @@ fn trim(bytes: &[u8]) -> &[u8] {
         .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::MethodSet;
+    use std::collections::{BTreeMap, HashMap};
+    use std::fs;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::ExitStatus;
+    use std::time::{Duration, Instant};
+
+    /// Every wait on a child in these tests is bounded by this.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn location(uri: &str, root: Option<&Path>, alias: Option<&Path>, check: bool) -> Location {
+        let handler = |ext: &str, interpreter: Option<&str>| CgiHandler {
+            ext: ext.to_string(),
+            interpreter: interpreter.map(PathBuf::from),
+        };
+        Location {
+            uri: uri.to_string(),
+            exact: false,
+            root: root.map(Path::to_path_buf),
+            alias: alias.map(Path::to_path_buf),
+            index: Vec::new(),
+            autoindex: false,
+            methods: MethodSet::empty(),
+            ret: None,
+            error_pages: HashMap::new(),
+            client_max_body_size: None,
+            upload_store: None,
+            cgi: vec![
+                handler(".py", Some("python3")),
+                handler(".test.py", Some("/bin/sh")),
+                handler(".cgi", None),
+            ],
+            cgi_timeout: Duration::from_secs(5),
+            cgi_check_script: check,
+            proxy: None,
+            proxy_set_header: Vec::new(),
+            proxy_connect_timeout: Duration::from_secs(5),
+            proxy_read_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A tree with scripts, a directory named like a script, and a file.
+    fn site() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("cgi-bin");
+        fs::create_dir_all(bin.join("dir.py")).unwrap();
+        for name in ["env.py", "t.test.py", "x.cgi", "readme.txt"] {
+            fs::write(bin.join(name), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn find_script_table() {
+        let site = site();
+        let root = site.path();
+        // (cgi_check_script, URL path, Some((script_name, path_info, interpreter)))
+        type Case = (
+            bool,
+            &'static str,
+            Option<(&'static str, &'static str, Option<&'static str>)>,
+        );
+        let cases: &[Case] = &[
+            (
+                true,
+                "/cgi-bin/env.py",
+                Some(("/cgi-bin/env.py", "", Some("python3"))),
+            ),
+            (
+                true,
+                "/cgi-bin/env.py/a/b",
+                Some(("/cgi-bin/env.py", "/a/b", Some("python3"))),
+            ),
+            (
+                true,
+                "/cgi-bin/env.py/",
+                Some(("/cgi-bin/env.py", "/", Some("python3"))),
+            ),
+            (
+                true,
+                "/cgi-bin/env.py/x.py",
+                Some(("/cgi-bin/env.py", "/x.py", Some("python3"))),
+            ),
+            (
+                true,
+                "/cgi-bin/t.test.py/x",
+                Some(("/cgi-bin/t.test.py", "/x", Some("/bin/sh"))),
+            ),
+            (true, "/cgi-bin/x.cgi", Some(("/cgi-bin/x.cgi", "", None))),
+            (true, "/cgi-bin/missing.py", None),
+            (true, "/cgi-bin/missing.py/a", None),
+            (true, "/cgi-bin/dir.py", None),
+            (true, "/cgi-bin/dir.py/", None),
+            (true, "/cgi-bin/dir.py/env.py", None),
+            (true, "/cgi-bin/readme.txt", None),
+            (true, "/cgi-bin/", None),
+            (true, "/.py", None),
+            (true, "/", None),
+            (true, "/cgi-bin/ENV.PY", None),
+            (
+                false,
+                "/cgi-bin/missing.py/a",
+                Some(("/cgi-bin/missing.py", "/a", Some("python3"))),
+            ),
+            (
+                false,
+                "/nowhere/youpla.py",
+                Some(("/nowhere/youpla.py", "", Some("python3"))),
+            ),
+            (
+                false,
+                "/cgi-bin/env.py",
+                Some(("/cgi-bin/env.py", "", Some("python3"))),
+            ),
+            (false, "/cgi-bin/dir.py", None),
+        ];
+        for &(check, path, expected) in cases {
+            let loc = location("/", Some(root), None, check);
+            let expected = expected.map(|(name, info, interpreter)| Script {
+                path: root.join(&name[1..]),
+                script_name: name.to_string(),
+                path_info: info.to_string(),
+                interpreter: interpreter.map(PathBuf::from),
+                path_translated: (!info.is_empty()).then(|| map_under(root, info)),
+            });
+            assert_eq!(find_script(&loc, path), expected, "{path} (check {check})");
+        }
+    }
+
+    #[test]
+    fn find_script_through_alias() {
+        let site = site();
+        let alias = site.path().join("cgi-bin");
+        let loc = location("/scripts/", None, Some(&alias), true);
+        let script = find_script(&loc, "/scripts/env.py/z/y").unwrap();
+        assert_eq!(script.path, alias.join("env.py"));
+        assert_eq!(script.script_name, "/scripts/env.py");
+        assert_eq!(script.path_info, "/z/y");
+        assert_eq!(script.path_translated, Some(alias.join("z/y")));
+        assert_eq!(find_script(&loc, "/scripts/nope.py"), None);
+    }
+
+    #[test]
+    fn find_script_needs_a_root_or_alias() {
+        let loc = location("/", None, None, false);
+        assert_eq!(find_script(&loc, "/a.py"), None);
+    }
+
+    #[test]
+    fn longest_extension_wins_whatever_the_order() {
+        let mut handlers = vec![
+            CgiHandler {
+                ext: ".py".into(),
+                interpreter: None,
+            },
+            CgiHandler {
+                ext: ".test.py".into(),
+                interpreter: Some("long".into()),
+            },
+            CgiHandler {
+                ext: String::new(),
+                interpreter: Some("empty".into()),
+            },
+        ];
+        for _ in 0..2 {
+            let handler = handler_for(&handlers, "a.test.py").unwrap();
+            assert_eq!(handler.ext, ".test.py");
+            assert_eq!(handler_for(&handlers, "a.txt").map(|h| &h.ext), None);
+            handlers.reverse();
+        }
+    }
+
+    fn request(raw: &[u8]) -> Request {
+        Request::parse(raw, 8192).unwrap().unwrap().0
+    }
+
+    fn env_of(
+        raw: &[u8],
+        script: &Script,
+        remote: &str,
+        content_length: Option<u64>,
+    ) -> Vec<(String, String)> {
+        let request = request(raw);
+        let remote = remote.parse().unwrap();
+        environment(
+            &request,
+            script,
+            "example.com",
+            8080,
+            remote,
+            content_length,
+        )
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn script_at(path: &Path, interpreter: Option<&str>) -> Script {
+        Script {
+            path: path.to_path_buf(),
+            script_name: "/cgi-bin/env.py".into(),
+            path_info: String::new(),
+            interpreter: interpreter.map(PathBuf::from),
+            path_translated: None,
+        }
+    }
+
+    #[test]
+    fn environment_has_every_variable() {
+        let script = Script {
+            path_info: "/a b".into(),
+            path_translated: Some("/srv/www/a b".into()),
+            ..script_at(Path::new("/srv/www/cgi-bin/env.py"), Some("python3"))
+        };
+        let raw = b"POST /cgi-bin/env.py/a%20b?x=1&y=%41 HTTP/1.1\r\n\
+            Host: example.com:8080\r\n\
+            Content-Type: text/plain\r\n\
+            Content-Length: 5\r\n\
+            X-Multi: a\r\n\
+            Cookie: a=1\r\n\
+            x-multi: b\r\n\
+            X_Multi: c\r\n\
+            Cookie: b=2\r\n\
+            Proxy: http://evil.example/\r\n\
+            X-Bin: a\xffb\r\n\
+            User-Agent: test/1\r\n\r\n";
+        let expected = pairs(&[
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_SOFTWARE", SERVER),
+            ("SERVER_NAME", "example.com"),
+            ("SERVER_PORT", "8080"),
+            ("REQUEST_METHOD", "POST"),
+            ("REQUEST_URI", "/cgi-bin/env.py/a%20b?x=1&y=%41"),
+            ("QUERY_STRING", "x=1&y=%41"),
+            ("SCRIPT_NAME", "/cgi-bin/env.py"),
+            ("SCRIPT_FILENAME", "/srv/www/cgi-bin/env.py"),
+            ("PATH_INFO", "/a b"),
+            ("PATH_TRANSLATED", "/srv/www/a b"),
+            ("CONTENT_LENGTH", "5"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("REMOTE_ADDR", "10.0.0.7"),
+            ("REMOTE_PORT", "4242"),
+            ("REDIRECT_STATUS", "200"),
+            ("HTTP_HOST", "example.com:8080"),
+            ("HTTP_X_MULTI", "a, b, c"),
+            ("HTTP_COOKIE", "a=1; b=2"),
+            ("HTTP_X_BIN", "a\u{fffd}b"),
+            ("HTTP_USER_AGENT", "test/1"),
+        ]);
+        let env = env_of(raw, &script, "[::ffff:10.0.0.7]:4242", Some(5));
+        assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn environment_without_body_query_or_path_info() {
+        let script = script_at(Path::new("/srv/env.py"), None);
+        let env = env_of(
+            b"GET /cgi-bin/env.py HTTP/1.0\r\n\r\n",
+            &script,
+            "[::1]:9",
+            None,
+        );
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "GATEWAY_INTERFACE",
+                "SERVER_PROTOCOL",
+                "SERVER_SOFTWARE",
+                "SERVER_NAME",
+                "SERVER_PORT",
+                "REQUEST_METHOD",
+                "REQUEST_URI",
+                "QUERY_STRING",
+                "SCRIPT_NAME",
+                "SCRIPT_FILENAME",
+                "PATH_INFO",
+                "REMOTE_ADDR",
+                "REMOTE_PORT",
+                "REDIRECT_STATUS",
+            ]
+        );
+        let get = |name: &str| &env.iter().find(|(k, _)| k == name).unwrap().1;
+        assert_eq!(get("SERVER_PROTOCOL"), "HTTP/1.0");
+        assert_eq!(get("QUERY_STRING"), "");
+        assert_eq!(get("PATH_INFO"), "");
+        assert_eq!(get("REMOTE_ADDR"), "::1");
+    }
+
+    #[test]
+    fn http_variable_names() {
+        let cases = [
+            ("Host", "HTTP_HOST"),
+            ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+            ("X_Under", "HTTP_X_UNDER"),
+            ("A.b~c", "HTTP_A.B~C"),
+        ];
+        for (header, var) in cases {
+            assert_eq!(http_variable_name(header), var);
+        }
+    }
+
+    /// Writes an executable file.
+    fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// `spawn`, retrying ETXTBSY: another test thread may fork while this
+    /// one still holds the just-written script open for writing.
+    fn spawn_retrying(script: &Script, env: &[(String, String)]) -> CgiChild {
+        for _ in 0..50 {
+            match spawn(script, env) {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("script stayed busy");
+    }
+
+    fn wait_for(fd: &impl AsRawFd, events: libc::c_short, deadline: Instant) {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("child too slow");
+        let mut pollfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pollfd, 1, ms) };
+    }
+
+    /// Reads until EOF, or until `stop` says enough, within the deadline.
+    fn read_until(
+        out: &mut ChildStdout,
+        deadline: Instant,
+        stop: impl Fn(&[u8]) -> bool,
+    ) -> Vec<u8> {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !stop(&data) {
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_for(out, libc::POLLIN, deadline)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        data
+    }
+
+    fn reap(child: &mut Child, deadline: Instant) -> ExitStatus {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                kill(child);
+                panic!("child not reaped in time");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Feeds `input`, closes stdin, reads stdout to EOF and reaps.
+    fn run(cgi: CgiChild, input: &[u8]) -> (String, ExitStatus) {
+        let deadline = Instant::now() + DEADLINE;
+        let CgiChild {
+            mut child,
+            mut stdin,
+            mut stdout,
+        } = cgi;
+        let mut rest = input;
+        while !rest.is_empty() {
+            match stdin.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_for(&stdin, libc::POLLOUT, deadline)
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        drop(stdin);
+        let out = read_until(&mut stdout, deadline, |_| false);
+        let status = reap(&mut child, deadline);
+        (String::from_utf8(out).unwrap(), status)
+    }
+
+    #[test]
+    fn spawn_round_trip_with_argv_and_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("bin");
+        fs::create_dir(&sub).unwrap();
+        let text = "printf '%s|%s|%s\\n' \"$0\" \"$#\" \"$(pwd -P)\"\ntr a-z A-Z\n";
+        let path = write_script(&sub, "up.sh", text);
+        let script = script_at(&path, Some("/bin/sh"));
+        let (out, status) = run(spawn_retrying(&script, &[]), b"hello\nworld");
+        let cwd = sub.canonicalize().unwrap();
+        assert_eq!(
+            out,
+            format!("{}|0|{}\nHELLO\nWORLD", path.display(), cwd.display())
+        );
+        assert!(status.success());
+    }
+
+    #[test]
+    fn spawn_executes_a_script_without_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_script(dir.path(), "x.cgi", "#!/bin/sh\necho \"$0 $#\"\nexit 3\n");
+        let (out, status) = run(spawn_retrying(&script_at(&path, None), &[]), b"");
+        assert_eq!(out, format!("{} 0\n", path.display()));
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[test]
+    fn spawn_finds_a_bare_interpreter_in_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_script(dir.path(), "a.sh", "echo ok\n");
+        let (out, status) = run(spawn_retrying(&script_at(&path, Some("sh")), &[]), b"");
+        assert_eq!((out.as_str(), status.success()), ("ok\n", true));
+    }
+
+    #[test]
+    fn spawn_fails_for_a_missing_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = script_at(&dir.path().join("none.cgi"), None);
+        let err = spawn(&script, &[]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_child_gets_exactly_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_script(dir.path(), "env.sh", "cat /proc/$$/environ\n");
+        let script = script_at(&path, Some("/bin/sh"));
+        let raw = b"GET /cgi-bin/env.py?q HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n";
+        let env = env_of(raw, &script, "127.0.0.1:5000", None);
+        let (out, status) = run(spawn_retrying(&script, &env), b"");
+        assert!(status.success());
+        let got: BTreeMap<&str, &str> = out
+            .split('\0')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| kv.split_once('=').unwrap())
+            .collect();
+        let mut expected: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let path_var = std::env::var("PATH").unwrap_or(DEFAULT_PATH.into());
+        expected.insert("PATH", &path_var);
+        assert_eq!(got, expected);
+        // The test process has variables of its own (cargo sets some); none
+        // of them but PATH may reach the script.
+        let leaked: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k != "PATH" && got.contains_key(k.as_str()))
+            .collect();
+        assert!(std::env::vars_os().count() > 1);
+        assert_eq!(leaked, Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_child_starts_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        // A descriptor without close-on-exec, as one inherited from the
+        // server's parent would be; far above what sh uses for itself.
+        // SAFETY: duplicating stderr; the copy is closed below.
+        let stray = unsafe { libc::fcntl(2, libc::F_DUPFD, 200) };
+        assert!(stray >= 200);
+        let text = format!(
+            "while read -r k v; do case $k in SigIgn:|SigBlk:) echo \"$k $v\";; esac; done < /proc/$$/status\n\
+             if [ -e /proc/$$/fd/{stray} ]; then echo leaked; else echo closed; fi\n"
+        );
+        let path = write_script(dir.path(), "s.sh", &text);
+        let cgi = spawn_retrying(&script_at(&path, Some("/bin/sh")), &[]);
+        // SAFETY: closing the descriptor this test opened.
+        unsafe { libc::close(stray) };
+        for fd in [cgi.stdin.as_raw_fd(), cgi.stdout.as_raw_fd()] {
+            // SAFETY: F_GETFL on an open descriptor, no pointer.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            assert_ne!(flags & libc::O_NONBLOCK, 0);
+        }
+        let pid = libc::pid_t::try_from(cgi.child.id()).unwrap();
+        // SAFETY: getpgid takes no pointer; the child is not reaped yet.
+        assert_eq!(unsafe { libc::getpgid(pid) }, pid);
+        let (out, status) = run(cgi, b"");
+        assert!(status.success());
+        let field = |key: &str| {
+            let line = out.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+            u64::from_str_radix(line.trim(), 16).unwrap()
+        };
+        let sigpipe = 1 << (libc::SIGPIPE - 1);
+        assert_eq!(field("SigIgn:") & sigpipe, 0, "SIGPIPE ignored");
+        assert_eq!(field("SigBlk:"), 0, "signals blocked");
+        assert_eq!(out.lines().last(), Some("closed"));
+    }
+
+    #[test]
+    fn kill_ends_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        // The grandchild keeps stdout open: EOF comes only if it dies too.
+        let path = write_script(dir.path(), "k.sh", "sleep 30 &\necho started\nwait\n");
+        let deadline = Instant::now() + DEADLINE;
+        let CgiChild {
+            mut child,
+            stdin,
+            mut stdout,
+        } = spawn_retrying(&script_at(&path, Some("/bin/sh")), &[]);
+        drop(stdin);
+        let started = read_until(&mut stdout, deadline, |d| d.ends_with(b"\n"));
+        assert_eq!(started, b"started\n");
+        kill(&mut child);
+        assert_eq!(read_until(&mut stdout, deadline, |_| false), b"");
+        let status = reap(&mut child, deadline);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        kill(&mut child); // already gone: ESRCH is ignored
+    }
+
+    #[test]
+    fn working_dir_is_the_nearest_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a");
+        fs::create_dir(&sub).unwrap();
+        let cases = [
+            (sub.join("x.py"), sub.clone()),
+            (sub.join("no/deeper/x.py"), sub.clone()),
+            (dir.path().join("gone/x.py"), dir.path().to_path_buf()),
+        ];
+        for (script, expected) in cases {
+            assert_eq!(working_dir(&script), expected, "{}", script.display());
+        }
+        assert_eq!(working_dir(Path::new("/")), Path::new("/"));
+    }
+}
