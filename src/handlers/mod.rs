@@ -24,11 +24,12 @@ use crate::routing::{Location, MethodSet, Return, Server};
 pub enum Action {
     /// Send this reply (after reading and discarding any request body).
     Reply(Reply),
-        /// Read the body into this upload, then send what it answers.
+    /// Read the body into this upload, then send what it answers.
     Upload(Upload),
     /// Run this CGI script.
     Cgi(Script),
-}/// Routes `request` within `server` (SPEC §3, §4).
+}
+/// Routes `request` within `server` (SPEC §3, §4).
 pub fn handle(request: &Request, server: &Server) -> Action {
     let location = server.select_location(&request.path);
     let Some(method) = request.method else {
@@ -40,7 +41,7 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     if !location.methods.contains(method) {
         return Action::Reply(method_not_allowed(location.methods, server, location));
     }
-        if matches!(method, Method::Get | Method::Head | Method::Post) {
+    if matches!(method, Method::Get | Method::Head | Method::Post) {
         if let Some(script) = cgi_script(request, location) {
             return Action::Cgi(script);
         }
@@ -72,11 +73,15 @@ fn cgi_script(request: &Request, location: &Location) -> Option<Script> {
         return cgi::find_script(location, &request.path);
     }
     let dir = static_file::map_path(location, &request.path)?;
-    let index = location.index.iter().find(|name| dir.join(name).is_file())?;
+    let index = location
+        .index
+        .iter()
+        .find(|name| dir.join(name).is_file())?;
     cgi::find_script(location, &format!("{}{index}", request.path))
 }
 
-fn upload_action(upload: Result<Upload, UploadError>,
+fn upload_action(
+    upload: Result<Upload, UploadError>,
     server: &Server,
     location: &Location,
 ) -> Action {

@@ -30,7 +30,7 @@ use crate::http::body::BodyDecoder;
 use crate::http::chunked::Chunk;
 use crate::http::request::Request;
 use crate::http::response::{write_head_end, write_head_start, write_header, Length};
-use crate::server::conn::{Client, Cx};
+use crate::server::conn::{Client, Cx, ReadOutcome};
 use crate::server::relay::Relay;
 
 /// The most bytes buffered on their way to the script's stdin.
@@ -57,7 +57,9 @@ pub enum CgiStep {
     Progress,
     Blocked,
     /// The response is complete; `close` if the connection cannot go on.
-    Done { close: bool },
+    Done {
+        close: bool,
+    },
     /// Nothing was sent to the client yet: answer this status instead.
     Fail(u16),
     /// The client is gone or the response broke off: close.
@@ -102,7 +104,11 @@ impl CgiRun {
         timeout: Duration,
         now: Instant,
     ) -> io::Result<CgiRun> {
-        let cgi::CgiChild { child, stdin, stdout } = child;
+        let cgi::CgiChild {
+            child,
+            stdin,
+            stdout,
+        } = child;
         let mut stdin = Sender::from(stdin);
         let mut stdout = Receiver::from(stdout);
         let mut run = CgiRun {
@@ -226,7 +232,10 @@ impl CgiRun {
                 self.pending_pos = self.pending.len();
             }
         }
-        if matches!(self.feed, Feed::Done) && self.pending_pos == self.pending.len() && self.stdin.is_some() {
+        if matches!(self.feed, Feed::Done)
+            && self.pending_pos == self.pending.len()
+            && self.stdin.is_some()
+        {
             self.close_stdin(cx.registry);
             progress = true;
         }
@@ -240,7 +249,9 @@ impl CgiRun {
             Feed::File { file, remaining } => {
                 let want = STDIN_BUFFER.min(usize::try_from(*remaining).unwrap_or(STDIN_BUFFER));
                 self.pending.resize(want, 0);
-                let n = file.read(&mut self.pending).map_err(|_| CgiStep::Fail(500))?;
+                let n = file
+                    .read(&mut self.pending)
+                    .map_err(|_| CgiStep::Fail(500))?;
                 self.pending.truncate(n);
                 *remaining -= n as u64;
                 if n == 0 || *remaining == 0 {
@@ -270,9 +281,10 @@ impl CgiRun {
                 Ok((used, Chunk::NeedMore)) => {
                     client.input.consume(used);
                     match client.read(STDIN_BUFFER, cx) {
-                        Ok(read) => Ok(read),
+                        ReadOutcome::Data => Ok(true),
+                        ReadOutcome::Blocked => Ok(false),
                         // The client left in the middle of its body.
-                        Err(()) => Err(CgiStep::Abort),
+                        ReadOutcome::Closed => Err(CgiStep::Abort),
                     }
                 }
                 Err(_) => Err(CgiStep::Fail(400)),
@@ -356,7 +368,11 @@ impl CgiRun {
             self.keep_alive = false;
         }
         let mut out = Vec::with_capacity(512);
-        write_head_start(&mut out, head.status, cx.date.get(std::time::SystemTime::now()));
+        write_head_start(
+            &mut out,
+            head.status,
+            cx.date.get(std::time::SystemTime::now()),
+        );
         for (name, value) in &head.headers {
             write_header(&mut out, name, value.as_bytes());
         }

@@ -64,7 +64,9 @@ impl Source {
     pub const COUNT: usize = 3;
 
     pub fn from_index(i: usize) -> Option<Source> {
-        [Source::Client, Source::CgiStdin, Source::CgiStdout].get(i).copied()
+        [Source::Client, Source::CgiStdin, Source::CgiStdout]
+            .get(i)
+            .copied()
     }
 
     pub fn index(self) -> usize {
@@ -124,7 +126,10 @@ enum Sink {
     Discard(Reply),
     Upload(Upload),
     /// A chunked body for a CGI script, de-chunked into an unnamed file.
-    Spool { file: File, script: Script },
+    Spool {
+        file: File,
+        script: Script,
+    },
 }
 
 /// A response being written.
@@ -137,8 +142,15 @@ struct Outgoing {
 
 enum OutBody {
     None,
-    Bytes { data: Vec<u8>, pos: usize },
-    File { file: File, offset: u64, remaining: u64 },
+    Bytes {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    File {
+        file: File,
+        offset: u64,
+        remaining: u64,
+    },
 }
 
 /// What follows a response.
@@ -194,7 +206,7 @@ pub struct Client {
 }
 
 /// The outcome of one read from the client.
-enum ReadOutcome {
+pub enum ReadOutcome {
     Data,
     Blocked,
     Closed,
@@ -265,7 +277,13 @@ impl Conn {
     }
 
     /// One of the connection's sources reported readiness.
-    pub fn on_ready(&mut self, source: Source, readable: bool, writable: bool, cx: &mut Cx) -> Verdict {
+    pub fn on_ready(
+        &mut self,
+        source: Source,
+        readable: bool,
+        writable: bool,
+        cx: &mut Cx,
+    ) -> Verdict {
         match (source, &mut self.phase) {
             (Source::Client, _) => {
                 self.client.readable |= readable;
@@ -424,7 +442,13 @@ impl Conn {
     }
 
     /// Sends `reply` once the request's body, if any, has been discarded.
-    fn reply_after_body(&mut self, request: Request, reply: Reply, limit: Option<u64>, cx: &mut Cx) {
+    fn reply_after_body(
+        &mut self,
+        request: Request,
+        reply: Reply,
+        limit: Option<u64>,
+        cx: &mut Cx,
+    ) {
         match request.framing {
             Framing::None | Framing::Length(0) => self.respond(Some(&request), reply, KEEP, cx),
             // The client waits for 100 Continue before sending the body: it
@@ -542,11 +566,20 @@ impl Conn {
                 };
                 self.spawn_cgi(request, &script, feed, Some(n), cx);
             }
-            Framing::None | Framing::Length(_) => self.spawn_cgi(request, &script, Feed::Done, None, cx),
+            Framing::None | Framing::Length(_) => {
+                self.spawn_cgi(request, &script, Feed::Done, None, cx)
+            }
         }
     }
 
-    fn spawn_cgi(&mut self, request: Request, script: &Script, feed: Feed, length: Option<u64>, cx: &mut Cx) {
+    fn spawn_cgi(
+        &mut self,
+        request: Request,
+        script: &Script,
+        feed: Feed,
+        length: Option<u64>,
+        cx: &mut Cx,
+    ) {
         let table = Arc::clone(&self.table);
         let server = &table.servers[self.server];
         let location = server.select_location(&request.path);
@@ -557,18 +590,45 @@ impl Conn {
             .cloned()
             .or_else(|| request.host.clone())
             .unwrap_or_else(|| "localhost".to_owned());
-        let env = cgi::environment(&request, script, &server_name, local_port, self.client.peer, length);
+        let env = cgi::environment(
+            &request,
+            script,
+            &server_name,
+            local_port,
+            self.client.peer,
+            length,
+        );
         let child = match cgi::spawn(script, &env) {
             Ok(child) => child,
             Err(err) => {
-                cx.logs.error(format_args!("cgi {}: {err}", script.path.display()));
-                let status = if err.kind() == io::ErrorKind::NotFound { 404 } else { 502 };
-                let ending = if matches!(feed, Feed::Client { .. }) { LINGER_CLOSE } else { KEEP };
+                cx.logs
+                    .error(format_args!("cgi {}: {err}", script.path.display()));
+                let status = if err.kind() == io::ErrorKind::NotFound {
+                    404
+                } else {
+                    502
+                };
+                let ending = if matches!(feed, Feed::Client { .. }) {
+                    LINGER_CLOSE
+                } else {
+                    KEEP
+                };
                 return self.fail_request(status, request, ending, cx);
             }
         };
-        let tokens = ((cx.token)(self.key, Source::CgiStdin), (cx.token)(self.key, Source::CgiStdout));
-        match CgiRun::start(request, child, feed, cx.registry, tokens, location.cgi_timeout, cx.now) {
+        let tokens = (
+            (cx.token)(self.key, Source::CgiStdin),
+            (cx.token)(self.key, Source::CgiStdout),
+        );
+        match CgiRun::start(
+            request,
+            child,
+            feed,
+            cx.registry,
+            tokens,
+            location.cgi_timeout,
+            cx.now,
+        ) {
             Ok(mut run) => {
                 run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
                 self.phase = Phase::Cgi(Box::new(run));
@@ -597,7 +657,11 @@ impl Conn {
             CgiStep::Done { close } => {
                 self.log_cgi(&run, cx);
                 run.finish(cx.registry, cx.reaper);
-                let after = if close { After::Close } else { After::KeepAlive };
+                let after = if close {
+                    After::Close
+                } else {
+                    After::KeepAlive
+                };
                 self.finish_response(after, cx)
             }
             CgiStep::Fail(status) => {
@@ -626,9 +690,14 @@ impl Conn {
         // be trusted as the next request.
         self.close_after = true;
         let host = original.host.as_deref().unwrap_or("localhost");
-        let head = format!("GET {path} HTTP/1.{}\r\nHost: {host}\r\n\r\n", original.minor_version);
+        let head = format!(
+            "GET {path} HTTP/1.{}\r\nHost: {host}\r\n\r\n",
+            original.minor_version
+        );
         match Request::parse(head.as_bytes(), head.len()) {
-            Ok(Some((request, _))) if self.redirects <= MAX_REDIRECTS => self.start_request(request, cx),
+            Ok(Some((request, _))) if self.redirects <= MAX_REDIRECTS => {
+                self.start_request(request, cx)
+            }
             _ => self.fail(500, CLOSE, cx),
         }
     }
@@ -637,7 +706,12 @@ impl Conn {
         let server = &self.table.servers[self.server];
         cx.logs.access(
             &server.access_log,
-            &access_entry(self.client.peer, Some(&run.request), run.status, run.body_bytes),
+            &access_entry(
+                self.client.peer,
+                Some(&run.request),
+                run.status,
+                run.body_bytes,
+            ),
         );
     }
 
@@ -686,7 +760,14 @@ impl Conn {
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
         let mut head = Vec::with_capacity(256);
         let date = cx.date.get(SystemTime::now());
-        write_head(&mut head, reply.status, &reply.headers, length, date, keep_alive);
+        write_head(
+            &mut head,
+            reply.status,
+            &reply.headers,
+            length,
+            date,
+            keep_alive,
+        );
         let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
         let bytes = if head_only { 0 } else { reply.body.len() };
         let server = &self.table.servers[self.server];
@@ -758,7 +839,9 @@ impl Conn {
             After::Linger => {
                 let _ = self.client.socket.shutdown(Shutdown::Write);
                 self.client.input = InBuf::default();
-                self.phase = Phase::Linger { until: cx.now + LINGER };
+                self.phase = Phase::Linger {
+                    until: cx.now + LINGER,
+                };
                 Step::Progress
             }
         }
@@ -781,7 +864,7 @@ impl Conn {
 
 impl Client {
     /// Reads at most `room` bytes into the input buffer.
-    fn read(&mut self, room: usize, cx: &mut Cx) -> ReadOutcome {
+    pub fn read(&mut self, room: usize, cx: &mut Cx) -> ReadOutcome {
         if self.peer_closed {
             return ReadOutcome::Closed;
         }
@@ -828,7 +911,12 @@ impl Client {
     }
 }
 
-fn access_entry<'a>(peer: SocketAddr, request: Option<&'a Request>, status: u16, bytes: u64) -> AccessEntry<'a> {
+fn access_entry<'a>(
+    peer: SocketAddr,
+    request: Option<&'a Request>,
+    status: u16,
+    bytes: u64,
+) -> AccessEntry<'a> {
     AccessEntry {
         peer,
         request_line: request.map_or("-", Request::request_line),
@@ -858,7 +946,11 @@ fn spool_file() -> io::Result<File> {
     match options.clone().custom_flags(libc::O_TMPFILE).open(&dir) {
         Ok(file) => Ok(file),
         Err(_) => {
-            let path = dir.join(format!(".webserv-spool-{}-{:?}", std::process::id(), Instant::now()));
+            let path = dir.join(format!(
+                ".webserv-spool-{}-{:?}",
+                std::process::id(),
+                Instant::now()
+            ));
             let file = options.create_new(true).open(&path)?;
             std::fs::remove_file(&path)?;
             Ok(file)

@@ -10,7 +10,9 @@
 //! in a row, so the sockets and pipes of a connection find it directly.
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
-//! collected with `try_wait` whenever SIGCHLD wakes the loop.use std::io;
+//! collected with `try_wait` whenever SIGCHLD wakes the loop.
+
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,7 +66,7 @@ pub struct EventLoop {
     /// `max_connections` reached, or out of file descriptors: accepting
     /// resumes when a connection closes or at this instant.
     accept_paused: Option<Instant>,
-        closing: Vec<usize>,
+    closing: Vec<usize>,
     /// CGI children that ended their exchange but not yet their process.
     reaper: Vec<std::process::Child>,
 }
@@ -98,8 +100,8 @@ impl EventLoop {
     /// Binds every listen address of `table`.
     pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
         let poll = Poll::new().context("creating the poll")?;
-        let mut signals =
-            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGCHLD]).context("installing signal handlers")?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGCHLD])
+            .context("installing signal handlers")?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
@@ -117,7 +119,7 @@ impl EventLoop {
             logs,
             shutdown_at: None,
             accept_paused: None,
-                        closing: Vec::new(),
+            closing: Vec::new(),
             reaper: Vec::new(),
         };
         let table = Arc::clone(&event_loop.table);
@@ -143,10 +145,11 @@ impl EventLoop {
         loop {
             let now = Instant::now();
             if let Some(at) = self.shutdown_at {
-                                if self.conns.is_empty() || now >= at {
+                if self.conns.is_empty() || now >= at {
                     self.reap_all();
                     return Ok(());
-                }}
+                }
+            }
             let timeout = [
                 self.timers.timeout(now),
                 self.shutdown_at.map(|at| at - now),
@@ -164,7 +167,7 @@ impl EventLoop {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
-                        self.fire_deadlines(now);
+            self.fire_deadlines(now);
             self.close_finished(now);
             self.resume_accepting(now);
             self.reap();
@@ -176,15 +179,16 @@ impl EventLoop {
             SIGNALS => self.on_signals(now),
             Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
             Token(t) => {
-                                let Some((key, source)) = split_token(t) else {
+                let Some((key, source)) = split_token(t) else {
                     return;
                 };
-                let Some(conn) = self.conns.get_mut(key) else {return; // closed earlier in this batch
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return; // closed earlier in this batch
                 };
                 let mut cx = cx!(self, now);
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                                let verdict = conn.on_ready(source, readable, writable, &mut cx);
+                let verdict = conn.on_ready(source, readable, writable, &mut cx);
                 self.settle(key, verdict);
             }
         }
@@ -218,7 +222,7 @@ impl EventLoop {
         }
     }
 
-        fn close_finished(&mut self, now: Instant) {
+    fn close_finished(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let mut cx = cx!(self, now);
@@ -240,7 +244,7 @@ impl EventLoop {
             crate::handlers::cgi::kill(&mut child);
             let _ = child.wait();
         }
-    }// --- accepting ------------------------------------------------------
+    } // --- accepting ------------------------------------------------------
 
     fn accept_all(&mut self, listener_key: usize, now: Instant) {
         if self.accept_paused.is_some() {
@@ -372,7 +376,7 @@ impl EventLoop {
             let verdict = self.conns[key].drain(&mut cx);
             self.settle(key, verdict);
         }
-                self.close_finished(now);
+        self.close_finished(now);
     }
 
     /// SIGHUP: load the configuration again; if it is valid, swap it in,

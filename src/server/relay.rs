@@ -68,7 +68,9 @@ impl Relay {
         self.compact();
         match &mut self.framing {
             Framing::Length(remaining) => {
-                let n = data.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let n = data
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 self.buf.extend_from_slice(&data[..n]);
                 *remaining -= n as u64;
             }
