@@ -764,3 +764,646 @@ impl<T> Default for Pool<T> {
         Pool::new(POOL_PER_ADDR)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{MethodSet, UpstreamServer};
+
+    const CLIENT: &str = "10.0.0.1:5555";
+
+    fn location(uri: &str, exact: bool, set: &[(&str, &str)]) -> Location {
+        Location {
+            uri: uri.to_owned(),
+            exact,
+            root: None,
+            alias: None,
+            index: Vec::new(),
+            autoindex: false,
+            methods: MethodSet::empty(),
+            ret: None,
+            error_pages: HashMap::new(),
+            client_max_body_size: None,
+            upload_store: None,
+            cgi: Vec::new(),
+            cgi_timeout: Duration::from_secs(30),
+            cgi_check_script: true,
+            proxy: None,
+            proxy_set_header: set
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            proxy_connect_timeout: Duration::from_secs(5),
+            proxy_read_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn proxy(prefix: Option<&str>) -> ProxyPass {
+        ProxyPass {
+            upstream: 0,
+            host: "backend".to_owned(),
+            prefix: prefix.map(str::to_owned),
+        }
+    }
+
+    fn request(head: &str) -> Request {
+        match Request::parse(head.as_bytes(), 8192) {
+            Ok(Some((request, _))) => request,
+            other => panic!("bad test request {head:?}: {other:?}"),
+        }
+    }
+
+    fn get(target: &str, headers: &str) -> Request {
+        request(&format!(
+            "GET {target} HTTP/1.1\r\nHost: front\r\n{headers}\r\n"
+        ))
+    }
+
+    fn client() -> SocketAddr {
+        CLIENT.parse().expect("valid address")
+    }
+
+    // -- URI rewriting ------------------------------------------------------
+
+    #[test]
+    fn upstream_uri_table() {
+        // (location URI, exact, proxy_pass URI part, client target, sent)
+        #[rustfmt::skip]
+        let cases: &[(&str, bool, Option<&str>, &str, &str)] = &[
+            ("/api/", false, Some("/v1/"), "/api/x?q", "/v1/x?q"),
+            ("/api/", false, Some("/v1/"), "/api/", "/v1/"),
+            ("/api/", false, Some("/"), "/api/a/b", "/a/b"),
+            ("/api", false, Some("/v1/"), "/api/x", "/v1//x"),
+            ("/api", false, Some("/v1"), "/apix", "/v1x"),
+            ("/", false, Some("/base"), "/a?b=c&d", "/basea?b=c&d"),
+            ("/", false, Some("/base/"), "/a?b=c&d", "/base/a?b=c&d"),
+            ("/x", true, Some("/y/z"), "/x?k=v", "/y/z?k=v"),
+            ("/x", true, Some("/"), "/x", "/"),
+            ("/api/", false, Some("/v1/"), "/api/../api/./x//y", "/v1/x/y"),
+            ("/api/", false, Some("/v1/"), "/api/a%20b", "/v1/a%20b"),
+            ("/api/", false, Some("/v1/"), "/api/a%2Fb%3Fc", "/v1/a/b%3Fc"),
+            ("/api/", false, Some("/v1/"), "/api/%C3%A9", "/v1/%C3%A9"),
+            ("/api/", false, Some("/v1/"), "/api/x?", "/v1/x?"),
+            ("/api/", false, Some("/v1/"), "/api/x?a=%20b", "/v1/x?a=%20b"),
+            ("/api/", false, Some("/a b/"), "/api/x", "/a%20b/x"),
+            ("/api/", false, None, "/api/./x//y?q=%20", "/api/./x//y?q=%20"),
+            ("/api/", false, None, "/api/a%2Fb", "/api/a%2Fb"),
+            ("/", false, None, "http://other:81/p?q", "/p?q"),
+            ("/", false, None, "http://other", "/"),
+        ];
+        for (uri, exact, prefix, target, expected) in cases {
+            let loc = location(uri, *exact, &[]);
+            let sent = upstream_uri(&get(target, ""), &loc, &proxy(*prefix));
+            assert_eq!(&sent, expected, "{uri} {prefix:?} {target}");
+        }
+    }
+
+    // -- Request head -------------------------------------------------------
+
+    fn head_with(head: &str, loc: &Location, body: BodyFraming) -> String {
+        let bytes = request_head(&request(head), loc, &proxy(None), client(), body);
+        String::from_utf8(bytes).expect("ASCII test head")
+    }
+
+    /// The header lines of a head, without the request line.
+    fn lines(head: &str) -> Vec<&str> {
+        let body = head
+            .strip_suffix("\r\n\r\n")
+            .expect("head ends with a blank line");
+        body.split("\r\n").skip(1).collect()
+    }
+
+    fn values_of<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+        lines(head)
+            .into_iter()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn typical_head_in_full() {
+        let head = head_with(
+            "POST /up?x HTTP/1.1\r\nHost: front\r\nUser-Agent: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+            &location("/", false, &[]),
+            BodyFraming::Length(3),
+        );
+        assert_eq!(
+            head,
+            "POST /up?x HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             X-Real-IP: 10.0.0.1\r\nX-Forwarded-Proto: http\r\nUser-Agent: t\r\n\
+             Connection: keep-alive\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_line_keeps_method_and_speaks_http_1_1() {
+        let head = head_with(
+            "BREW /pot HTTP/1.0\r\n\r\n",
+            &location("/", false, &[]),
+            BodyFraming::None,
+        );
+        assert!(head.starts_with("BREW /pot HTTP/1.1\r\n"), "{head}");
+    }
+
+    #[test]
+    fn header_filtering_table() {
+        // (client headers, proxy_set_header, body, header name, values sent)
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            BodyFraming,
+            &'a str,
+            &'a [&'a str],
+        );
+        let none: &[(&str, &str)] = &[];
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            // hop-by-hop, and what the client's Connection names
+            ("Connection: keep-alive, X-Secret\r\nX-Secret: s\r\n", none, BodyFraming::None, "x-secret", &[]),
+            ("Connection: close\r\n", none, BodyFraming::None, "connection", &["keep-alive"]),
+            ("Keep-Alive: timeout=5\r\n", none, BodyFraming::None, "keep-alive", &[]),
+            ("Proxy-Connection: keep-alive\r\n", none, BodyFraming::None, "proxy-connection", &[]),
+            ("TE: trailers\r\n", none, BodyFraming::None, "te", &[]),
+            ("Trailer: X\r\n", none, BodyFraming::None, "trailer", &[]),
+            ("Upgrade: websocket\r\n", none, BodyFraming::None, "upgrade", &[]),
+            ("Proxy-Authorization: Basic eA==\r\n", none, BodyFraming::None, "proxy-authorization", &["Basic eA=="]),
+            ("X-Other: 1\r\nX-Other: 2\r\n", none, BodyFraming::None, "x-other", &["1", "2"]),
+            // framing and Expect are the server's
+            ("Expect: 100-continue\r\n", none, BodyFraming::None, "expect", &[]),
+            ("Transfer-Encoding: chunked\r\n", none, BodyFraming::Chunked, "transfer-encoding", &["chunked"]),
+            ("Transfer-Encoding: chunked\r\n", none, BodyFraming::Chunked, "content-length", &[]),
+            ("Content-Length: 7\r\n", none, BodyFraming::Length(7), "content-length", &["7"]),
+            ("Content-Length: 0\r\n", none, BodyFraming::None, "content-length", &[]),
+            ("", &[("Content-Length", "9"), ("Connection", "close")], BodyFraming::None, "content-length", &[]),
+            ("", &[("Connection", "")], BodyFraming::None, "connection", &["keep-alive"]),
+            // Host
+            ("", none, BodyFraming::None, "host", &["backend"]),
+            ("", &[("Host", "h.example")], BodyFraming::None, "host", &["h.example"]),
+            ("", &[("host", "$host:8080")], BodyFraming::None, "host", &["front:8080"]),
+            ("", &[("Host", "$http_host")], BodyFraming::None, "host", &["front"]),
+            ("", &[("Host", "$proxy_host")], BodyFraming::None, "host", &["backend"]),
+            // proxy_set_header replaces or removes client headers
+            ("Accept: a/b\r\n", &[("accept", "text/plain")], BodyFraming::None, "accept", &["text/plain"]),
+            ("X-Drop: 1\r\n", &[("X-Drop", "")], BodyFraming::None, "x-drop", &[]),
+            ("", &[("X-A", "1"), ("X-A", "2")], BodyFraming::None, "x-a", &["1", "2"]),
+            ("", &[("X-Bad", "a\r\nInjected: 1")], BodyFraming::None, "injected", &[]),
+            ("", &[("X-Bad", "a\r\nInjected: 1")], BodyFraming::None, "x-bad", &[]),
+            ("", &[("Bad Name", "v")], BodyFraming::None, "bad name", &[]),
+            // variables
+            ("User-Agent: curl\r\n", &[("X-UA", "ua=$http_user_agent")], BodyFraming::None, "x-ua", &["ua=curl"]),
+            ("", &[("X-Addr", "$remote_addr:$remote_port")], BodyFraming::None, "x-addr", &["10.0.0.1:5555"]),
+            ("", &[("X-Line", "$request_method $request_uri $scheme")], BodyFraming::None, "x-line", &["GET /p?q http"]),
+            ("", &[("X-Cost", "$ 5 and a$")], BodyFraming::None, "x-cost", &["$ 5 and a$"]),
+            ("", &[("X-Unknown", "$nope")], BodyFraming::None, "x-unknown", &[]),
+            ("", &[("X-Absent", "$http_x_absent")], BodyFraming::None, "x-absent", &[]),
+            // X-Forwarded-*
+            ("", none, BodyFraming::None, "x-forwarded-for", &["10.0.0.1"]),
+            ("X-Forwarded-For: 1.2.3.4\r\n", none, BodyFraming::None, "x-forwarded-for", &["1.2.3.4, 10.0.0.1"]),
+            ("X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n", none, BodyFraming::None, "x-forwarded-for", &["1.1.1.1, 2.2.2.2, 10.0.0.1"]),
+            ("X-Forwarded-For: 1.2.3.4\r\n", &[("X-Forwarded-For", "$remote_addr")], BodyFraming::None, "x-forwarded-for", &["10.0.0.1"]),
+            ("X-Forwarded-For: 1.2.3.4\r\n", &[("X-Chain", "$proxy_add_x_forwarded_for")], BodyFraming::None, "x-chain", &["1.2.3.4, 10.0.0.1"]),
+            ("X-Real-IP: 6.6.6.6\r\n", none, BodyFraming::None, "x-real-ip", &["10.0.0.1"]),
+            ("", &[("X-Real-IP", "")], BodyFraming::None, "x-real-ip", &[]),
+            ("X-Forwarded-Proto: https\r\n", none, BodyFraming::None, "x-forwarded-proto", &["http"]),
+        ];
+        for (client_headers, set, body, name, expected) in cases {
+            let head = head_with(
+                &format!("GET /p?q HTTP/1.1\r\nHost: front\r\n{client_headers}\r\n"),
+                &location("/", false, set),
+                *body,
+            );
+            assert_eq!(&values_of(&head, name), expected, "{name} in\n{head}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_client_shows_as_ipv4() {
+        let req = get("/", "");
+        let mapped: SocketAddr = "[::ffff:1.2.3.4]:80".parse().expect("valid address");
+        let v6: SocketAddr = "[2001:db8::1]:80".parse().expect("valid address");
+        let loc = location("/", false, &[]);
+        for (addr, ip) in [(mapped, "1.2.3.4"), (v6, "2001:db8::1")] {
+            let head = request_head(&req, &loc, &proxy(None), addr, BodyFraming::None);
+            let head = String::from_utf8(head).expect("ASCII");
+            assert_eq!(values_of(&head, "x-real-ip"), [ip]);
+        }
+    }
+
+    // -- Response head ------------------------------------------------------
+
+    type Expected = Result<(u16, ResponseFraming, bool), UpstreamError>;
+
+    fn parse(input: &str, head: bool) -> Expected {
+        match parse_response_head(input.as_bytes(), head) {
+            Ok(Some((h, len))) => {
+                assert_eq!(len, input.len(), "{input:?}");
+                Ok((h.status, h.framing, h.keep_alive))
+            }
+            Ok(None) => panic!("incomplete: {input:?}"),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn response_framing_table() {
+        use ResponseFraming::*;
+        use UpstreamError::*;
+        #[rustfmt::skip]
+        let cases: &[(&str, bool, Expected)] = &[
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, Ok((200, Length(5), true))),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, Ok((200, Length(0), true))),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", false, Ok((200, Length(5), true))),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", false, Ok((200, Length(5), true))),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((200, Chunked, true))),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n", false, Ok((200, Chunked, true))),
+            ("HTTP/1.1 200 OK\r\n\r\n", false, Ok((200, UntilClose, false))),
+            ("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n", false, Ok((404, UntilClose, false))),
+            ("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, Ok((204, Empty, true))),
+            ("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((304, Empty, true))),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, Ok((200, Empty, true))),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true, Ok((200, Empty, true))),
+            ("HTTP/1.1 200 OK\r\n\r\n", true, Ok((200, Empty, true))),
+            ("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true, Ok((200, Empty, true))),
+            ("HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\n", false, Ok((500, Length(2), true))),
+            ("HTTP/1.1 599 X\r\nContent-Length: 2\r\n\r\n", false, Ok((599, Length(2), true))),
+            ("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n", false, Ok((200, Length(2), true))),
+            // keep-alive
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, Ok((200, Length(1), false))),
+            ("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 1\r\n\r\n", false, Ok((200, Length(1), false))),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, Ok((200, Length(1), false))),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, Ok((200, Length(1), true))),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false, Ok((200, UntilClose, false))),
+            ("HTTP/1.0 204 No Content\r\n\r\n", false, Ok((204, Empty, false))),
+            // interim
+            ("HTTP/1.1 100 Continue\r\n\r\n", false, Ok((100, Empty, true))),
+            ("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", false, Ok((103, Empty, true))),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", false, Err(UnexpectedSwitch)),
+            // framing errors
+            ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", false, Err(BadFraming)),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, Err(BadFraming)),
+            // not an HTTP/1.x head
+            ("<html>hello</html>\r\n\r\n", false, Err(Malformed)),
+            ("hello\n\n", false, Err(Malformed)),
+            ("ICY 200 OK\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/2 200\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/2.0 200 OK\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 20 OK\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 2000 OK\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 099 Low\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 600 High\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 abc OK\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 200 OK\r\nBad Header\r\n\r\n", false, Err(Malformed)),
+            ("HTTP/1.1 200 OK\r\nX\0: a\r\n\r\n", false, Err(Malformed)),
+        ];
+        for (input, head, expected) in cases {
+            assert_eq!(&parse(input, *head), expected, "{input:?} head={head}");
+            assert_eq!(
+                parse(input, *head).err().map(UpstreamError::status),
+                expected.err().map(|_| 502)
+            );
+        }
+    }
+
+    #[test]
+    fn relayed_headers_table() {
+        // (input, HEAD request, headers relayed)
+        #[rustfmt::skip]
+        let cases: &[(&str, bool, &[(&str, &str)])] = &[
+            ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nServer: up\r\nDate: x\r\n\r\n", false, &[("Content-Type", "text/plain")]),
+            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n", false, &[("X-Keep", "2")]),
+            ("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n", false, &[("Set-Cookie", "a=1"), ("set-cookie", "b=2")]),
+            ("HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 5, 5\r\n\r\n", true, &[("ETag", "\"e\""), ("Content-Length", "5")]),
+            ("HTTP/1.1 200 OK\r\nContent-Length: bogus\r\n\r\n", true, &[]),
+            ("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false, &[("Content-Length", "5")]),
+            ("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, &[]),
+            ("HTTP/1.1 200 OK\r\nX-Empty:\r\n\r\n", false, &[("X-Empty", "")]),
+        ];
+        for (input, head, expected) in cases {
+            let (parsed, _) = parse_response_head(input.as_bytes(), *head)
+                .expect("valid")
+                .expect("complete");
+            let got: Vec<(&str, &[u8])> = parsed
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            let want: Vec<(&str, &[u8])> =
+                expected.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_dropped_by_looping() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: <x>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+        let mut at = 0;
+        let mut seen = Vec::new();
+        let final_head = loop {
+            let (head, len) = parse_response_head(&input[at..], false)
+                .expect("valid")
+                .expect("complete");
+            at += len;
+            seen.push(head.status);
+            if !head.is_interim() {
+                break head;
+            }
+        };
+        assert_eq!(seen, [100, 103, 201]);
+        assert_eq!(final_head.framing, ResponseFraming::Length(2));
+        assert_eq!(&input[at..], b"ok");
+    }
+
+    #[test]
+    fn every_split_is_partial_until_complete() {
+        let input =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+        let head_len = input.len() - 5;
+        for cut in 0..head_len {
+            assert_eq!(
+                parse_response_head(&input[..cut], false),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        for end in head_len..=input.len() {
+            let (head, len) = parse_response_head(&input[..end], false)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!((head.status, len), (200, head_len));
+        }
+    }
+
+    #[test]
+    fn head_size_is_capped() {
+        let filler = "a".repeat(MAX_RESPONSE_HEAD);
+        let partial = format!("HTTP/1.1 200 OK\r\nX: {filler}");
+        assert_eq!(
+            parse_response_head(partial.as_bytes(), false),
+            Err(UpstreamError::HeadTooLarge)
+        );
+        let complete = format!("HTTP/1.1 200 OK\r\nX: {filler}\r\n\r\n");
+        assert_eq!(
+            parse_response_head(complete.as_bytes(), false),
+            Err(UpstreamError::HeadTooLarge)
+        );
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("X{i}: y\r\n"))
+            .collect();
+        let input = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(
+            parse_response_head(input.as_bytes(), false),
+            Err(UpstreamError::HeadTooLarge)
+        );
+        // A small head followed by a large body is fine.
+        let body = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n{}",
+            "b".repeat(20000)
+        );
+        let (head, len) = parse_response_head(body.as_bytes(), false)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((head.framing, len), (ResponseFraming::Length(20000), 42));
+        // Just under the cap and still partial: read more.
+        let under = format!(
+            "HTTP/1.1 200 OK\r\nX: {}",
+            "a".repeat(MAX_RESPONSE_HEAD - 30)
+        );
+        assert_eq!(parse_response_head(under.as_bytes(), false), Ok(None));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        const ALPHABET: &[u8] = b"HTTP/1.0 2045 \r\n:Content-Length,chunked\t\0\xff";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| ALPHABET[(seed as usize >> (i % 40)) % ALPHABET.len()])
+                .collect();
+            let _ = parse_response_head(&bytes, seed % 2 == 0);
+        }
+    }
+
+    // -- Balancer -----------------------------------------------------------
+
+    fn group(weights: &[u32]) -> Upstream {
+        Upstream {
+            name: "g".to_owned(),
+            servers: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &weight)| UpstreamServer {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                    weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn sequence(balancer: &mut Balancer, group: usize, n: usize, now: Instant) -> String {
+        (0..n)
+            .map(|_| match balancer.pick(group, now) {
+                Some(i) => char::from(b'a' + i as u8),
+                None => '-',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn smooth_weighted_round_robin_table() {
+        let now = Instant::now();
+        #[rustfmt::skip]
+        let cases: &[(&[u32], &str)] = &[
+            (&[5, 1, 1], "aabacaaaabacaa"),
+            (&[1, 1, 1], "abcabc"),
+            (&[2, 1], "abaaba"),
+            (&[1], "aaa"),
+            (&[3, 2], "ababaababa"),
+        ];
+        for (weights, expected) in cases {
+            let mut balancer = Balancer::new(&[group(weights)]);
+            assert_eq!(
+                sequence(&mut balancer, 0, expected.len(), now),
+                *expected,
+                "{weights:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_are_independent() {
+        let now = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[1, 1]), group(&[1, 1, 1])]);
+        assert_eq!(sequence(&mut balancer, 0, 1, now), "a");
+        assert_eq!(sequence(&mut balancer, 1, 2, now), "ab");
+        assert_eq!(sequence(&mut balancer, 0, 1, now), "b");
+    }
+
+    #[test]
+    fn failed_server_is_skipped_until_fail_timeout() {
+        let t0 = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[1, 1, 1])]);
+        balancer.failed(0, 0, t0);
+        let just_before = t0 + FAIL_TIMEOUT - Duration::from_millis(1);
+        assert_eq!(
+            sequence(&mut balancer, 0, 4, t0 + Duration::from_secs(1)),
+            "bcbc"
+        );
+        assert_eq!(sequence(&mut balancer, 0, 2, just_before), "bc");
+        let back = sequence(&mut balancer, 0, 6, t0 + FAIL_TIMEOUT);
+        assert_eq!(back.matches('a').count(), 2, "{back}");
+    }
+
+    #[test]
+    fn success_clears_a_failure() {
+        let t0 = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[1, 1])]);
+        balancer.failed(0, 1, t0);
+        assert_eq!(sequence(&mut balancer, 0, 2, t0), "aa");
+        balancer.succeeded(0, 1);
+        assert_eq!(sequence(&mut balancer, 0, 4, t0).matches('b').count(), 2);
+    }
+
+    #[test]
+    fn all_down_still_tries_one() {
+        let t0 = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[1]), group(&[1, 1])]);
+        balancer.failed(0, 0, t0);
+        assert_eq!(balancer.pick(0, t0), Some(0));
+        balancer.failed(1, 0, t0);
+        balancer.failed(1, 1, t0);
+        assert!(balancer.pick(1, t0).is_some());
+        // The recovered one is found by the next request.
+        balancer.succeeded(1, 1);
+        assert_eq!(sequence(&mut balancer, 1, 3, t0), "bbb");
+    }
+
+    #[test]
+    fn next_candidate_for_the_same_request() {
+        let t0 = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[5, 1, 1])]);
+        let first = balancer.pick(0, t0).expect("a server");
+        balancer.failed(0, first, t0);
+        let second = balancer.pick_excluding(0, &[first], t0).expect("another");
+        assert_ne!(first, second);
+        balancer.failed(0, second, t0);
+        let third = balancer
+            .pick_excluding(0, &[first, second], t0)
+            .expect("the last one");
+        assert!(![first, second].contains(&third));
+        // Every server down but untried ones are tried anyway; none is left.
+        balancer.failed(0, third, t0);
+        assert_eq!(
+            balancer.pick_excluding(0, &[first, second, third], t0),
+            None
+        );
+        let mut fresh = Balancer::new(&[group(&[1, 1])]);
+        fresh.failed(0, 1, t0);
+        assert_eq!(fresh.pick_excluding(0, &[0], t0), Some(1));
+    }
+
+    #[test]
+    fn unknown_indices_are_harmless() {
+        let now = Instant::now();
+        let mut balancer = Balancer::new(&[group(&[]), group(&[1])]);
+        assert_eq!(balancer.pick(0, now), None);
+        assert_eq!(balancer.pick(7, now), None);
+        balancer.failed(7, 0, now);
+        balancer.failed(1, 9, now);
+        balancer.succeeded(7, 7);
+        assert_eq!(balancer.pick(1, now), Some(0));
+    }
+
+    // -- Pool ---------------------------------------------------------------
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn pool_is_lifo_per_address() {
+        let now = Instant::now();
+        let mut pool: Pool<u32> = Pool::default();
+        for conn in [1, 2, 3] {
+            assert_eq!(pool.put(addr(1), conn, now), None);
+        }
+        assert_eq!(pool.put(addr(2), 20, now), None);
+        assert_eq!(pool.len(), 4);
+        let taken: Vec<Option<u32>> = (0..4).map(|_| pool.take(addr(1))).collect();
+        assert_eq!(taken, [Some(3), Some(2), Some(1), None]);
+        assert_eq!(pool.take(addr(2)), Some(20));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn pool_cap_evicts_the_oldest() {
+        let now = Instant::now();
+        let mut pool: Pool<u32> = Pool::new(2);
+        assert_eq!(pool.put(addr(1), 1, now), None);
+        assert_eq!(pool.put(addr(1), 2, now), None);
+        assert_eq!(pool.put(addr(1), 3, now), Some(1));
+        assert_eq!(pool.put(addr(2), 4, now), None);
+        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.take(addr(1)), Some(3));
+        assert_eq!(pool.take(addr(1)), Some(2));
+        let mut none: Pool<u32> = Pool::new(0);
+        assert_eq!(none.put(addr(1), 9, now), Some(9));
+        assert!(none.is_empty());
+        let mut default: Pool<u32> = Pool::default();
+        let evicted: Vec<u32> = (0..=POOL_PER_ADDR as u32)
+            .filter_map(|c| default.put(addr(1), c, now))
+            .collect();
+        assert_eq!(evicted, [0]);
+    }
+
+    #[test]
+    fn pool_expires_idle_connections() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(60);
+        let mut pool: Pool<u32> = Pool::default();
+        pool.put(addr(1), 1, t0);
+        pool.put(addr(2), 2, t0 + Duration::from_secs(10));
+        pool.put(addr(1), 3, t0 + Duration::from_secs(30));
+        assert_eq!(pool.next_expiry(idle), Some(t0 + idle));
+        assert!(pool.expire(t0 + Duration::from_secs(59), idle).is_empty());
+        assert_eq!(pool.expire(t0 + idle, idle), [1]);
+        assert_eq!(pool.next_expiry(idle), Some(t0 + Duration::from_secs(70)));
+        let mut rest = pool.expire(t0 + Duration::from_secs(90), idle);
+        rest.sort_unstable();
+        assert_eq!(rest, [2, 3]);
+        assert!(pool.is_empty());
+        assert_eq!(pool.next_expiry(idle), None);
+        // A clock that went backwards expires nothing.
+        pool.put(addr(1), 4, t0 + Duration::from_secs(100));
+        assert!(pool.expire(t0, idle).is_empty());
+    }
+
+    #[test]
+    fn pool_removes_a_chosen_connection() {
+        let now = Instant::now();
+        let mut pool: Pool<u32> = Pool::default();
+        for conn in [1, 2, 3] {
+            pool.put(addr(1), conn, now);
+        }
+        assert_eq!(pool.remove(addr(1), |&c| c == 2), Some(2));
+        assert_eq!(pool.remove(addr(1), |&c| c == 2), None);
+        assert_eq!(pool.remove(addr(9), |_| true), None);
+        assert_eq!(pool.take(addr(1)), Some(3));
+        assert_eq!(pool.remove(addr(1), |_| true), Some(1));
+        assert!(pool.is_empty());
+    }
+}
