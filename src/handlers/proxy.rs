@@ -22,6 +22,7 @@
 //!    connections idle for too long.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ struct Context<'a> {
     request: &'a Request,
     proxy: &'a ProxyPass,
     client: SocketAddr,
+    /// The field names the client's `Connection` header lists.
+    listed: Vec<&'a [u8]>,
     /// The client's `X-Forwarded-For` values, joined, plus its address
     /// (nginx's `$proxy_add_x_forwarded_for`).
     forwarded_for: Vec<u8>,
@@ -110,11 +113,14 @@ pub fn request_head(
     client: SocketAddr,
     body: BodyFraming,
 ) -> Vec<u8> {
+    let listed = connection_tokens(request.headers());
+    let forwarded_for = forwarded_for(request, &listed, client);
     let ctx = Context {
         request,
         proxy,
         client,
-        forwarded_for: forwarded_for(request, client),
+        listed,
+        forwarded_for,
     };
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(request.method_str().as_bytes());
@@ -146,7 +152,7 @@ pub fn request_head(
 /// origin form (nginx sends the unparsed URI).
 pub fn upstream_uri(request: &Request, location: &Location, proxy: &ProxyPass) -> String {
     let Some(prefix) = &proxy.prefix else {
-        return original_uri(request.target());
+        return original_uri(request);
     };
     let rest = if location.exact {
         ""
@@ -169,8 +175,13 @@ pub fn upstream_uri(request: &Request, location: &Location, proxy: &ProxyPass) -
 
 /// The target without the scheme and authority of an absolute-form
 /// target (RFC 9112 §3.2.2), which is for proxies, not origin servers.
-fn original_uri(target: &str) -> String {
-    let (path, query) = path::split_target(target.as_bytes());
+/// Should `Request` ever be unable to show its target as text, the encoded
+/// normalised path keeps the request line well-formed.
+fn original_uri(request: &Request) -> String {
+    let (path, query) = path::split_target(request.target().as_bytes());
+    if path.is_empty() {
+        return path::percent_encode_path(&request.path);
+    }
     let mut uri = String::from_utf8_lossy(path).into_owned();
     if let Some(query) = query {
         uri.push('?');
@@ -187,17 +198,22 @@ fn escape_unsafe(s: &str) -> String {
         if b.is_ascii_graphic() {
             out.push(char::from(b));
         } else {
-            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
 }
 
-/// The client's `X-Forwarded-For` values plus its address.
-fn forwarded_for(request: &Request, client: SocketAddr) -> Vec<u8> {
+/// The client's `X-Forwarded-For` values plus its address; values the
+/// client marked hop-by-hop (named in `Connection`) are not forwarded.
+fn forwarded_for(request: &Request, listed: &[&[u8]], client: SocketAddr) -> Vec<u8> {
+    const NAME: &str = "x-forwarded-for";
     let mut out = Vec::new();
+    let hop = listed
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(NAME.as_bytes()));
     for (name, value) in request.headers() {
-        if name.eq_ignore_ascii_case("x-forwarded-for") && !value.is_empty() {
+        if !hop && name.eq_ignore_ascii_case(NAME) && !value.is_empty() {
             out.extend_from_slice(value);
             out.extend_from_slice(b", ");
         }
@@ -239,16 +255,23 @@ fn write_configured_headers(out: &mut Vec<u8>, ctx: &Context<'_>, location: &Loc
     }
 }
 
+/// Client fields the server replaces with its own, or drops (`Expect`:
+/// the server answers `100-continue` itself).
+const REPLACED: &[&str] = &[
+    "host",
+    "content-length",
+    "expect",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+];
+
 fn write_client_headers(out: &mut Vec<u8>, ctx: &Context<'_>, location: &Location) {
-    let listed = connection_tokens(ctx.request.headers());
     for (name, value) in ctx.request.headers() {
-        let replaced = ["host", "content-length", "expect"]
-            .iter()
-            .chain(&["x-forwarded-for", "x-real-ip", "x-forwarded-proto"])
-            .any(|n| name.eq_ignore_ascii_case(n));
-        if replaced
+        if REPLACED.iter().any(|n| name.eq_ignore_ascii_case(n))
             || is_hop_by_hop(name)
-            || listed
+            || ctx
+                .listed
                 .iter()
                 .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
             || is_configured(location, name)
@@ -626,7 +649,7 @@ impl Balancer {
     /// A connect or exchange with `server` failed: out for [`FAIL_TIMEOUT`].
     pub fn failed(&mut self, group: usize, server: usize, now: Instant) {
         if let Some(peer) = self.peer(group, server) {
-            peer.down_until = Some(now + FAIL_TIMEOUT);
+            peer.down_until = Some(now.checked_add(FAIL_TIMEOUT).unwrap_or(now));
         }
     }
 
@@ -745,7 +768,7 @@ impl<T> Pool<T> {
         self.idle
             .values()
             .flatten()
-            .map(|i| i.since + idle_timeout)
+            .filter_map(|i| i.since.checked_add(idle_timeout))
             .min()
     }
 
@@ -962,6 +985,7 @@ mod tests {
             ("", none, BodyFraming::None, "x-forwarded-for", &["10.0.0.1"]),
             ("X-Forwarded-For: 1.2.3.4\r\n", none, BodyFraming::None, "x-forwarded-for", &["1.2.3.4, 10.0.0.1"]),
             ("X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n", none, BodyFraming::None, "x-forwarded-for", &["1.1.1.1, 2.2.2.2, 10.0.0.1"]),
+            ("Connection: X-Forwarded-For\r\nX-Forwarded-For: 1.2.3.4\r\n", none, BodyFraming::None, "x-forwarded-for", &["10.0.0.1"]),
             ("X-Forwarded-For: 1.2.3.4\r\n", &[("X-Forwarded-For", "$remote_addr")], BodyFraming::None, "x-forwarded-for", &["10.0.0.1"]),
             ("X-Forwarded-For: 1.2.3.4\r\n", &[("X-Chain", "$proxy_add_x_forwarded_for")], BodyFraming::None, "x-chain", &["1.2.3.4, 10.0.0.1"]),
             ("X-Real-IP: 6.6.6.6\r\n", none, BodyFraming::None, "x-real-ip", &["10.0.0.1"]),
