@@ -102,8 +102,10 @@ struct Context<'a> {
 /// not ask for it; this server never sends 407, so the credentials are the
 /// upstream's business.
 ///
-/// `proxy_set_header` values may use nginx's common variables (see
-/// [`expand`]); an empty result removes the header, as in nginx. Entries
+/// `proxy_set_header` values may use nginx's common variables (`$host`,
+/// `$http_NAME`, `$remote_addr`, `$remote_port`, `$proxy_host`,
+/// `$proxy_add_x_forwarded_for`, `$scheme`, `$request_uri`,
+/// `$request_method`); an empty result removes the header, as in nginx. Entries
 /// for the fields the server owns (hop-by-hop ones and `Content-Length`)
 /// are ignored, since they would break framing or pooling.
 pub fn request_head(
