@@ -9,6 +9,7 @@ pub mod autoindex;
 pub mod cgi;
 pub mod delete;
 pub mod error_page;
+pub mod proxy;
 pub mod static_file;
 pub mod upload;
 
