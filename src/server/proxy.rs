@@ -1,0 +1,620 @@
+//! A request forwarded to an upstream inside the event loop (`proxy_pass`).
+//!
+//! Steps, each moving whatever can move without blocking:
+//! 1. connect: an idle pooled connection to the chosen server if one is
+//!    alive, else a non-blocking connect; a refused or timed-out connect
+//!    marks the server failed and tries the next one of the group;
+//! 2. send the rewritten request head, then the body as it arrives from the
+//!    client (a chunked body is forwarded chunked);
+//! 3. read the response head (1xx interim responses are dropped), then
+//!    relay the body to the client as it comes: with its length, as chunks
+//!    (passed through as they are), or until the upstream closes;
+//! 4. a complete response on a keep-alive upstream connection returns the
+//!    connection to the pool.
+//!
+//! The upstream is read only while the client keeps up, and the client
+//! only while the upstream keeps up, so memory stays bounded.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::handlers::proxy::{
+    parse_response_head, request_head, Balancer, BodyFraming, Pool, ResponseFraming, UpstreamHead,
+};
+use crate::http::body::BodyDecoder;
+use crate::http::chunked::{Chunk, ChunkedDecoder};
+use crate::http::request::{Framing, Request};
+use crate::http::response::{chunk_size_line, write_head_end, write_head_start, write_header, Length};
+use crate::routing::{Location, RoutingTable};
+use crate::server::conn::{Client, Cx, ReadOutcome};
+use crate::server::relay::Relay;
+
+/// The most request body bytes buffered on their way upstream.
+const SEND_BUFFER: usize = 64 * 1024;
+/// The most bytes of an upstream response head.
+const HEAD_LIMIT: usize = 16 * 1024;
+
+/// What the event loop keeps for every proxied request: the pool of idle
+/// upstream connections and the balancer's state.
+pub struct Upstreams {
+    pub pool: Pool<TcpStream>,
+    pub balancer: Balancer,
+}
+
+/// What a step of the exchange led to.
+pub enum ProxyStep {
+    Progress,
+    Blocked,
+    /// The response is complete; `close` if the client connection cannot
+    /// go on.
+    Done { close: bool },
+    /// Nothing was sent to the client yet: answer this status instead.
+    Fail(u16),
+    /// The client is gone or the response broke off: close.
+    Abort,
+}
+
+/// How the upstream's response body ends.
+enum UpBody {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+pub struct ProxyRun {
+    pub request: Request,
+    group: usize,
+    tried: Vec<usize>,
+    server: usize,
+    addr: SocketAddr,
+    token: Token,
+    upstream: Option<TcpStream>,
+    connected: bool,
+    /// The connection came from the pool: if it turns out dead before any
+    /// response byte, one fresh connection is tried.
+    reused: bool,
+    readable: bool,
+    writable: bool,
+    /// The request head and body bytes on their way upstream.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Bytes `out` held before the first body byte: what a retry resends.
+    head_len: usize,
+    feed: Option<BodyDecoder>,
+    body_framing: BodyFraming,
+    received: u64,
+    limit: Option<u64>,
+    /// The response head read so far (until `relay` exists).
+    head: Vec<u8>,
+    relay: Option<Relay>,
+    up_body: Option<UpBody>,
+    /// The client is HTTP/1.0 and the upstream body chunked: de-chunk.
+    dechunk: bool,
+    upstream_keep_alive: bool,
+    pub keep_alive: bool,
+    pub status: u16,
+    pub body_bytes: u64,
+    pub last_progress: Instant,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    interim: &'static [u8],
+}
+
+impl ProxyRun {
+    /// Prepares the exchange and starts connecting.
+    pub fn start(
+        request: Request,
+        table: &RoutingTable,
+        location: &Location,
+        peer: SocketAddr,
+        token: Token,
+        cx: &mut Cx,
+    ) -> Result<ProxyRun, u16> {
+        let proxy = location.proxy.as_ref().ok_or(500u16)?;
+        let body_framing = match request.framing {
+            Framing::None | Framing::Length(0) => BodyFraming::None,
+            Framing::Length(n) => BodyFraming::Length(n),
+            Framing::Chunked => BodyFraming::Chunked,
+        };
+        let out = request_head(&request, location, proxy, peer, body_framing);
+        let feed = (!matches!(body_framing, BodyFraming::None)).then(|| BodyDecoder::new(request.framing));
+        let mut run = ProxyRun {
+            interim: if request.expect_continue && feed.is_some() {
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+            } else {
+                b""
+            },
+            group: proxy.upstream,
+            tried: Vec::new(),
+            server: 0,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            token,
+            upstream: None,
+            connected: false,
+            reused: false,
+            readable: false,
+            writable: false,
+            head_len: out.len(),
+            out,
+            out_pos: 0,
+            feed,
+            body_framing,
+            received: 0,
+            limit: location.client_max_body_size,
+            head: Vec::new(),
+            relay: None,
+            up_body: None,
+            dechunk: false,
+            upstream_keep_alive: false,
+            keep_alive: true,
+            status: 0,
+            body_bytes: 0,
+            last_progress: cx.now,
+            connect_timeout: location.proxy_connect_timeout,
+            read_timeout: location.proxy_read_timeout,
+            request,
+        };
+        run.connect_next(table, cx, false)?;
+        Ok(run)
+    }
+
+    pub fn upstream_ready(&mut self, readable: bool, writable: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
+    }
+
+    pub fn responded(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// How long the current wait may last.
+    pub fn timeout(&self) -> Duration {
+        if self.connected {
+            self.read_timeout
+        } else {
+            self.connect_timeout
+        }
+    }
+
+    /// The deadline passed: a connect that took too long tries the next
+    /// server; otherwise the upstream is too slow (504).
+    pub fn on_timeout(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), u16> {
+        if self.connected || self.relay.is_some() {
+            return Err(504);
+        }
+        cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+        self.drop_upstream(cx.registry);
+        self.connect_next(table, cx, true).map_err(|_| 504)
+    }
+
+    /// Opens a connection to the next server of the group that was not
+    /// tried yet: a live pooled one, else a new one.
+    fn connect_next(&mut self, table: &RoutingTable, cx: &mut Cx, after_failure: bool) -> Result<(), u16> {
+        let servers = table.upstreams.get(self.group).map_or(&[][..], |u| &u.servers[..]);
+        loop {
+            let Some(index) = cx.upstreams.balancer.pick_excluding(self.group, &self.tried, cx.now) else {
+                return Err(if after_failure { 502 } else { 503 });
+            };
+            self.tried.push(index);
+            let Some(server) = servers.get(index) else {
+                continue;
+            };
+            self.server = index;
+            self.addr = server.addr;
+            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
+                if self.attach(stream, cx.registry, true) {
+                    return Ok(());
+                }
+                continue;
+            }
+            match TcpStream::connect(server.addr) {
+                Ok(stream) if self.attach(stream, cx.registry, false) => return Ok(()),
+                Ok(_) | Err(_) => cx.upstreams.balancer.failed(self.group, index, cx.now),
+            }
+        }
+    }
+
+    fn attach(&mut self, mut stream: TcpStream, registry: &Registry, reused: bool) -> bool {
+        if registry
+            .register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return false;
+        }
+        let _ = stream.set_nodelay(true);
+        self.upstream = Some(stream);
+        self.connected = reused;
+        self.reused = reused;
+        self.readable = false;
+        self.writable = reused;
+        self.out_pos = 0;
+        true
+    }
+
+    fn drop_upstream(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.upstream.take() {
+            let _ = registry.deregister(&mut stream);
+        }
+        self.connected = false;
+    }
+
+    /// Moves everything that can move.
+    pub fn step(&mut self, client: &mut Client, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
+        let mut progress = false;
+        if !self.interim.is_empty() {
+            match client.write_all_now(&mut self.interim) {
+                Ok(true) => progress = true,
+                Ok(false) => return ProxyStep::Blocked,
+                Err(_) => return ProxyStep::Abort,
+            }
+        }
+        if !self.connected {
+            match self.check_connect(table, cx) {
+                Ok(true) => progress = true,
+                Ok(false) => return ProxyStep::Blocked,
+                Err(status) => return ProxyStep::Fail(status),
+            }
+        }
+        match self.send(client, cx) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+        match self.receive(table, cx) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
+        if let Some(relay) = &mut self.relay {
+            if client.writable && relay.has_pending() {
+                match relay.write_to(&mut client.socket) {
+                    Ok(n) => {
+                        progress |= n > 0;
+                        client.last_activity = cx.now;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => client.writable = false,
+                    Err(_) => return ProxyStep::Abort,
+                }
+            }
+            if relay.is_done() {
+                return self.complete(cx);
+            }
+        }
+        if progress {
+            self.last_progress = cx.now;
+            ProxyStep::Progress
+        } else {
+            ProxyStep::Blocked
+        }
+    }
+
+    /// A non-blocking connect finished when the socket turns writable.
+    fn check_connect(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<bool, u16> {
+        if !self.writable {
+            return Ok(false);
+        }
+        let Some(stream) = &self.upstream else {
+            return Err(502);
+        };
+        let failed = matches!(stream.take_error(), Ok(Some(_)) | Err(_)) || stream.peer_addr().is_err();
+        if failed {
+            cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+            self.drop_upstream(cx.registry);
+            self.connect_next(table, cx, true)?;
+            return Ok(true);
+        }
+        self.connected = true;
+        self.last_progress = cx.now;
+        Ok(true)
+    }
+
+    /// Request bytes → upstream, refilled from the client's body.
+    fn send(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, ProxyStep> {
+        let mut progress = self.fill_out(client, cx)?;
+        let Some(stream) = &mut self.upstream else {
+            return Ok(progress);
+        };
+        while self.writable && self.out_pos < self.out.len() {
+            match stream.write(&self.out[self.out_pos..]) {
+                Ok(n) => {
+                    self.out_pos += n;
+                    progress = true;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(self.upstream_broke(cx)),
+            }
+        }
+        if self.out_pos == self.out.len() && self.out_pos > self.head_len {
+            self.out.clear();
+            self.out_pos = 0;
+            self.head_len = 0;
+        }
+        Ok(progress)
+    }
+
+    /// Moves decoded body bytes from the client into `out`.
+    fn fill_out(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, ProxyStep> {
+        let mut progress = false;
+        while let Some(decoder) = &mut self.feed {
+            if self.out.len() - self.out_pos >= SEND_BUFFER {
+                break;
+            }
+            match decoder.step(client.input.data()) {
+                Ok((used, Chunk::Data(range))) => {
+                    self.received += range.len() as u64;
+                    if self.limit.is_some_and(|max| self.received > max) {
+                        return Err(ProxyStep::Fail(413));
+                    }
+                    let data = &client.input.data()[range];
+                    if matches!(self.body_framing, BodyFraming::Chunked) {
+                        chunk_size_line(data.len(), &mut self.out);
+                        self.out.extend_from_slice(data);
+                        self.out.extend_from_slice(b"\r\n");
+                    } else {
+                        self.out.extend_from_slice(data);
+                    }
+                    client.input.consume(used);
+                    progress = true;
+                }
+                Ok((used, Chunk::Done)) => {
+                    client.input.consume(used);
+                    if matches!(self.body_framing, BodyFraming::Chunked) {
+                        self.out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    self.feed = None;
+                    progress = true;
+                }
+                Ok((used, Chunk::NeedMore)) => {
+                    client.input.consume(used);
+                    match client.read(SEND_BUFFER, cx) {
+                        ReadOutcome::Data => progress = true,
+                        ReadOutcome::Blocked => break,
+                        ReadOutcome::Closed => return Err(ProxyStep::Abort),
+                    }
+                }
+                Err(_) => return Err(ProxyStep::Fail(400)),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Upstream → response head, then → relay.
+    fn receive(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<bool, ProxyStep> {
+        let room = self.relay.as_ref().is_none_or(Relay::has_room);
+        if !self.readable || !room {
+            return Ok(false);
+        }
+        let Some(stream) = &mut self.upstream else {
+            return Ok(false);
+        };
+        let n = match stream.read(cx.scratch) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                return Ok(false);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(table, cx)),
+            Err(_) => return Err(ProxyStep::Abort),
+        };
+        if n == 0 {
+            return self.upstream_eof(table, cx).map(|()| true);
+        }
+        self.reused = false;
+        if self.relay.is_some() {
+            self.relay_body(n, cx)?;
+        } else {
+            self.head.extend_from_slice(&cx.scratch[..n]);
+            self.parse_head(cx)?;
+        }
+        Ok(true)
+    }
+
+    fn upstream_eof(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
+        self.upstream_keep_alive = false;
+        if self.relay.is_none() {
+            return Err(self.retry_or_fail(table, cx));
+        }
+        self.drop_upstream(cx.registry);
+        match self.up_body {
+            Some(UpBody::UntilClose) | None => {
+                if let Some(relay) = &mut self.relay {
+                    relay.end();
+                }
+                Ok(())
+            }
+            // A body cut short: the client can only learn it from a close.
+            Some(UpBody::Length(_) | UpBody::Chunked(_)) => Err(ProxyStep::Abort),
+        }
+    }
+
+    /// The upstream failed before any response: a dead pooled connection
+    /// gets one fresh try (when the request can be sent again whole);
+    /// anything else is 502.
+    fn retry_or_fail(&mut self, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
+        self.drop_upstream(cx.registry);
+        let replayable = self.head.is_empty() && self.feed.is_none() && self.head_len > 0;
+        if self.reused && replayable {
+            self.tried.clear();
+            if let Ok(stream) = TcpStream::connect(self.addr) {
+                if self.attach(stream, cx.registry, false) {
+                    return ProxyStep::Progress;
+                }
+            }
+        }
+        cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+        let _ = table;
+        ProxyStep::Fail(502)
+    }
+
+    fn upstream_broke(&mut self, cx: &mut Cx) -> ProxyStep {
+        self.drop_upstream(cx.registry);
+        if self.relay.is_some() {
+            ProxyStep::Abort
+        } else {
+            cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+            ProxyStep::Fail(502)
+        }
+    }
+
+    fn parse_head(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
+        loop {
+            let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
+                Ok(None) | Err(_) => return Err(self.upstream_broke(cx)),
+            };
+            let rest = self.head.split_off(len);
+            self.head = rest;
+            if head.is_interim() {
+                continue;
+            }
+            cx.upstreams.balancer.succeeded(self.group, self.server);
+            let rest = std::mem::take(&mut self.head);
+            self.relay = Some(self.response_head(&head, cx));
+            if !rest.is_empty() {
+                cx.scratch[..rest.len()].copy_from_slice(&rest);
+                self.relay_body(rest.len(), cx)?;
+            } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
+                self.finish_upstream_body();
+            }
+            return Ok(());
+        }
+    }
+
+    /// The client's response head from the upstream's.
+    fn response_head(&mut self, head: &UpstreamHead, cx: &mut Cx) -> Relay {
+        self.status = head.status;
+        self.upstream_keep_alive = head.keep_alive;
+        let http10 = self.request.minor_version == 0;
+        let (up_body, length) = match head.framing {
+            ResponseFraming::Empty => (None, None),
+            ResponseFraming::Length(n) => (Some(UpBody::Length(n)), Some(Length::Known(n))),
+            ResponseFraming::Chunked if http10 => (Some(UpBody::Chunked(ChunkedDecoder::new())), Some(Length::UntilClose)),
+            ResponseFraming::Chunked => (Some(UpBody::Chunked(ChunkedDecoder::new())), Some(Length::Chunked)),
+            ResponseFraming::UntilClose if http10 => (Some(UpBody::UntilClose), Some(Length::UntilClose)),
+            ResponseFraming::UntilClose => (Some(UpBody::UntilClose), Some(Length::Chunked)),
+        };
+        self.dechunk = http10 && matches!(head.framing, ResponseFraming::Chunked);
+        if length == Some(Length::UntilClose) {
+            self.keep_alive = false;
+        }
+        self.up_body = up_body;
+        let mut out = Vec::with_capacity(512);
+        write_head_start(&mut out, head.status, cx.date.get(std::time::SystemTime::now()));
+        for (name, value) in &head.headers {
+            write_header(&mut out, name, value);
+        }
+        write_head_end(&mut out, length, self.keep_alive);
+        let passthrough = matches!(head.framing, ResponseFraming::Chunked) && !self.dechunk;
+        match length {
+            _ if self.request.is_head() => Relay::new(out, None),
+            Some(Length::Chunked) if passthrough => Relay::pre_chunked(out),
+            length => Relay::new(out, length),
+        }
+    }
+
+    /// `cx.scratch[..n]` holds upstream body bytes.
+    fn relay_body(&mut self, n: usize, cx: &mut Cx) -> Result<(), ProxyStep> {
+        let Some(relay) = &mut self.relay else {
+            return Ok(());
+        };
+        let data = &cx.scratch[..n];
+        match &mut self.up_body {
+            None => {}
+            Some(UpBody::UntilClose) => {
+                relay.push(data);
+                self.body_bytes += n as u64;
+            }
+            Some(UpBody::Length(remaining)) => {
+                let take = (*remaining).min(n as u64) as usize;
+                relay.push(&data[..take]);
+                *remaining -= take as u64;
+                self.body_bytes += take as u64;
+                if *remaining == 0 {
+                    // Bytes past the length would be a broken upstream.
+                    self.upstream_keep_alive &= take == n;
+                    self.finish_upstream_body();
+                }
+            }
+            Some(UpBody::Chunked(decoder)) => {
+                let mut pos = 0;
+                loop {
+                    let (used, chunk) = decoder
+                        .step(&data[pos..])
+                        .map_err(|_| ProxyStep::Abort)?;
+                    let piece = &data[pos..pos + used];
+                    match chunk {
+                        Chunk::Data(range) => {
+                            self.body_bytes += range.len() as u64;
+                            if self.dechunk {
+                                relay.push(&piece[range]);
+                            } else {
+                                relay.push(piece);
+                            }
+                            pos += used;
+                        }
+                        Chunk::NeedMore => {
+                            if !self.dechunk {
+                                relay.push(piece);
+                            }
+                            break;
+                        }
+                        Chunk::Done => {
+                            if !self.dechunk {
+                                relay.push(piece);
+                            }
+                            self.upstream_keep_alive &= pos + used == n;
+                            self.finish_upstream_body();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_upstream_body(&mut self) {
+        if let Some(relay) = &mut self.relay {
+            relay.end();
+        }
+        self.up_body = None;
+    }
+
+    /// The response is relayed whole: pool the upstream connection if it
+    /// can serve again.
+    fn complete(&mut self, cx: &mut Cx) -> ProxyStep {
+        let reusable = self.upstream_keep_alive && self.feed.is_none() && self.out_pos == self.out.len();
+        if let Some(mut stream) = self.upstream.take() {
+            let _ = cx.registry.deregister(&mut stream);
+            if reusable {
+                // An evicted connection is simply dropped (closed).
+                let _ = cx.upstreams.pool.put(self.addr, stream, cx.now);
+            }
+        }
+        let close = self.relay.as_ref().is_none_or(Relay::must_close) || !self.keep_alive || self.feed.is_some();
+        ProxyStep::Done { close }
+    }
+
+    /// The exchange is over early: the upstream connection is closed.
+    pub fn abandon(&mut self, registry: &Registry) {
+        self.drop_upstream(registry);
+    }
+}
+
+/// A pooled connection that is still open and quiet, if any.
+fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr) -> Option<TcpStream> {
+    while let Some(stream) = pool.take(addr) {
+        let mut probe = [0u8; 1];
+        // An idle upstream connection has nothing to read: EOF or stray
+        // bytes mean it cannot carry a new request.
+        if matches!(stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock) {
+            return Some(stream);
+        }
+    }
+    None
+}
