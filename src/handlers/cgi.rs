@@ -239,7 +239,8 @@ pub struct CgiChild {
 /// - No descriptor of the server leaks: std, mio and signal-hook open every
 ///   descriptor close-on-exec, and before `exec` the child also marks every
 ///   descriptor above 2 close-on-exec (`close_range`, Linux 5.11), which
-///   catches any the server inherited from its own parent.
+///   catches any the server inherited from its own parent. (That hook makes
+///   std fork rather than `posix_spawn`; a CGI per request can afford it.)
 /// - Signals start at their defaults: std empties the signal mask and sets
 ///   SIGPIPE back to `SIG_DFL` before `exec` (the unstable book's
 ///   "on-broken-pipe" table: not used → SIG_DFL before child `exec`);
