@@ -239,7 +239,8 @@ pub struct CgiChild {
 /// - No descriptor of the server leaks: std, mio and signal-hook open every
 ///   descriptor close-on-exec, and before `exec` the child also marks every
 ///   descriptor above 2 close-on-exec (`close_range`, Linux 5.11), which
-///   catches any the server inherited from its own parent.
+///   catches any the server inherited from its own parent. (That hook makes
+///   std fork rather than `posix_spawn`; a CGI per request can afford it.)
 /// - Signals start at their defaults: std empties the signal mask and sets
 ///   SIGPIPE back to `SIG_DFL` before `exec` (the unstable book's
 ///   "on-broken-pipe" table: not used → SIG_DFL before child `exec`);
@@ -379,7 +380,8 @@ pub enum CgiHeadError {
     ObsFold,
     /// A field name that is empty or not a token.
     BadName,
-    /// A control character in a value, or a value that is not UTF-8.
+    /// A control character in a value, a value that is not UTF-8, or an
+    /// empty `Location`.
     BadValue,
     /// `Status` that is not `DDD [reason]` with DDD in 200–599.
     BadStatus,
@@ -483,6 +485,9 @@ impl Fields {
             return Ok(());
         }
         if is("location") {
+            if value.is_empty() {
+                return Err(CgiHeadError::BadValue);
+            }
             set_once(&mut self.location, value.to_string())?;
         } else if is("content-type") {
             if self.content_type {
@@ -1136,5 +1141,214 @@ mod tests {
             assert_eq!(working_dir(&script), expected, "{}", script.display());
         }
         assert_eq!(working_dir(Path::new("/")), Path::new("/"));
+    }
+
+    type HeadResult = Result<Option<(CgiHead, usize)>, CgiHeadError>;
+
+    fn head(
+        status: u16,
+        status_given: bool,
+        headers: &[(&str, &str)],
+        location: Option<&str>,
+        content_length: Option<u64>,
+    ) -> CgiHead {
+        CgiHead {
+            status,
+            status_given,
+            headers: pairs(headers),
+            location: location.map(str::to_string),
+            content_length,
+        }
+    }
+
+    fn ok(head: CgiHead, len: usize) -> HeadResult {
+        Ok(Some((head, len)))
+    }
+
+    fn head_cases() -> Vec<(Vec<u8>, HeadResult)> {
+        use CgiHeadError::*;
+        let ct = ("Content-Type", "text/html");
+        let mut cases: Vec<(&[u8], HeadResult)> = vec![
+            (b"Content-Type: text/html\r\n\r\nbody", ok(head(200, false, &[ct], None, None), 27)),
+            (b"Content-Type: text/html\n\nbody", ok(head(200, false, &[ct], None, None), 25)),
+            (b"Content-Type: text/html\r\n\nx", ok(head(200, false, &[ct], None, None), 26)),
+            (
+                b"Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\n",
+                ok(head(404, true, &[ct], None, None), 50),
+            ),
+            (b"status:404\ncontent-type:a/b\n\n", ok(head(404, true, &[("content-type", "a/b")], None, None), 29)),
+            (b"Status: 599\nContent-Type: text/html\n\n", ok(head(599, true, &[ct], None, None), 37)),
+            (
+                b"Location: http://example.com/x\r\n\r\n",
+                ok(head(302, false, &[("Location", "http://example.com/x")], Some("http://example.com/x"), None), 34),
+            ),
+            (
+                b"Location: /other?q=1\n\n",
+                ok(head(302, false, &[("Location", "/other?q=1")], Some("/other?q=1"), None), 22),
+            ),
+            (
+                b"Status: 301 Moved\nLocation: /new\n\n",
+                ok(head(301, true, &[("Location", "/new")], Some("/new"), None), 34),
+            ),
+            (
+                b"Content-Type: a/b\nContent-Length: 5\n\nhello",
+                ok(head(200, false, &[("Content-Type", "a/b")], None, Some(5)), 37),
+            ),
+            (
+                b"Content-Type: a/b\nConnection: close\nTransfer-Encoding: chunked\n\
+                  Keep-Alive: 5\nServer: evil\nDate: x\nX-Ok: 1\nSet-Cookie: a=1\nSet-Cookie: b=2\n\n",
+                ok(
+                    head(
+                        200,
+                        false,
+                        &[("Content-Type", "a/b"), ("X-Ok", "1"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+                        None,
+                        None,
+                    ),
+                    139,
+                ),
+            ),
+            (
+                b"Content-Type:\ttext/html  \nX-Empty:\nX-Utf8: \xc3\xa9 t\n\n",
+                ok(head(200, false, &[ct, ("X-Empty", ""), ("X-Utf8", "\u{e9} t")], None, None), 49),
+            ),
+            (b"Status: 204\n\n", ok(head(204, true, &[], None, None), 13)),
+            (b"Status: 304\r\n\r\n", ok(head(304, true, &[], None, None), 15)),
+            (b"Content-Length: 0\n\n", ok(head(200, false, &[], None, Some(0)), 19)),
+            (b"", Ok(None)),
+            (b"Content-Type: a/b\r\n", Ok(None)),
+            (b"Content-Type: a/b\r\n\r", Ok(None)),
+            (b"\n", Err(NoContentType)),
+            (b"\r\n", Err(NoContentType)),
+            (b"Status: 404\n\n", Err(NoContentType)),
+            (b"X-Only: 1\n\nbody", Err(NoContentType)),
+            (b"Status: 99\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 100 Continue\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 600\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 20x\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 2000\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 200OK\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: 200\tOK\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status:\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"Status: +20\nContent-Type: a/b\n\n", Err(BadStatus)),
+            (b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n\r\n", Err(NoColon)),
+            (b"<html><body>oops</body></html>\n", Err(NoColon)),
+            (b"Content-Type: a/b\n folded\n\n", Err(ObsFold)),
+            (b"\tX: 1\n\n", Err(ObsFold)),
+            (b"Bad Name: x\n\n", Err(BadName)),
+            (b"Name : x\n\n", Err(BadName)),
+            (b": x\n\n", Err(BadName)),
+            (b"X(y): 1\n\n", Err(BadName)),
+            (b"\xc3\xa9: 1\n\n", Err(BadName)),
+            (b"X: a\x01b\n\n", Err(BadValue)),
+            (b"X: a\rb\n\n", Err(BadValue)),
+            (b"X: a\r\r\n\r\n", Err(BadValue)),
+            (b"X: a\0b\n\n", Err(BadValue)),
+            (b"X: a\x7f\n\n", Err(BadValue)),
+            (b"X: \xff\n\n", Err(BadValue)),
+            (b"Location:\n\n", Err(BadValue)),
+            (b"Content-Type: a/b\nContent-Length: -1\n\n", Err(BadContentLength)),
+            (b"Content-Type: a/b\nContent-Length: 5x\n\n", Err(BadContentLength)),
+            (b"Content-Type: a/b\nContent-Length:\n\n", Err(BadContentLength)),
+            (b"Content-Type: a/b\nContent-Length: 1, 1\n\n", Err(BadContentLength)),
+            (b"Content-Type: a/b\nContent-Length: 99999999999999999999\n\n", Err(BadContentLength)),
+            (b"Status: 200\nStatus: 200\nContent-Type: a/b\n\n", Err(Duplicate)),
+            (b"Location: /a\nLocation: /b\n\n", Err(Duplicate)),
+            (b"Content-Type: a/b\ncontent-type: a/b\n\n", Err(Duplicate)),
+            (b"Content-Type: a/b\nContent-Length: 1\nContent-Length: 1\n\n", Err(Duplicate)),
+        ];
+        let mut owned: Vec<(Vec<u8>, HeadResult)> = cases
+            .drain(..)
+            .map(|(input, expected)| (input.to_vec(), expected))
+            .collect();
+        // The cap: a block of exactly MAX_HEAD bytes passes, one more fails.
+        let fill = |len: usize| {
+            let mut block = b"Content-Type: a/b\nX: ".to_vec();
+            block.resize(len - 2, b'a');
+            block.extend_from_slice(b"\n\n");
+            block
+        };
+        let value = "a".repeat(MAX_HEAD - 23);
+        owned.push((
+            fill(MAX_HEAD),
+            ok(
+                head(
+                    200,
+                    false,
+                    &[("Content-Type", "a/b"), ("X", &value)],
+                    None,
+                    None,
+                ),
+                MAX_HEAD,
+            ),
+        ));
+        owned.push((fill(MAX_HEAD + 1), Err(TooLarge)));
+        owned.push((vec![b'a'; MAX_HEAD], Err(TooLarge)));
+        owned
+    }
+
+    #[test]
+    fn parse_head_table() {
+        for (input, expected) in head_cases() {
+            assert_eq!(
+                parse_head(&input),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    /// Every prefix of a case is "read more" or already the final answer,
+    /// and once the block is complete it is exactly the final answer.
+    #[test]
+    fn parse_head_at_every_split() {
+        for (input, expected) in head_cases() {
+            for cut in 0..input.len() {
+                let got = parse_head(&input[..cut]);
+                let complete = matches!(&expected, Ok(Some((_, len))) if cut >= *len);
+                if complete {
+                    assert_eq!(got, expected, "cut {cut} of {input:?}");
+                } else {
+                    assert!(
+                        got == Ok(None) || (got == expected && expected.is_err()),
+                        "cut {cut} of {input:?}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn local_redirects() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"Location: /other\n\n", true),
+            (b"Location: /\n\n", true),
+            (b"Location: //evil.example/x\n\n", false),
+            (b"Location: http://example.com/\n\n", false),
+            (b"Status: 302\nLocation: /other\n\n", false),
+            (b"Content-Type: a/b\n\n", false),
+        ];
+        for (input, expected) in cases {
+            let (head, _) = parse_head(input).unwrap().unwrap();
+            assert_eq!(is_local_redirect(&head), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn parse_head_never_panics_on_noise() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = usize::try_from(state % 64).unwrap();
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    b"ab:\r\n \t\x00\xff5S"[usize::try_from(state % 11).unwrap()]
+                })
+                .collect();
+            let _ = parse_head(&bytes);
+        }
     }
 }
