@@ -29,6 +29,8 @@ pub enum Action {
     Upload(Upload),
     /// Run this CGI script.
     Cgi(Script),
+    /// Forward the request to the location's `proxy_pass` upstream.
+    Proxy,
 }
 /// Routes `request` within `server` (SPEC §3, §4).
 pub fn handle(request: &Request, server: &Server) -> Action {
@@ -41,6 +43,9 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     }
     if !location.methods.contains(method) {
         return Action::Reply(method_not_allowed(location.methods, server, location));
+    }
+    if location.proxy.is_some() {
+        return Action::Proxy;
     }
     if matches!(method, Method::Get | Method::Head | Method::Post) {
         if let Some(script) = cgi_script(request, location) {

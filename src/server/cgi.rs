@@ -376,9 +376,6 @@ impl CgiRun {
         for (name, value) in &head.headers {
             write_header(&mut out, name, value.as_bytes());
         }
-        if let Some(location) = &head.location {
-            write_header(&mut out, "Location", location.as_bytes());
-        }
         write_head_end(&mut out, length, self.keep_alive);
         let body = if self.request.is_head() { None } else { length };
         Relay::new(out, body)

@@ -42,6 +42,7 @@ use crate::http::response::{write_head, Body, Length, Reply};
 use crate::routing::{Limits, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
+use crate::server::proxy::{ProxyRun, ProxyStep, Upstreams};
 use crate::server::sys;
 use crate::server::timers::Deadline;
 
@@ -58,15 +59,21 @@ pub enum Source {
     Client,
     CgiStdin,
     CgiStdout,
+    Upstream,
 }
 
 impl Source {
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
 
     pub fn from_index(i: usize) -> Option<Source> {
-        [Source::Client, Source::CgiStdin, Source::CgiStdout]
-            .get(i)
-            .copied()
+        [
+            Source::Client,
+            Source::CgiStdin,
+            Source::CgiStdout,
+            Source::Upstream,
+        ]
+        .get(i)
+        .copied()
     }
 
     pub fn index(self) -> usize {
@@ -86,6 +93,7 @@ pub struct Cx<'a> {
     pub reaper: &'a mut Vec<Child>,
     /// The token of `source` of connection `key`.
     pub token: fn(usize, Source) -> Token,
+    pub upstreams: &'a mut Upstreams,
 }
 
 /// Whether the connection stays after an event.
@@ -105,6 +113,7 @@ enum Phase {
     Head,
     Body(Box<BodyRead>),
     Cgi(Box<CgiRun>),
+    Proxy(Box<ProxyRun>),
     Write(Box<Outgoing>),
     Linger { until: Instant },
 }
@@ -291,8 +300,9 @@ impl Conn {
             }
             (Source::CgiStdin, Phase::Cgi(run)) => run.stdin_ready(),
             (Source::CgiStdout, Phase::Cgi(run)) => run.stdout_ready(),
-            // A pipe of a run that already ended.
-            (Source::CgiStdin | Source::CgiStdout, _) => return Verdict::Keep,
+            (Source::Upstream, Phase::Proxy(run)) => run.upstream_ready(readable, writable),
+            // A pipe or socket of an exchange that already ended.
+            (Source::CgiStdin | Source::CgiStdout | Source::Upstream, _) => return Verdict::Keep,
         }
         self.run(cx)
     }
@@ -305,7 +315,17 @@ impl Conn {
             Phase::Head if self.head_started.is_some() => self.fail(408, CLOSE, cx),
             Phase::Body(_) => self.fail(408, CLOSE, cx),
             Phase::Cgi(run) if !run.responded() => self.fail(504, CLOSE, cx),
-            Phase::Head | Phase::Cgi(_) | Phase::Write(_) | Phase::Linger { .. } => {
+            Phase::Proxy(run) if !run.responded() => {
+                let table = Arc::clone(&self.table);
+                if let Err(status) = run.on_timeout(&table, cx) {
+                    self.fail(status, CLOSE, cx);
+                }
+            }
+            Phase::Head
+            | Phase::Cgi(_)
+            | Phase::Proxy(_)
+            | Phase::Write(_)
+            | Phase::Linger { .. } => {
                 self.release(cx);
                 return Verdict::Close;
             }
@@ -321,8 +341,10 @@ impl Conn {
 
     /// The connection is closing: kill and hand over what it still runs.
     pub fn release(&mut self, cx: &mut Cx) {
-        if let Phase::Cgi(run) = &mut self.phase {
-            run.abandon(cx.registry, cx.reaper);
+        match &mut self.phase {
+            Phase::Cgi(run) => run.abandon(cx.registry, cx.reaper),
+            Phase::Proxy(run) => run.abandon(cx.registry),
+            Phase::Head | Phase::Body(_) | Phase::Write(_) | Phase::Linger { .. } => {}
         }
         self.phase = Phase::Head;
     }
@@ -342,6 +364,7 @@ impl Conn {
                 Phase::Head => self.step_head(cx),
                 Phase::Body(_) => self.step_body(cx),
                 Phase::Cgi(_) => self.step_cgi(cx),
+                Phase::Proxy(_) => self.step_proxy(cx),
                 Phase::Write(_) => self.step_write(cx),
                 Phase::Linger { .. } => self.step_linger(cx),
             };
@@ -368,6 +391,7 @@ impl Conn {
             },
             Phase::Body(_) => last + limits.client_body_timeout,
             Phase::Cgi(run) => run.last_progress.max(last) + run.timeout,
+            Phase::Proxy(run) => run.last_progress.max(last) + run.timeout(),
             Phase::Write(_) => last + limits.send_timeout,
             Phase::Linger { until } => *until,
         });
@@ -422,6 +446,7 @@ impl Conn {
             Action::Reply(reply) => self.reply_after_body(request, reply, limit, cx),
             Action::Upload(upload) => self.read_body(request, Sink::Upload(upload), limit),
             Action::Cgi(script) => self.start_cgi(request, script, limit, cx),
+            Action::Proxy => self.start_proxy(request, cx),
         }
     }
 
@@ -715,6 +740,75 @@ impl Conn {
         );
     }
 
+    // --- Phase::Proxy ---------------------------------------------------
+
+    fn start_proxy(&mut self, request: Request, cx: &mut Cx) {
+        let table = Arc::clone(&self.table);
+        let location = table.servers[self.server].select_location(&request.path);
+        let token = (cx.token)(self.key, Source::Upstream);
+        match ProxyRun::start(request, &table, location, self.client.peer, token, cx) {
+            Ok(mut run) => {
+                run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
+                self.phase = Phase::Proxy(Box::new(run));
+            }
+            Err((status, request)) => {
+                let ending = if request.framing == Framing::None {
+                    KEEP
+                } else {
+                    LINGER_CLOSE
+                };
+                self.fail_request(status, request, ending, cx);
+            }
+        }
+    }
+
+    fn step_proxy(&mut self, cx: &mut Cx) -> Step {
+        let Phase::Proxy(run) = &mut self.phase else {
+            unreachable!("step_proxy runs in Phase::Proxy");
+        };
+        let table = Arc::clone(&self.table);
+        let outcome = run.step(&mut self.client, &table, cx);
+        match outcome {
+            ProxyStep::Progress => return Step::Progress,
+            ProxyStep::Blocked => return Step::Blocked,
+            ProxyStep::Done { .. } | ProxyStep::Fail(_) | ProxyStep::Abort => {}
+        }
+        let Phase::Proxy(mut run) = std::mem::replace(&mut self.phase, Phase::Head) else {
+            unreachable!("checked above");
+        };
+        match outcome {
+            ProxyStep::Done { close } => {
+                let server = &self.table.servers[self.server];
+                cx.logs.access(
+                    &server.access_log,
+                    &access_entry(
+                        self.client.peer,
+                        Some(&run.request),
+                        run.status,
+                        run.body_bytes,
+                    ),
+                );
+                run.abandon(cx.registry);
+                let after = if close {
+                    After::Close
+                } else {
+                    After::KeepAlive
+                };
+                self.finish_response(after, cx)
+            }
+            ProxyStep::Fail(status) => {
+                run.abandon(cx.registry);
+                let request = std::mem::replace(&mut run.request, placeholder_request());
+                self.fail_request(status, request, LINGER_CLOSE, cx);
+                Step::Progress
+            }
+            ProxyStep::Abort | ProxyStep::Progress | ProxyStep::Blocked => {
+                run.abandon(cx.registry);
+                Step::Close
+            }
+        }
+    }
+
     // --- responses ------------------------------------------------------
 
     /// An error found by the connection itself (bad head, timeout, body
@@ -724,6 +818,10 @@ impl Conn {
             Phase::Body(body) => Some(body.request),
             Phase::Cgi(mut run) => {
                 run.abandon(cx.registry, cx.reaper);
+                Some(std::mem::replace(&mut run.request, placeholder_request()))
+            }
+            Phase::Proxy(mut run) => {
+                run.abandon(cx.registry);
                 Some(std::mem::replace(&mut run.request, placeholder_request()))
             }
             Phase::Head | Phase::Write(_) | Phase::Linger { .. } => None,

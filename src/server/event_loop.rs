@@ -26,10 +26,12 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config;
+use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Source, Verdict};
 use crate::server::log::Logs;
+use crate::server::proxy::Upstreams;
 use crate::server::timers::Timers;
 
 const SIGNALS: Token = Token(0);
@@ -69,6 +71,8 @@ pub struct EventLoop {
     closing: Vec<usize>,
     /// CGI children that ended their exchange but not yet their process.
     reaper: Vec<std::process::Child>,
+    /// Idle upstream connections and the balancer's state.
+    upstreams: Upstreams,
 }
 
 /// The token of `source` of connection `key`.
@@ -93,6 +97,7 @@ macro_rules! cx {
             registry: $self.poll.registry(),
             reaper: &mut $self.reaper,
             token: token_of,
+            upstreams: &mut $self.upstreams,
         }
     };
 }
@@ -106,6 +111,7 @@ impl EventLoop {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
         let logs = Logs::open(&table).context("opening logs")?;
+        let balancer = Balancer::new(&table.upstreams);
         let mut event_loop = EventLoop {
             poll,
             config_path,
@@ -121,6 +127,10 @@ impl EventLoop {
             accept_paused: None,
             closing: Vec::new(),
             reaper: Vec::new(),
+            upstreams: Upstreams {
+                pool: Pool::default(),
+                balancer,
+            },
         };
         let table = Arc::clone(&event_loop.table);
         for (index, socket) in table.sockets.iter().enumerate() {
@@ -154,6 +164,10 @@ impl EventLoop {
                 self.timers.timeout(now),
                 self.shutdown_at.map(|at| at - now),
                 self.accept_retry_in(now),
+                self.upstreams
+                    .pool
+                    .next_expiry(POOL_IDLE_TIMEOUT)
+                    .map(|at| at.saturating_duration_since(now)),
             ]
             .into_iter()
             .flatten()
@@ -171,6 +185,8 @@ impl EventLoop {
             self.close_finished(now);
             self.resume_accepting(now);
             self.reap();
+            // Idle upstream connections past their time are closed.
+            drop(self.upstreams.pool.expire(now, POOL_IDLE_TIMEOUT));
         }
     }
 
@@ -435,6 +451,7 @@ impl EventLoop {
         for (socket, addr, index) in fresh {
             self.add_listener(socket, addr, &table, index)?;
         }
+        self.upstreams.balancer = Balancer::new(&table.upstreams);
         self.table = table;
         self.logs = logs;
         Ok(())

@@ -6,6 +6,7 @@ pub mod cgi;
 pub mod conn;
 pub mod event_loop;
 pub mod log;
+pub mod proxy;
 pub mod relay;
 pub mod sys;
 pub mod timers;

@@ -28,7 +28,9 @@ use crate::handlers::proxy::{
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
-use crate::http::response::{chunk_size_line, write_head_end, write_head_start, write_header, Length};
+use crate::http::response::{
+    chunk_size_line, write_head_end, write_head_start, write_header, Length,
+};
 use crate::routing::{Location, RoutingTable};
 use crate::server::conn::{Client, Cx, ReadOutcome};
 use crate::server::relay::Relay;
@@ -51,7 +53,9 @@ pub enum ProxyStep {
     Blocked,
     /// The response is complete; `close` if the client connection cannot
     /// go on.
-    Done { close: bool },
+    Done {
+        close: bool,
+    },
     /// Nothing was sent to the client yet: answer this status instead.
     Fail(u16),
     /// The client is gone or the response broke off: close.
@@ -113,15 +117,18 @@ impl ProxyRun {
         peer: SocketAddr,
         token: Token,
         cx: &mut Cx,
-    ) -> Result<ProxyRun, u16> {
-        let proxy = location.proxy.as_ref().ok_or(500u16)?;
+    ) -> Result<ProxyRun, (u16, Request)> {
+        let Some(proxy) = location.proxy.as_ref() else {
+            return Err((500, request));
+        };
         let body_framing = match request.framing {
             Framing::None | Framing::Length(0) => BodyFraming::None,
             Framing::Length(n) => BodyFraming::Length(n),
             Framing::Chunked => BodyFraming::Chunked,
         };
         let out = request_head(&request, location, proxy, peer, body_framing);
-        let feed = (!matches!(body_framing, BodyFraming::None)).then(|| BodyDecoder::new(request.framing));
+        let feed =
+            (!matches!(body_framing, BodyFraming::None)).then(|| BodyDecoder::new(request.framing));
         let mut run = ProxyRun {
             interim: if request.expect_continue && feed.is_some() {
                 b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -158,8 +165,10 @@ impl ProxyRun {
             read_timeout: location.proxy_read_timeout,
             request,
         };
-        run.connect_next(table, cx, false)?;
-        Ok(run)
+        match run.connect_next(table, cx, false) {
+            Ok(()) => Ok(run),
+            Err(status) => Err((status, run.request)),
+        }
     }
 
     pub fn upstream_ready(&mut self, readable: bool, writable: bool) {
@@ -186,17 +195,31 @@ impl ProxyRun {
         if self.connected || self.relay.is_some() {
             return Err(504);
         }
-        cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+        cx.upstreams
+            .balancer
+            .failed(self.group, self.server, cx.now);
         self.drop_upstream(cx.registry);
         self.connect_next(table, cx, true).map_err(|_| 504)
     }
 
     /// Opens a connection to the next server of the group that was not
     /// tried yet: a live pooled one, else a new one.
-    fn connect_next(&mut self, table: &RoutingTable, cx: &mut Cx, after_failure: bool) -> Result<(), u16> {
-        let servers = table.upstreams.get(self.group).map_or(&[][..], |u| &u.servers[..]);
+    fn connect_next(
+        &mut self,
+        table: &RoutingTable,
+        cx: &mut Cx,
+        after_failure: bool,
+    ) -> Result<(), u16> {
+        let servers = table
+            .upstreams
+            .get(self.group)
+            .map_or(&[][..], |u| &u.servers[..]);
         loop {
-            let Some(index) = cx.upstreams.balancer.pick_excluding(self.group, &self.tried, cx.now) else {
+            let Some(index) = cx
+                .upstreams
+                .balancer
+                .pick_excluding(self.group, &self.tried, cx.now)
+            else {
                 return Err(if after_failure { 502 } else { 503 });
             };
             self.tried.push(index);
@@ -211,16 +234,22 @@ impl ProxyRun {
                 }
                 continue;
             }
-            match TcpStream::connect(server.addr) {
-                Ok(stream) if self.attach(stream, cx.registry, false) => return Ok(()),
-                Ok(_) | Err(_) => cx.upstreams.balancer.failed(self.group, index, cx.now),
+            let attached = TcpStream::connect(server.addr)
+                .is_ok_and(|stream| self.attach(stream, cx.registry, false));
+            if attached {
+                return Ok(());
             }
+            cx.upstreams.balancer.failed(self.group, index, cx.now);
         }
     }
 
     fn attach(&mut self, mut stream: TcpStream, registry: &Registry, reused: bool) -> bool {
         if registry
-            .register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                self.token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .is_err()
         {
             return false;
@@ -263,7 +292,7 @@ impl ProxyRun {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
-        match self.receive(table, cx) {
+        match self.receive(cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
@@ -298,9 +327,12 @@ impl ProxyRun {
         let Some(stream) = &self.upstream else {
             return Err(502);
         };
-        let failed = matches!(stream.take_error(), Ok(Some(_)) | Err(_)) || stream.peer_addr().is_err();
+        let failed =
+            matches!(stream.take_error(), Ok(Some(_)) | Err(_)) || stream.peer_addr().is_err();
         if failed {
-            cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+            cx.upstreams
+                .balancer
+                .failed(self.group, self.server, cx.now);
             self.drop_upstream(cx.registry);
             self.connect_next(table, cx, true)?;
             return Ok(true);
@@ -382,7 +414,7 @@ impl ProxyRun {
     }
 
     /// Upstream → response head, then → relay.
-    fn receive(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<bool, ProxyStep> {
+    fn receive(&mut self, cx: &mut Cx) -> Result<bool, ProxyStep> {
         let room = self.relay.as_ref().is_none_or(Relay::has_room);
         if !self.readable || !room {
             return Ok(false);
@@ -397,11 +429,11 @@ impl ProxyRun {
                 return Ok(false);
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(true),
-            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(table, cx)),
+            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(cx)),
             Err(_) => return Err(ProxyStep::Abort),
         };
         if n == 0 {
-            return self.upstream_eof(table, cx).map(|()| true);
+            return self.upstream_eof(cx).map(|()| true);
         }
         self.reused = false;
         if self.relay.is_some() {
@@ -413,10 +445,10 @@ impl ProxyRun {
         Ok(true)
     }
 
-    fn upstream_eof(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
+    fn upstream_eof(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
         self.upstream_keep_alive = false;
         if self.relay.is_none() {
-            return Err(self.retry_or_fail(table, cx));
+            return Err(self.retry_or_fail(cx));
         }
         self.drop_upstream(cx.registry);
         match self.up_body {
@@ -434,7 +466,7 @@ impl ProxyRun {
     /// The upstream failed before any response: a dead pooled connection
     /// gets one fresh try (when the request can be sent again whole);
     /// anything else is 502.
-    fn retry_or_fail(&mut self, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
+    fn retry_or_fail(&mut self, cx: &mut Cx) -> ProxyStep {
         self.drop_upstream(cx.registry);
         let replayable = self.head.is_empty() && self.feed.is_none() && self.head_len > 0;
         if self.reused && replayable {
@@ -445,8 +477,9 @@ impl ProxyRun {
                 }
             }
         }
-        cx.upstreams.balancer.failed(self.group, self.server, cx.now);
-        let _ = table;
+        cx.upstreams
+            .balancer
+            .failed(self.group, self.server, cx.now);
         ProxyStep::Fail(502)
     }
 
@@ -455,7 +488,9 @@ impl ProxyRun {
         if self.relay.is_some() {
             ProxyStep::Abort
         } else {
-            cx.upstreams.balancer.failed(self.group, self.server, cx.now);
+            cx.upstreams
+                .balancer
+                .failed(self.group, self.server, cx.now);
             ProxyStep::Fail(502)
         }
     }
@@ -493,9 +528,17 @@ impl ProxyRun {
         let (up_body, length) = match head.framing {
             ResponseFraming::Empty => (None, None),
             ResponseFraming::Length(n) => (Some(UpBody::Length(n)), Some(Length::Known(n))),
-            ResponseFraming::Chunked if http10 => (Some(UpBody::Chunked(ChunkedDecoder::new())), Some(Length::UntilClose)),
-            ResponseFraming::Chunked => (Some(UpBody::Chunked(ChunkedDecoder::new())), Some(Length::Chunked)),
-            ResponseFraming::UntilClose if http10 => (Some(UpBody::UntilClose), Some(Length::UntilClose)),
+            ResponseFraming::Chunked if http10 => (
+                Some(UpBody::Chunked(ChunkedDecoder::new())),
+                Some(Length::UntilClose),
+            ),
+            ResponseFraming::Chunked => (
+                Some(UpBody::Chunked(ChunkedDecoder::new())),
+                Some(Length::Chunked),
+            ),
+            ResponseFraming::UntilClose if http10 => {
+                (Some(UpBody::UntilClose), Some(Length::UntilClose))
+            }
             ResponseFraming::UntilClose => (Some(UpBody::UntilClose), Some(Length::Chunked)),
         };
         self.dechunk = http10 && matches!(head.framing, ResponseFraming::Chunked);
@@ -504,7 +547,11 @@ impl ProxyRun {
         }
         self.up_body = up_body;
         let mut out = Vec::with_capacity(512);
-        write_head_start(&mut out, head.status, cx.date.get(std::time::SystemTime::now()));
+        write_head_start(
+            &mut out,
+            head.status,
+            cx.date.get(std::time::SystemTime::now()),
+        );
         for (name, value) in &head.headers {
             write_header(&mut out, name, value);
         }
@@ -543,9 +590,7 @@ impl ProxyRun {
             Some(UpBody::Chunked(decoder)) => {
                 let mut pos = 0;
                 loop {
-                    let (used, chunk) = decoder
-                        .step(&data[pos..])
-                        .map_err(|_| ProxyStep::Abort)?;
+                    let (used, chunk) = decoder.step(&data[pos..]).map_err(|_| ProxyStep::Abort)?;
                     let piece = &data[pos..pos + used];
                     match chunk {
                         Chunk::Data(range) => {
@@ -588,7 +633,8 @@ impl ProxyRun {
     /// The response is relayed whole: pool the upstream connection if it
     /// can serve again.
     fn complete(&mut self, cx: &mut Cx) -> ProxyStep {
-        let reusable = self.upstream_keep_alive && self.feed.is_none() && self.out_pos == self.out.len();
+        let reusable =
+            self.upstream_keep_alive && self.feed.is_none() && self.out_pos == self.out.len();
         if let Some(mut stream) = self.upstream.take() {
             let _ = cx.registry.deregister(&mut stream);
             if reusable {
@@ -596,7 +642,9 @@ impl ProxyRun {
                 let _ = cx.upstreams.pool.put(self.addr, stream, cx.now);
             }
         }
-        let close = self.relay.as_ref().is_none_or(Relay::must_close) || !self.keep_alive || self.feed.is_some();
+        let close = self.relay.as_ref().is_none_or(Relay::must_close)
+            || !self.keep_alive
+            || self.feed.is_some();
         ProxyStep::Done { close }
     }
 
