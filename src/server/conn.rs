@@ -745,19 +745,23 @@ impl Conn {
     fn start_proxy(&mut self, request: Request, cx: &mut Cx) {
         let table = Arc::clone(&self.table);
         let location = table.servers[self.server].select_location(&request.path);
+        let Some(proxy) = &location.proxy else {
+            return self.fail_request(500, request, CLOSE, cx);
+        };
         let token = (cx.token)(self.key, Source::Upstream);
-        match ProxyRun::start(request, &table, location, self.client.peer, token, cx) {
-            Ok(mut run) => {
+        let mut run = ProxyRun::new(request, location, proxy, self.client.peer, token, cx.now);
+        match run.connect(&table, cx) {
+            Ok(()) => {
                 run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
-                self.phase = Phase::Proxy(Box::new(run));
+                self.phase = Phase::Proxy(run);
             }
-            Err((status, request)) => {
-                let ending = if request.framing == Framing::None {
+            Err(status) => {
+                let ending = if run.request.framing == Framing::None {
                     KEEP
                 } else {
                     LINGER_CLOSE
                 };
-                self.fail_request(status, request, ending, cx);
+                self.fail_request(status, run.request, ending, cx);
             }
         }
     }

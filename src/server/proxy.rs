@@ -31,7 +31,7 @@ use crate::http::request::{Framing, Request};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
-use crate::routing::{Location, RoutingTable};
+use crate::routing::{Location, ProxyPass, RoutingTable};
 use crate::server::conn::{Client, Cx, ReadOutcome};
 use crate::server::relay::Relay;
 
@@ -109,18 +109,16 @@ pub struct ProxyRun {
 }
 
 impl ProxyRun {
-    /// Prepares the exchange and starts connecting.
-    pub fn start(
+    /// Prepares the exchange for `proxy`, the `proxy_pass` of `location`;
+    /// [`ProxyRun::connect`] starts it.
+    pub fn new(
         request: Request,
-        table: &RoutingTable,
         location: &Location,
+        proxy: &ProxyPass,
         peer: SocketAddr,
         token: Token,
-        cx: &mut Cx,
-    ) -> Result<ProxyRun, (u16, Request)> {
-        let Some(proxy) = location.proxy.as_ref() else {
-            return Err((500, request));
-        };
+        now: Instant,
+    ) -> Box<ProxyRun> {
         let body_framing = match request.framing {
             Framing::None | Framing::Length(0) => BodyFraming::None,
             Framing::Length(n) => BodyFraming::Length(n),
@@ -129,7 +127,7 @@ impl ProxyRun {
         let out = request_head(&request, location, proxy, peer, body_framing);
         let feed =
             (!matches!(body_framing, BodyFraming::None)).then(|| BodyDecoder::new(request.framing));
-        let mut run = ProxyRun {
+        Box::new(ProxyRun {
             interim: if request.expect_continue && feed.is_some() {
                 b"HTTP/1.1 100 Continue\r\n\r\n"
             } else {
@@ -160,15 +158,17 @@ impl ProxyRun {
             keep_alive: true,
             status: 0,
             body_bytes: 0,
-            last_progress: cx.now,
+            last_progress: now,
             connect_timeout: location.proxy_connect_timeout,
             read_timeout: location.proxy_read_timeout,
             request,
-        };
-        match run.connect_next(table, cx, false) {
-            Ok(()) => Ok(run),
-            Err(status) => Err((status, run.request)),
-        }
+        })
+    }
+
+    /// Starts connecting to the first server of the group; `Err` is the
+    /// status to answer when none can be tried.
+    pub fn connect(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), u16> {
+        self.connect_next(table, cx, false)
     }
 
     pub fn upstream_ready(&mut self, readable: bool, writable: bool) {
