@@ -331,11 +331,45 @@ fn unique_name(content_type: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    let ext = mime_guess::get_mime_extensions_str(mime)
-        .and_then(|exts| exts.first())
-        .map_or("bin", |e| e);
-    format!("upload-{millis}-{n}.{ext}")
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    format!("upload-{millis}-{n}.{}", extension_for(&mime))
+}
+
+/// The usual extension of a media type, so that the stored file is served
+/// back with the same type. mime_guess lists a type's extensions in
+/// alphabetical order (`text/plain` starts with `asm`), so the common
+/// types with many extensions are named here; otherwise an extension equal
+/// to the subtype (`json`, `png`), else mime_guess's first, else `bin`.
+fn extension_for(mime: &str) -> &'static str {
+    let preferred = match mime {
+        "text/plain" => Some("txt"),
+        "text/html" => Some("html"),
+        "application/octet-stream" => Some("bin"),
+        "application/xml" | "text/xml" => Some("xml"),
+        "image/jpeg" => Some("jpg"),
+        "audio/mpeg" => Some("mp3"),
+        "video/mpeg" => Some("mpg"),
+        "application/javascript" | "text/javascript" => Some("js"),
+        _ => None,
+    };
+    if let Some(ext) = preferred {
+        return ext;
+    }
+    let Some(exts) = mime_guess::get_mime_extensions_str(mime) else {
+        return "bin";
+    };
+    let subtype = mime.split_once('/').map_or("", |(_, sub)| sub);
+    let subtype = subtype.strip_prefix("x-").unwrap_or(subtype);
+    exts.iter()
+        .find(|ext| **ext == subtype)
+        .or_else(|| exts.first())
+        .copied()
+        .unwrap_or("bin")
 }
 
 /// 201 with `Location` of the first stored file and a page listing them.
@@ -412,6 +446,39 @@ mod tests {
         assert!(!t.commit_replace(&target).unwrap());
         let t = TempFile::create_in(dir.path()).unwrap();
         assert!(t.commit_replace(&target).unwrap());
+    }
+
+    #[test]
+    fn raw_posts_are_named_after_their_type() {
+        let table: &[(&str, &str)] = &[
+            ("text/plain", "txt"),
+            ("Text/Plain; charset=utf-8", "txt"),
+            ("application/octet-stream", "bin"),
+            ("text/html", "html"),
+            ("image/jpeg", "jpg"),
+            ("application/json", "json"),
+            ("image/png", "png"),
+            ("application/pdf", "pdf"),
+            ("text/csv", "csv"),
+            ("application/x-no-such-type", "bin"),
+            ("", "bin"),
+        ];
+        for &(content_type, ext) in table {
+            let name = unique_name(content_type);
+            assert!(
+                name.ends_with(&format!(".{ext}")),
+                "{content_type:?}: {name}"
+            );
+            let guessed = mime_guess::from_path(&name).first_or_octet_stream();
+            if ext != "bin" {
+                assert!(
+                    content_type
+                        .to_ascii_lowercase()
+                        .starts_with(guessed.essence_str()),
+                    "{content_type:?} is served back as {guessed}"
+                );
+            }
+        }
     }
 
     #[test]
