@@ -895,3 +895,106 @@ fn ten_mib_chunked_put_is_byte_identical() {
         "content differs"
     );
 }
+
+// --- edge cases found while testing -------------------------------------------
+
+#[test]
+fn longest_file_name_uploaded_twice_keeps_both() {
+    // A 255-byte name taken already: the suffixed name must still fit.
+    let s = server();
+    let name = format!("{}.txt", "n".repeat(251));
+    let r = post_multipart(&s, "/uploads/", &[("f", Some(&name), b"one")]);
+    assert_created_at(&r, &format!("/uploads/{name}"));
+    let r = post_multipart(&s, "/uploads/", &[("f", Some(&name), b"two")]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let second = format!("{}-1.txt", "n".repeat(249));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/uploads/{second}").as_str())
+    );
+    assert_eq!(fs::read(s.path("store").join(&second)).unwrap(), b"two");
+    assert_eq!(listing(&s.path("store")).len(), 2);
+}
+
+#[test]
+fn many_small_file_parts_are_all_stored() {
+    let s = server();
+    let contents: Vec<String> = (0..500).map(|i| format!("part {i}")).collect();
+    let names: Vec<String> = (0..500).map(|i| format!("f{i:03}.txt")).collect();
+    let parts: Vec<Part> = names
+        .iter()
+        .zip(&contents)
+        .map(|(n, c)| ("f", Some(n.as_str()), c.as_bytes()))
+        .collect();
+    let r = post_multipart(&s, "/uploads/", &parts);
+    assert_created_at(&r, "/uploads/f000.txt");
+    assert_eq!(listing(&s.path("store")), names);
+    assert_eq!(fs::read(s.path("store/f499.txt")).unwrap(), b"part 499");
+}
+
+#[test]
+fn half_closed_client_still_gets_its_answer() {
+    // `nc -N` style: the whole request, then shutdown(SHUT_WR).
+    let s = server();
+    let mut stream = s.connect();
+    stream
+        .write_all(&request(
+            "PUT",
+            "/uploads/half-closed.txt",
+            "",
+            b"sent, then FIN",
+        ))
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        fs::read(s.path("store/half-closed.txt")).unwrap(),
+        b"sent, then FIN"
+    );
+}
+
+#[test]
+fn expect_continue_on_a_failing_upload_gets_the_error_at_once() {
+    let s = server();
+    let mut stream = s.connect();
+    stream
+        .write_all(b"PUT /uploads/missing/x.txt HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 409);
+    assert_eq!(listing(&s.path("store")), Vec::<String>::new());
+}
+
+#[test]
+fn http10_put_is_stored_and_closed() {
+    let s = server();
+    let mut stream = s.connect();
+    stream
+        .write_all(b"PUT /uploads/old.txt HTTP/1.0\r\nContent-Length: 3\r\n\r\nold")
+        .unwrap();
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 201);
+    assert!(read_to_close(&mut stream).is_empty());
+    assert_eq!(fs::read(s.path("store/old.txt")).unwrap(), b"old");
+}
+
+#[test]
+fn stalled_body_gets_408_and_leaves_nothing() {
+    let s = Server::start(
+        &CONFIG.replace(
+            "client_max_body_size 20m;",
+            "client_max_body_size 20m;\n    client_body_timeout 1s;",
+        ),
+        &[],
+    );
+    fs::create_dir_all(s.path("store")).unwrap();
+    let mut stream = s.connect();
+    stream
+        .write_all(b"PUT /uploads/slow.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly a few bytes")
+        .unwrap();
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+    wait_listing(&s.path("store"), &[]);
+}
