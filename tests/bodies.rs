@@ -998,3 +998,86 @@ fn stalled_body_gets_408_and_leaves_nothing() {
     assert_eq!(r.header("connection"), Some("close"));
     wait_listing(&s.path("store"), &[]);
 }
+
+#[test]
+fn put_with_a_too_long_name_is_414_before_the_body() {
+    let s = server();
+    let long = "l".repeat(300);
+    let r = put(&s, &format!("/uploads/{long}"), b"x");
+    assert_eq!(r.status, 414, "{}", r.text());
+    let r = put(&s, &format!("/uploads/{long}/x.txt"), b"x");
+    assert_eq!(r.status, 414, "{}", r.text());
+    // With Expect, the answer comes without 100 Continue.
+    let mut stream = s.connect();
+    stream
+        .write_all(format!("PUT /uploads/{long} HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut stream, false).status, 414);
+    assert_eq!(listing(&s.path("store")), Vec::<String>::new());
+}
+
+#[test]
+fn put_below_a_file_is_409() {
+    let s = server();
+    assert_eq!(put(&s, "/uploads/plain.txt", b"file").status, 201);
+    let r = put(&s, "/uploads/plain.txt/child.txt", b"x");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(listing(&s.path("store")), ["plain.txt"]);
+    assert_eq!(fs::read(s.path("store/plain.txt")).unwrap(), b"file");
+}
+
+#[test]
+fn reset_during_upload_leaves_nothing() {
+    use std::os::unix::io::AsRawFd;
+    let s = server();
+    let body = pseudo_random(200_000, 14);
+    let mut stream = s.connect();
+    let head = format!(
+        "PUT /uploads/reset.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..50_000]).unwrap();
+    let dir = s.path("store");
+    let deadline = Instant::now() + TIMEOUT;
+    while !has_temp_file(&dir) {
+        assert!(Instant::now() < deadline, "no temp file");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on our own open socket with a correctly sized
+    // `linger`; closing then sends RST instead of FIN.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(stream);
+    wait_listing(&dir, &[]);
+}
+
+#[test]
+fn expect_continue_uploads_on_one_keep_alive_connection() {
+    let s = server();
+    let mut stream = s.connect();
+    for i in 0..3 {
+        let body = format!("body {i}");
+        let head = format!(
+            "PUT /uploads/e{i}.txt HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut stream, false).status, 100);
+        stream.write_all(body.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut stream, false).status, 201);
+    }
+    assert_eq!(listing(&s.path("store")), ["e0.txt", "e1.txt", "e2.txt"]);
+}

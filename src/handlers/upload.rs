@@ -32,6 +32,9 @@ pub enum UploadError {
     BadBody,
     /// The target is a directory, or its directory does not exist.
     Conflict,
+    /// A path component longer than the file system allows (as
+    /// [`crate::handlers::static_file::io_status`] answers for GET).
+    NameTooLong,
     /// Writing failed: disk full, permissions.
     Io,
 }
@@ -41,6 +44,7 @@ impl UploadError {
         match self {
             UploadError::BadBody => 400,
             UploadError::Conflict => 409,
+            UploadError::NameTooLong => 414,
             UploadError::Io => 500,
         }
     }
@@ -52,6 +56,7 @@ impl From<io::Error> for UploadError {
             io::ErrorKind::NotFound
             | io::ErrorKind::NotADirectory
             | io::ErrorKind::IsADirectory => UploadError::Conflict,
+            _ if err.raw_os_error() == Some(libc::ENAMETOOLONG) => UploadError::NameTooLong,
             _ => UploadError::Io,
         }
     }
@@ -222,6 +227,13 @@ impl Upload {
             return Err(UploadError::Conflict);
         }
         let target = map_under(store, rest);
+        // Refused before the body is read, not when renaming after it.
+        if target
+            .file_name()
+            .is_some_and(|name| name.len() > MAX_FILENAME)
+        {
+            return Err(UploadError::NameTooLong);
+        }
         if target.is_dir() {
             return Err(UploadError::Conflict);
         }
@@ -510,6 +522,22 @@ mod tests {
                     "{content_type:?} is served back as {guessed}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn io_errors_map_to_statuses() {
+        let table: Vec<(io::Error, u16)> = vec![
+            (io::ErrorKind::NotFound.into(), 409),
+            (io::ErrorKind::NotADirectory.into(), 409),
+            (io::ErrorKind::IsADirectory.into(), 409),
+            (io::Error::from_raw_os_error(libc::ENAMETOOLONG), 414),
+            (io::Error::from_raw_os_error(libc::ENOSPC), 500),
+            (io::ErrorKind::PermissionDenied.into(), 500),
+        ];
+        for (err, status) in table {
+            let name = err.to_string();
+            assert_eq!(UploadError::from(err).status(), status, "{name}");
         }
     }
 
