@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::http::multipart::{self, Event, MultipartParser};
+use crate::http::multipart::{self, Event, MultipartParser, MAX_FILENAME};
 use crate::http::path::{html_escape, map_under, percent_encode_path};
 use crate::http::request::Request;
 use crate::http::response::Reply;
@@ -32,6 +32,9 @@ pub enum UploadError {
     BadBody,
     /// The target is a directory, or its directory does not exist.
     Conflict,
+    /// A path component longer than the file system allows (as
+    /// [`crate::handlers::static_file::io_status`] answers for GET).
+    NameTooLong,
     /// Writing failed: disk full, permissions.
     Io,
 }
@@ -41,6 +44,7 @@ impl UploadError {
         match self {
             UploadError::BadBody => 400,
             UploadError::Conflict => 409,
+            UploadError::NameTooLong => 414,
             UploadError::Io => 500,
         }
     }
@@ -52,6 +56,7 @@ impl From<io::Error> for UploadError {
             io::ErrorKind::NotFound
             | io::ErrorKind::NotADirectory
             | io::ErrorKind::IsADirectory => UploadError::Conflict,
+            _ if err.raw_os_error() == Some(libc::ENAMETOOLONG) => UploadError::NameTooLong,
             _ => UploadError::Io,
         }
     }
@@ -61,7 +66,9 @@ impl From<io::Error> for UploadError {
 #[derive(Debug)]
 pub struct TempFile {
     path: PathBuf,
-    file: File,
+    /// Open while it is written; closed by [`TempFile::close`] so that a
+    /// multipart body with many files holds one descriptor, not one per file.
+    file: Option<File>,
     committed: bool,
 }
 
@@ -82,7 +89,7 @@ impl TempFile {
                 Ok(file) => {
                     return Ok(TempFile {
                         path,
-                        file,
+                        file: Some(file),
                         committed: false,
                     })
                 }
@@ -93,17 +100,24 @@ impl TempFile {
     }
 
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)
+        match &mut self.file {
+            Some(file) => file.write_all(data),
+            None => Err(io::Error::other("write to a closed temporary file")),
+        }
+    }
+
+    /// Closes the descriptor; the file stays until committed or dropped.
+    pub fn close(&mut self) {
+        self.file = None;
     }
 
     /// Gives the file `name` in `dir`, or `name-1`, `name-2`... before the
     /// extension, whichever is free first. Returns the name used.
     pub fn commit_new(mut self, dir: &Path, name: &str) -> io::Result<String> {
-        let (stem, ext) = split_extension(name);
         for n in 0u32.. {
             let candidate = match n {
                 0 => name.to_owned(),
-                n => format!("{stem}-{n}{ext}"),
+                n => suffixed(name, n),
             };
             match fs::hard_link(&self.path, dir.join(&candidate)) {
                 Ok(()) => {
@@ -133,6 +147,24 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// `name` with `-n` before its extension, cut so that it still fits in
+/// [`MAX_FILENAME`] bytes (a longer name is `ENAMETOOLONG`, and the upload
+/// would fail only because a file of that name already exists).
+fn suffixed(name: &str, n: u32) -> String {
+    let suffix = format!("-{n}");
+    let budget = MAX_FILENAME - suffix.len();
+    let (mut stem, mut ext) = split_extension(name);
+    if ext.len() > budget / 2 {
+        // Not an extension worth keeping: cut the name as a whole.
+        (stem, ext) = (name, "");
+    }
+    let mut cut = stem.len().min(budget - ext.len());
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}{ext}", &stem[..cut])
 }
 
 /// `report.txt` → (`report`, `.txt`); a leading dot is not an extension.
@@ -195,6 +227,13 @@ impl Upload {
             return Err(UploadError::Conflict);
         }
         let target = map_under(store, rest);
+        // Refused before the body is read, not when renaming after it.
+        if target
+            .file_name()
+            .is_some_and(|name| name.len() > MAX_FILENAME)
+        {
+            return Err(UploadError::NameTooLong);
+        }
         if target.is_dir() {
             return Err(UploadError::Conflict);
         }
@@ -307,7 +346,12 @@ impl MultipartUpload {
                         file.write(&self.pending[start + range.start..start + range.end])?;
                     }
                 }
-                Event::PartEnd => self.done_parts.extend(self.current.take()),
+                Event::PartEnd => {
+                    if let Some((mut file, name)) = self.current.take() {
+                        file.close();
+                        self.done_parts.push((file, name));
+                    }
+                }
                 Event::Done => {
                     self.finished = true;
                     break;
@@ -331,11 +375,45 @@ fn unique_name(content_type: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    let ext = mime_guess::get_mime_extensions_str(mime)
-        .and_then(|exts| exts.first())
-        .map_or("bin", |e| e);
-    format!("upload-{millis}-{n}.{ext}")
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    format!("upload-{millis}-{n}.{}", extension_for(&mime))
+}
+
+/// The usual extension of a media type, so that the stored file is served
+/// back with the same type. mime_guess lists a type's extensions in
+/// alphabetical order (`text/plain` starts with `asm`), so the common
+/// types with many extensions are named here; otherwise an extension equal
+/// to the subtype (`json`, `png`), else mime_guess's first, else `bin`.
+fn extension_for(mime: &str) -> &'static str {
+    let preferred = match mime {
+        "text/plain" => Some("txt"),
+        "text/html" => Some("html"),
+        "application/octet-stream" => Some("bin"),
+        "application/xml" | "text/xml" => Some("xml"),
+        "image/jpeg" => Some("jpg"),
+        "audio/mpeg" => Some("mp3"),
+        "video/mpeg" => Some("mpg"),
+        "application/javascript" | "text/javascript" => Some("js"),
+        _ => None,
+    };
+    if let Some(ext) = preferred {
+        return ext;
+    }
+    let Some(exts) = mime_guess::get_mime_extensions_str(mime) else {
+        return "bin";
+    };
+    let subtype = mime.split_once('/').map_or("", |(_, sub)| sub);
+    let subtype = subtype.strip_prefix("x-").unwrap_or(subtype);
+    exts.iter()
+        .find(|ext| **ext == subtype)
+        .or_else(|| exts.first())
+        .copied()
+        .unwrap_or("bin")
 }
 
 /// 201 with `Location` of the first stored file and a page listing them.
@@ -412,6 +490,138 @@ mod tests {
         assert!(!t.commit_replace(&target).unwrap());
         let t = TempFile::create_in(dir.path()).unwrap();
         assert!(t.commit_replace(&target).unwrap());
+    }
+
+    #[test]
+    fn raw_posts_are_named_after_their_type() {
+        let table: &[(&str, &str)] = &[
+            ("text/plain", "txt"),
+            ("Text/Plain; charset=utf-8", "txt"),
+            ("application/octet-stream", "bin"),
+            ("text/html", "html"),
+            ("image/jpeg", "jpg"),
+            ("application/json", "json"),
+            ("image/png", "png"),
+            ("application/pdf", "pdf"),
+            ("text/csv", "csv"),
+            ("application/x-no-such-type", "bin"),
+            ("", "bin"),
+        ];
+        for &(content_type, ext) in table {
+            let name = unique_name(content_type);
+            assert!(
+                name.ends_with(&format!(".{ext}")),
+                "{content_type:?}: {name}"
+            );
+            let guessed = mime_guess::from_path(&name).first_or_octet_stream();
+            if ext != "bin" {
+                assert!(
+                    content_type
+                        .to_ascii_lowercase()
+                        .starts_with(guessed.essence_str()),
+                    "{content_type:?} is served back as {guessed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn io_errors_map_to_statuses() {
+        let table: Vec<(io::Error, u16)> = vec![
+            (io::ErrorKind::NotFound.into(), 409),
+            (io::ErrorKind::NotADirectory.into(), 409),
+            (io::ErrorKind::IsADirectory.into(), 409),
+            (io::Error::from_raw_os_error(libc::ENAMETOOLONG), 414),
+            (io::Error::from_raw_os_error(libc::ENOSPC), 500),
+            (io::ErrorKind::PermissionDenied.into(), 500),
+        ];
+        for (err, status) in table {
+            let name = err.to_string();
+            assert_eq!(UploadError::from(err).status(), status, "{name}");
+        }
+    }
+
+    #[test]
+    fn suffixed_names_fit_in_a_file_name() {
+        let long = "a".repeat(MAX_FILENAME);
+        let long_ext = format!("{}.txt", "b".repeat(MAX_FILENAME - 4));
+        let huge_ext = format!("x.{}", "c".repeat(MAX_FILENAME - 2));
+        let wide = format!("{}.txt", "é".repeat(125));
+        let table: &[(&str, u32, String)] = &[
+            ("a.txt", 1, "a-1.txt".into()),
+            ("a.tar.gz", 12, "a.tar-12.gz".into()),
+            (".profile", 2, ".profile-2".into()),
+            (&long, 1, format!("{}-1", "a".repeat(MAX_FILENAME - 2))),
+            (
+                &long_ext,
+                1,
+                format!("{}-1.txt", "b".repeat(MAX_FILENAME - 6)),
+            ),
+            (
+                &huge_ext,
+                3,
+                format!("x.{}-3", "c".repeat(MAX_FILENAME - 4)),
+            ),
+            (&wide, 1, format!("{}-1.txt", "é".repeat(124))),
+        ];
+        for (name, n, want) in table {
+            let got = suffixed(name, *n);
+            assert_eq!(&got, want, "{name:?}");
+            assert!(got.len() <= MAX_FILENAME, "{}", got.len());
+        }
+    }
+
+    #[test]
+    fn commit_new_of_a_longest_name_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("{}.bin", "n".repeat(MAX_FILENAME - 4));
+        let first = TempFile::create_in(dir.path()).unwrap();
+        assert_eq!(first.commit_new(dir.path(), &name).unwrap(), name);
+        let second = TempFile::create_in(dir.path()).unwrap();
+        let stored = second.commit_new(dir.path(), &name).unwrap();
+        assert_eq!(stored.len(), MAX_FILENAME);
+        assert!(stored.ends_with("-1.bin"), "{stored}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    fn open_fds() -> usize {
+        fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn many_file_parts_do_not_hold_a_descriptor_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut upload = MultipartUpload {
+            parser: MultipartParser::new("B"),
+            dir: dir.path().to_path_buf(),
+            pending: Vec::new(),
+            current: None,
+            done_parts: Vec::new(),
+            fields: Vec::new(),
+            finished: false,
+        };
+        let before = open_fds();
+        let parts = 300;
+        for i in 0..parts {
+            let part = format!(
+                "--B\r\nContent-Disposition: form-data; name=f; filename=f{i}\r\n\r\n{i}\r\n"
+            );
+            upload.write(part.as_bytes()).unwrap();
+        }
+        upload.write(b"--B--\r\n").unwrap();
+        assert!(upload.finished);
+        // Other tests run meanwhile: allow some slack, far below `parts`.
+        assert!(open_fds() < before + 50, "{} fds open", open_fds());
+        assert_eq!(upload.done_parts.len(), parts);
+        let reply = Upload {
+            kind: Kind::Multipart(Box::new(upload)),
+            url_prefix: "/u/".into(),
+        }
+        .finish()
+        .unwrap();
+        assert_eq!(reply.status, 201);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), parts);
+        assert_eq!(fs::read(dir.path().join("f123")).unwrap(), b"123");
     }
 
     #[test]
