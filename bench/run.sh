@@ -225,7 +225,7 @@ bench_memory() {
     IDLE_PID=$!
     deadline=$((SECONDS + 90))
     while [ -z "$ready" ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$IDLE_PID" 2>/dev/null; do
-        ready=$(awk '$1 == "ready" { print $2 }' "$WORK/idle-$name.txt")
+        ready=$(awk '$1 == "ready" { print $2 }' "$WORK/idle-$name.txt" 2>/dev/null || true)
         sleep 0.1
     done
     after=$(rss_kib "$pid")
