@@ -1081,3 +1081,13 @@ fn expect_continue_uploads_on_one_keep_alive_connection() {
     }
     assert_eq!(listing(&s.path("store")), ["e0.txt", "e1.txt", "e2.txt"]);
 }
+
+#[test]
+fn temporary_upload_files_cannot_be_named() {
+    let s = server();
+    let temp = format!(".webserv-{}-0.part", s.pid());
+    std::fs::write(s.path("store").join(&temp), b"in progress").unwrap();
+    assert_eq!(put(&s, &format!("/uploads/{temp}"), b"hijack").status, 403);
+    assert_eq!(delete(&s, &format!("/uploads/{temp}")).status, 403);
+    assert_eq!(std::fs::read(s.path("store").join(&temp)).unwrap(), b"in progress");
+}

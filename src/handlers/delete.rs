@@ -6,6 +6,7 @@ use std::fs;
 
 use crate::handlers::error_page;
 use crate::handlers::static_file::{io_status, map_path};
+use crate::handlers::upload::is_temp_name;
 use crate::http::path::map_under;
 use crate::http::request::Request;
 use crate::http::response::Reply;
@@ -22,9 +23,13 @@ pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply 
         }
         None => map_path(location, &request.path),
     };
-    let Some(target) = target else {
+        let Some(target) = target else {
         return error_page::reply(404, server, location);
     };
+    // Another upload's file in progress is not there to be removed.
+    if location.upload_store.is_some() && is_temp_name(&request.path) {
+        return error_page::reply(403, server, location);
+    }
     let status = match fs::symlink_metadata(&target) {
         Ok(meta) if meta.is_dir() || request.path.ends_with('/') => 403,
         Ok(_) => match fs::remove_file(&target) {

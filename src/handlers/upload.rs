@@ -35,8 +35,18 @@ pub enum UploadError {
     /// A path component longer than the file system allows (as
     /// [`crate::handlers::static_file::io_status`] answers for GET).
     NameTooLong,
+        /// The name of another upload's temporary file.
+    Forbidden,
     /// Writing failed: disk full, permissions.
     Io,
+}
+
+/// Temporary upload files start with this: no request may name one.
+pub const TEMP_PREFIX: &str = ".webserv-";
+
+/// Whether a URL path names a temporary upload file (in any segment).
+pub fn is_temp_name(path: &str) -> bool {
+    path.split('/').any(|segment| segment.starts_with(TEMP_PREFIX))
 }
 
 impl UploadError {
@@ -44,7 +54,8 @@ impl UploadError {
         match self {
             UploadError::BadBody => 400,
             UploadError::Conflict => 409,
-            UploadError::NameTooLong => 414,
+                        UploadError::NameTooLong => 414,
+            UploadError::Forbidden => 403,
             UploadError::Io => 500,
         }
     }
@@ -78,7 +89,7 @@ impl TempFile {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".webserv-{}-{n}.part", std::process::id()));
+            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}.part", std::process::id()));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -223,8 +234,11 @@ impl Upload {
             .path
             .strip_prefix(location.uri.as_str())
             .unwrap_or(&request.path);
-        if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
+                if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
             return Err(UploadError::Conflict);
+        }
+        if is_temp_name(rest) {
+            return Err(UploadError::Forbidden);
         }
         let target = map_under(store, rest);
         // Refused before the body is read, not when renaming after it.
