@@ -1089,5 +1089,21 @@ fn temporary_upload_files_cannot_be_named() {
     std::fs::write(s.path("store").join(&temp), b"in progress").unwrap();
     assert_eq!(put(&s, &format!("/uploads/{temp}"), b"hijack").status, 403);
     assert_eq!(delete(&s, &format!("/uploads/{temp}")).status, 403);
-    assert_eq!(std::fs::read(s.path("store").join(&temp)).unwrap(), b"in progress");
+    assert_eq!(
+        std::fs::read(s.path("store").join(&temp)).unwrap(),
+        b"in progress"
+    );
+}
+
+#[test]
+fn a_chunk_announced_past_the_limit_is_413_before_its_data() {
+    let s = server();
+    let mut stream = s.connect();
+    // The size line alone says 0x1000 bytes: no need to wait for them.
+    stream
+        .write_all(b"PUT /small/big.bin HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\nabc")
+        .unwrap();
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 413);
+    assert!(!has_temp_file(&s.path("small")));
 }

@@ -23,7 +23,7 @@ pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply 
         }
         None => map_path(location, &request.path),
     };
-        let Some(target) = target else {
+    let Some(target) = target else {
         return error_page::reply(404, server, location);
     };
     // Another upload's file in progress is not there to be removed.

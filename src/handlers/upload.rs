@@ -35,7 +35,7 @@ pub enum UploadError {
     /// A path component longer than the file system allows (as
     /// [`crate::handlers::static_file::io_status`] answers for GET).
     NameTooLong,
-        /// The name of another upload's temporary file.
+    /// The name of another upload's temporary file.
     Forbidden,
     /// Writing failed: disk full, permissions.
     Io,
@@ -46,7 +46,8 @@ pub const TEMP_PREFIX: &str = ".webserv-";
 
 /// Whether a URL path names a temporary upload file (in any segment).
 pub fn is_temp_name(path: &str) -> bool {
-    path.split('/').any(|segment| segment.starts_with(TEMP_PREFIX))
+    path.split('/')
+        .any(|segment| segment.starts_with(TEMP_PREFIX))
 }
 
 impl UploadError {
@@ -54,7 +55,7 @@ impl UploadError {
         match self {
             UploadError::BadBody => 400,
             UploadError::Conflict => 409,
-                        UploadError::NameTooLong => 414,
+            UploadError::NameTooLong => 414,
             UploadError::Forbidden => 403,
             UploadError::Io => 500,
         }
@@ -234,7 +235,7 @@ impl Upload {
             .path
             .strip_prefix(location.uri.as_str())
             .unwrap_or(&request.path);
-                if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
+        if rest.trim_matches('/').is_empty() || rest.ends_with('/') {
             return Err(UploadError::Conflict);
         }
         if is_temp_name(rest) {

@@ -21,6 +21,15 @@ impl BodyDecoder {
         }
     }
 
+    /// Body bytes announced but not yet delivered: the rest of a
+    /// `Content-Length`, or of the current chunk.
+    pub fn announced(&self) -> u64 {
+        match self {
+            BodyDecoder::Length(remaining) => *remaining,
+            BodyDecoder::Chunked(decoder) => decoder.announced(),
+        }
+    }
+
     /// One step over `input` (which may be empty).
     pub fn step(&mut self, input: &[u8]) -> Result<(usize, Chunk), ChunkedError> {
         match self {

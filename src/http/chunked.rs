@@ -151,6 +151,17 @@ impl ChunkedDecoder {
         self.state == ChunkedState::Done
     }
 
+    /// Data bytes the current chunk's size line announced and that have
+    /// not been delivered yet: a body limit can refuse them before they
+    /// arrive.
+    pub fn announced(&self) -> u64 {
+        if self.state == ChunkedState::Body {
+            self.remaining
+        } else {
+            0
+        }
+    }
+
     /// Decodes from the start of `input`, the bytes not consumed so far.
     ///
     /// Returns how many bytes of `input` were consumed and what they held.

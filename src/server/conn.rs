@@ -499,7 +499,14 @@ impl Conn {
                 Err(_) => Step::Close,
             };
         }
-        match body.decoder.step(self.client.input.data()) {
+        let decoded = body.decoder.step(self.client.input.data());
+        // A chunk announced past the limit is refused before its data.
+        let announced = body.received + body.decoder.announced();
+        if body.limit.is_some_and(|max| announced > max) {
+            self.fail(413, LINGER_CLOSE, cx);
+            return Step::Progress;
+        }
+        match decoded {
             Ok((used, Chunk::Data(range))) => {
                 body.received += range.len() as u64;
                 if body.limit.is_some_and(|max| body.received > max) {
