@@ -100,7 +100,9 @@ impl Converter {
                         "unexpected \"}\" (no block is open here)",
                     ));
                 }
-                Rule::unclosed => {
+                // Only the innermost unclosed block, and only when nothing
+                // (an unterminated string) already explains the early end.
+                Rule::unclosed if self.errors.is_empty() => {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,

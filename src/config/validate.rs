@@ -18,7 +18,7 @@ const ANSWERS: &[&str] = &["return", "proxy_pass"];
 const CONTENT: &[&str] = &["root", "alias", "index", "autoindex", "upload_store", "cgi"];
 
 pub fn validate(main: &Scope, report: &mut Report) {
-    if main.blocks_of(Context::Server).next().is_none() {
+    if main.seen("server").is_none() {
         report.push(Diagnostic::file_error(
             main.at.file,
             "no \"server\" block: nothing to serve",
@@ -32,7 +32,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
 }
 
 fn server_checks(server: &Scope, report: &mut Report) {
-    if server.listen.is_empty() {
+    if server.seen("listen").is_none() {
         report.push(Diagnostic::error(
             server.at,
             "server has no \"listen\" directive",
@@ -92,7 +92,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
-        if upstream.members.is_empty() {
+        if upstream.seen("server").is_none() {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
