@@ -40,7 +40,10 @@ fn golden(dir: &str, expected_code: i32) -> usize {
     let mut failures = Vec::new();
     let files = configs(dir);
     for file in &files {
-        let name = file.file_name().and_then(|n| n.to_str()).expect("UTF-8 name");
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 name");
         let relative = format!("{dir}/{name}");
         let out = check(&[&relative]);
         let got = format!(
@@ -54,10 +57,15 @@ fn golden(dir: &str, expected_code: i32) -> usize {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            failures.push(format!("{relative}: output differs\n--- expected\n{expected}--- got\n{got}"));
+            failures.push(format!(
+                "{relative}: output differs\n--- expected\n{expected}--- got\n{got}"
+            ));
         }
         if out.status.code() != Some(expected_code) {
-            failures.push(format!("{relative}: exit {:?}, expected {expected_code}", out.status.code()));
+            failures.push(format!(
+                "{relative}: exit {:?}, expected {expected_code}",
+                out.status.code()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -96,10 +104,16 @@ fn several_semantic_errors_are_reported_together() {
 
 #[test]
 fn several_configs_fail_if_one_fails() {
-    let out = check(&["conf.d/examples/minimal.conf", "tests/configs/invalid/port_zero.conf"]);
+    let out = check(&[
+        "conf.d/examples/minimal.conf",
+        "tests/configs/invalid/port_zero.conf",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("conf.d/examples/minimal.conf: ok: 1 server"), "{stdout}");
+    assert!(
+        stdout.starts_with("conf.d/examples/minimal.conf: ok: 1 server"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -108,19 +122,35 @@ fn json_output() {
     assert!(out.status.success());
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(value["valid"], true);
-    assert_eq!(value["routing_table"]["sockets"][0]["addr"], "127.0.0.1:8080");
-    assert_eq!(value["routing_table"]["servers"][0]["locations"][2]["return"]["code"], 418);
+    assert_eq!(
+        value["routing_table"]["sockets"][0]["addr"],
+        "127.0.0.1:8080"
+    );
+    assert_eq!(
+        value["routing_table"]["servers"][0]["locations"][2]["return"]["code"],
+        418
+    );
 
-    let out = check(&["--format", "json", "tests/configs/invalid/unknown_directive.conf"]);
+    let out = check(&[
+        "--format",
+        "json",
+        "tests/configs/invalid/unknown_directive.conf",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(value["valid"], false);
     assert!(value.get("routing_table").is_none());
     let d = &value["diagnostics"][0];
     assert_eq!(d["file"], "tests/configs/invalid/unknown_directive.conf");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(3), Some(5))
+    );
     assert_eq!(d["severity"], "error");
-    assert_eq!(d["message"], "unknown directive \"lisen\" (did you mean \"listen\"?)");
+    assert_eq!(
+        d["message"],
+        "unknown directive \"lisen\" (did you mean \"listen\"?)"
+    );
 }
 
 #[test]
@@ -128,5 +158,8 @@ fn missing_config_file() {
     let out = check(&["tests/configs/no-such.conf"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("tests/configs/no-such.conf: error: cannot read configuration file:"), "{stderr}");
+    assert!(
+        stderr.starts_with("tests/configs/no-such.conf: error: cannot read configuration file:"),
+        "{stderr}"
+    );
 }

@@ -103,7 +103,9 @@ fn build_server(
     for (i, l) in locations.iter().enumerate().filter(|(_, l)| l.exact) {
         exact.entry(l.uri.clone()).or_insert(i);
     }
-    let mut prefixes: Vec<usize> = (0..locations.len()).filter(|&i| !locations[i].exact).collect();
+    let mut prefixes: Vec<usize> = (0..locations.len())
+        .filter(|&i| !locations[i].exact)
+        .collect();
     prefixes.sort_by_key(|&i| std::cmp::Reverse(locations[i].uri.len()));
     let mut names: Vec<String> = Vec::new();
     for name in &scope.server_names {
@@ -203,7 +205,10 @@ impl Upstreams {
                     weight: m.value.weight,
                 })
                 .collect();
-            upstreams.by_name.entry(name.value.clone()).or_insert(upstreams.list.len());
+            upstreams
+                .by_name
+                .entry(name.value.clone())
+                .or_insert(upstreams.list.len());
             upstreams.list.push(Upstream {
                 name: name.value.clone(),
                 servers,
@@ -248,7 +253,8 @@ impl Upstreams {
             name: authority.to_string(),
             servers: vec![UpstreamServer { addr, weight: 1 }],
         });
-        self.direct.insert(authority.to_string(), self.list.len() - 1);
+        self.direct
+            .insert(authority.to_string(), self.list.len() - 1);
         Ok(self.list.len() - 1)
     }
 }
@@ -304,7 +310,12 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
     sockets
 }
 
-fn claim_names(server: &Scope, addr: SocketAddr, taken: &mut HashMap<String, Span>, report: &mut Report) {
+fn claim_names(
+    server: &Scope,
+    addr: SocketAddr,
+    taken: &mut HashMap<String, Span>,
+    report: &mut Report,
+) {
     let mut own = HashSet::new();
     for name in &server.server_names {
         if !own.insert(&name.value) {
@@ -314,7 +325,10 @@ fn claim_names(server: &Scope, addr: SocketAddr, taken: &mut HashMap<String, Spa
             let first = report.where_is(first, name.arg);
             report.push(Diagnostic::error(
                 name.arg,
-                format!("server name \"{}\" is already used on {addr} (at {first})", name.value),
+                format!(
+                    "server name \"{}\" is already used on {addr} (at {first})",
+                    name.value
+                ),
             ));
         } else {
             taken.insert(name.value.clone(), name.arg);
@@ -342,7 +356,11 @@ fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) 
 
 fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<String> {
     let chosen = server.select_location(&page.uri);
-    let settings = match server.locations.iter().position(|l| std::ptr::eq(l, chosen)) {
+    let settings = match server
+        .locations
+        .iter()
+        .position(|l| std::ptr::eq(l, chosen))
+    {
         Some(i) => &merged.locations[i],
         None => &merged.server,
     };
@@ -358,6 +376,13 @@ fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<St
     if file.is_file() {
         return None;
     }
-    let written = format!("{}/{}", base.written.trim_end_matches('/'), rest.trim_start_matches('/'));
-    Some(format!("error page \"{}\" not found (looked for \"{written}\")", page.uri))
+    let written = format!(
+        "{}/{}",
+        base.written.trim_end_matches('/'),
+        rest.trim_start_matches('/')
+    );
+    Some(format!(
+        "error page \"{}\" not found (looked for \"{written}\")",
+        page.uri
+    ))
 }

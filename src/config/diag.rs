@@ -131,10 +131,33 @@ impl Report {
             .sort_by_key(|d| (d.file, d.span.as_ref().map(|s| s.start)));
     }
 
+    /// Keeps the first `max` diagnostics, noting how many were dropped.
+    pub fn truncate(&mut self, max: usize) {
+        let total = self.diagnostics.len();
+        if total > max {
+            let dropped = total - max;
+            let file = self.diagnostics[max].file;
+            self.diagnostics.truncate(max);
+            let severity = match self.has_errors() {
+                true => Severity::Error,
+                false => Severity::Warning,
+            };
+            self.diagnostics.push(Diagnostic {
+                severity,
+                file,
+                span: None,
+                message: format!("{dropped} more problems not shown"),
+            });
+        }
+    }
+
     /// Every diagnostic as `path:line:col: severity: message`, the source
     /// line and a caret under the span, in file order.
     pub fn render_text(&self) -> String {
-        self.diagnostics.iter().map(|d| self.render_one(d)).collect()
+        self.diagnostics
+            .iter()
+            .map(|d| self.render_one(d))
+            .collect()
     }
 
     /// Every diagnostic with its line and column, for `--format json`.

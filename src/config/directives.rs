@@ -48,7 +48,12 @@ impl Contexts {
 
     /// `server, location`, for messages.
     pub fn names(self) -> String {
-        let all = [Context::Main, Context::Server, Context::Location, Context::Upstream];
+        let all = [
+            Context::Main,
+            Context::Server,
+            Context::Location,
+            Context::Upstream,
+        ];
         let names: Vec<&str> = all
             .into_iter()
             .filter(|c| self.contains(*c))
@@ -567,7 +572,11 @@ pub const DIRECTIVES: &[Directive] = &[
 pub fn lookup(name: &str, context: Context) -> Option<&'static Directive> {
     let mut named = DIRECTIVES.iter().filter(|d| d.name == name);
     let first = named.clone().next()?;
-    Some(named.find(|d| d.contexts.contains(context)).unwrap_or(first))
+    Some(
+        named
+            .find(|d| d.contexts.contains(context))
+            .unwrap_or(first),
+    )
 }
 
 /// Every context some directive called `name` is allowed in.
@@ -700,7 +709,11 @@ fn error_page(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
         name: args.name.span,
         arg: args.span(last),
     };
-    scope.settings.error_pages.get_or_insert_with(Vec::new).push(page);
+    scope
+        .settings
+        .error_pages
+        .get_or_insert_with(Vec::new)
+        .push(page);
     Ok(())
 }
 
@@ -710,7 +723,9 @@ fn cgi(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
     if !valid {
         return Err(ArgError {
             arg: 0,
-            message: format!("invalid CGI extension \"{ext}\" (expected a dot and a name, like .py)"),
+            message: format!(
+                "invalid CGI extension \"{ext}\" (expected a dot and a name, like .py)"
+            ),
         });
     }
     let list = scope.settings.cgi.get_or_insert_with(Vec::new);
@@ -748,7 +763,9 @@ fn timeout(text: &str) -> Result<std::time::Duration, String> {
 fn header_size(text: &str) -> Result<usize, String> {
     let size = values::size(text)?;
     if size < 1024 {
-        return Err(format!("client_max_header_size \"{text}\" is too small (at least 1k)"));
+        return Err(format!(
+            "client_max_header_size \"{text}\" is too small (at least 1k)"
+        ));
     }
     usize::try_from(size).map_err(|_| format!("size \"{text}\" is too large"))
 }

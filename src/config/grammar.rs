@@ -47,7 +47,10 @@ pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective>, Vec<Diagnost
         let limit = MAX_FILE_BYTES >> 20;
         return Err(vec![Diagnostic::error(
             at(0, 0),
-            format!("file too large ({} bytes, the limit is {limit} MiB)", text.len()),
+            format!(
+                "file too large ({} bytes, the limit is {limit} MiB)",
+                text.len()
+            ),
         )]);
     }
     if let Some(pos) = too_deep(text) {
@@ -56,7 +59,8 @@ pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective>, Vec<Diagnost
             format!("blocks nested more than {MAX_DEPTH} levels deep"),
         )]);
     }
-    let mut pairs = ConfParser::parse(Rule::file, text).map_err(|e| vec![from_pest(&e, text, file)])?;
+    let mut pairs =
+        ConfParser::parse(Rule::file, text).map_err(|e| vec![from_pest(&e, text, file)])?;
     let mut converter = Converter {
         file,
         errors: Vec::new(),
@@ -93,7 +97,9 @@ impl Converter {
         for pair in parent.into_inner() {
             match pair.as_rule() {
                 Rule::directive => out.push(self.directive(pair)),
-                Rule::stray_close => {
+                // The first stray `}` is the one to fix; later ones are
+                // usually its consequences.
+                Rule::stray_close if self.errors.is_empty() => {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,
@@ -136,9 +142,10 @@ impl Converter {
                     text: unescape(part.into_inner().as_str()),
                     span,
                 }),
-                Rule::unterminated => self
-                    .errors
-                    .push(Diagnostic::error(span, "unterminated string (missing closing quote)")),
+                Rule::unterminated => self.errors.push(Diagnostic::error(
+                    span,
+                    "unterminated string (missing closing quote)",
+                )),
                 Rule::block => block = Some(self.directives(part)),
                 _ => {}
             }
@@ -190,7 +197,10 @@ fn too_deep(text: &str) -> Option<usize> {
         let b = bytes[i];
         match b {
             b'#' if word_start => {
-                i += bytes[i..].iter().position(|&c| c == b'\n').unwrap_or(bytes.len() - i);
+                i += bytes[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .unwrap_or(bytes.len() - i);
                 continue;
             }
             b'"' | b'\'' => i = skip_string(bytes, i),
@@ -203,7 +213,10 @@ fn too_deep(text: &str) -> Option<usize> {
             b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        word_start = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b'"' | b'\'');
+        word_start = matches!(
+            b,
+            b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b'"' | b'\''
+        );
         i += 1;
     }
     None
@@ -241,13 +254,22 @@ fn from_pest(error: &pest::error::Error<Rule>, text: &str, file: FileId) -> Diag
             match wanted.as_slice() {
                 [] => format!("unexpected {found}"),
                 [one] => format!("unexpected {found}, expected {one}"),
-                [init @ .., last] => format!("unexpected {found}, expected {} or {last}", init.join(", ")),
+                [init @ .., last] => {
+                    format!("unexpected {found}, expected {} or {last}", init.join(", "))
+                }
             }
         }
         ErrorVariant::CustomError { message } => message.clone(),
     };
     let end = pos + text[pos..].chars().next().map_or(0, char::len_utf8);
-    Diagnostic::error(Span { file, start: pos, end }, message)
+    Diagnostic::error(
+        Span {
+            file,
+            start: pos,
+            end,
+        },
+        message,
+    )
 }
 
 fn describe_found(text: &str, pos: usize) -> String {
@@ -259,7 +281,14 @@ fn describe_found(text: &str, pos: usize) -> String {
 
 const SEMICOLON: &str = "\";\"";
 const ARGUMENT: &str = "an argument";
-const EXPECTED_ORDER: &[&str] = &[SEMICOLON, "\"{\"", "\"}\"", "a directive", ARGUMENT, "end of file"];
+const EXPECTED_ORDER: &[&str] = &[
+    SEMICOLON,
+    "\"{\"",
+    "\"}\"",
+    "a directive",
+    ARGUMENT,
+    "end of file",
+];
 
 fn describe_rule(rule: Rule) -> Option<&'static str> {
     Some(match rule {
@@ -295,7 +324,10 @@ mod tests {
             ("", &[]),
             ("a;", &["a []"]),
             ("a b c;", &["a [\"b\", \"c\"]"]),
-            ("# c\na 'x y' \"q\\\"z\\\\\";", &["a [\"x y\", \"q\\\"z\\\\\"]"]),
+            (
+                "# c\na 'x y' \"q\\\"z\\\\\";",
+                &["a [\"x y\", \"q\\\"z\\\\\"]"],
+            ),
             ("s { l / { r x; } }", &["s [] {l [\"/\"] {r [\"x\"]}}"]),
             ("a b#c;", &["a [\"b#c\"]"]),
             ("a \"\\n\";", &["a [\"\\\\n\"]"]),
@@ -313,14 +345,22 @@ mod tests {
             ("a", 1, "unexpected end of file, expected \";\" or \"{\""),
             ("s { a 1 }", 8, "unexpected \"}\", expected \";\" or \"{\""),
             ("}", 0, "unexpected \"}\" (no block is open here)"),
-            ("s {", 3, "unexpected end of file: a block is not closed (missing \"}\")"),
+            (
+                "s {",
+                3,
+                "unexpected end of file: a block is not closed (missing \"}\")",
+            ),
             ("a \"x;", 2, "unterminated string (missing closing quote)"),
             ("a 'x;", 2, "unterminated string (missing closing quote)"),
             (";", 0, "unexpected \";\", expected a directive"),
         ];
         for (text, at, message) in cases {
             let errors = parse(text, FileId(0)).expect_err(text);
-            assert_eq!(errors[0].span.as_ref().map(|s| s.start), Some(*at), "{text:?}");
+            assert_eq!(
+                errors[0].span.as_ref().map(|s| s.start),
+                Some(*at),
+                "{text:?}"
+            );
             assert_eq!(errors[0].message, *message, "{text:?}");
         }
     }

@@ -45,10 +45,14 @@ impl Includes {
     pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Vec<Match> {
         let source = &report.sources[token.span.file.0];
         let dir = source.dir.clone();
-        let shown_dir = Path::new(&source.display).parent().map(Path::to_path_buf).unwrap_or_default();
+        let shown_dir = Path::new(&source.display)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let written = token.text.as_str();
         let paths = if written.contains(['*', '?', '[']) {
-            glob_sorted(&dir, written).map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
+            glob_sorted(&dir, written)
+                .map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
         } else if dir.join(written).is_file() {
             Ok(vec![dir.join(written)])
         } else {
@@ -76,9 +80,14 @@ impl Includes {
     pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Vec<RawDirective>> {
         let canonical = canonical(&m.path);
         let refusal = if self.stack.contains(&canonical) {
-            Some(format!("include cycle: \"{}\" is already being read", m.display))
+            Some(format!(
+                "include cycle: \"{}\" is already being read",
+                m.display
+            ))
         } else if self.stack.len() >= MAX_INCLUDE_DEPTH {
-            Some(format!("includes nested more than {MAX_INCLUDE_DEPTH} deep"))
+            Some(format!(
+                "includes nested more than {MAX_INCLUDE_DEPTH} deep"
+            ))
         } else if self.files >= MAX_FILES {
             Some(format!("more than {MAX_FILES} files included"))
         } else {
@@ -100,7 +109,13 @@ impl Includes {
     }
 
     /// Reads, decodes and parses `path`, already registered as `file`.
-    fn read(&mut self, path: &Path, file: FileId, at: Option<Span>, report: &mut Report) -> Option<Vec<RawDirective>> {
+    fn read(
+        &mut self,
+        path: &Path,
+        file: FileId,
+        at: Option<Span>,
+        report: &mut Report,
+    ) -> Option<Vec<RawDirective>> {
         self.files += 1;
         let result = fs::read(path)
             .map_err(|e| vec![read_error(file, at, path, &e)])
@@ -134,7 +149,10 @@ fn canonical(path: &Path) -> PathBuf {
 
 fn read_error(file: FileId, at: Option<Span>, path: &Path, e: &std::io::Error) -> Diagnostic {
     match at {
-        Some(span) => Diagnostic::error(span, format!("cannot read included file \"{}\": {e}", path.display())),
+        Some(span) => Diagnostic::error(
+            span,
+            format!("cannot read included file \"{}\": {e}", path.display()),
+        ),
         None => Diagnostic::file_error(file, format!("cannot read configuration file: {e}")),
     }
 }
@@ -149,13 +167,21 @@ fn decode(bytes: Vec<u8>, file: FileId, report: &mut Report) -> Result<(), Vec<D
     };
     let (text, problem) = match String::from_utf8(bytes) {
         Ok(text) => {
-            let nul = text.find('\0').map(|pos| Diagnostic::error(at(pos), "NUL byte in configuration file"));
+            let nul = text
+                .find('\0')
+                .map(|pos| Diagnostic::error(at(pos), "NUL byte in configuration file"));
             (text, nul)
         }
         Err(e) => {
             let pos = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            (text, Some(Diagnostic::error(at(pos), "invalid UTF-8 in configuration file")))
+            (
+                text,
+                Some(Diagnostic::error(
+                    at(pos),
+                    "invalid UTF-8 in configuration file",
+                )),
+            )
         }
     };
     report.sources[file.0].text = text;
@@ -166,9 +192,15 @@ fn glob_sorted(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, glob::PatternE
     let full = if Path::new(pattern).is_absolute() {
         pattern.to_string()
     } else {
-        format!("{}/{pattern}", glob::Pattern::escape(&dir.to_string_lossy()))
+        format!(
+            "{}/{pattern}",
+            glob::Pattern::escape(&dir.to_string_lossy())
+        )
     };
-    let mut paths: Vec<PathBuf> = glob::glob(&full)?.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> = glob::glob(&full)?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     paths.sort();
     Ok(paths)
 }
@@ -187,7 +219,11 @@ mod tests {
         let file = FileId(report.sources.len() - 1);
         Token {
             text: text.into(),
-            span: Span { file, start: 0, end: 0 },
+            span: Span {
+                file,
+                start: 0,
+                end: 0,
+            },
         }
     }
 
@@ -200,7 +236,11 @@ mod tests {
         }
         let dir = canonical(tmp.path());
         let cases: &[(&str, &[&str], bool)] = &[
-            ("sites/*.conf", &["conf.d/sites/a.conf", "conf.d/sites/b.conf"], false),
+            (
+                "sites/*.conf",
+                &["conf.d/sites/a.conf", "conf.d/sites/b.conf"],
+                false,
+            ),
             ("sites/*.none", &[], false),
             ("sites/c.txt", &["conf.d/sites/c.txt"], false),
             ("sites/missing.conf", &[], true),
@@ -209,7 +249,11 @@ mod tests {
         for (pattern, expected, fails) in cases {
             let mut report = Report::default();
             let t = token(&mut report, &dir, "conf.d/main.conf", pattern);
-            let got: Vec<String> = Includes::default().resolve(&t, &mut report).into_iter().map(|m| m.display).collect();
+            let got: Vec<String> = Includes::default()
+                .resolve(&t, &mut report)
+                .into_iter()
+                .map(|m| m.display)
+                .collect();
             assert_eq!(got, *expected, "{pattern}");
             assert_eq!(report.has_errors(), *fails, "{pattern}");
         }
@@ -228,7 +272,13 @@ mod tests {
         assert_eq!(matches.len(), 1);
         assert!(includes.enter(&matches[0], t.span, &mut report).is_none());
         let d = &report.diagnostics[0];
-        assert_eq!((d.severity, d.message.as_str()), (Severity::Error, "include cycle: \"a.conf\" is already being read"));
+        assert_eq!(
+            (d.severity, d.message.as_str()),
+            (
+                Severity::Error,
+                "include cycle: \"a.conf\" is already being read"
+            )
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn directive_reference() -> String {
             DefaultValue::Value(v) => format!("`{v}`"),
             DefaultValue::Note(n) => n.to_string(),
         };
-        let repeat = if d.repeatable && !d.opens_block() { ", repeatable" } else { "" };
+        let repeat = if d.repeatable && !d.opens_block() {
+            ", repeatable"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "| `{}` | `{}` | {}{repeat} | {default} | {} |\n",
             d.name,

@@ -143,7 +143,9 @@ fn interpreter_problem(interpreter: &PathArg) -> Option<String> {
     if written.contains('/') {
         return match is_executable(&interpreter.path) {
             true => None,
-            false if interpreter.path.exists() => Some(format!("CGI interpreter \"{written}\" is not executable")),
+            false if interpreter.path.exists() => {
+                Some(format!("CGI interpreter \"{written}\" is not executable"))
+            }
             false => Some(format!("CGI interpreter \"{written}\" does not exist")),
         };
     }

@@ -290,14 +290,20 @@ mod tests {
         assert_eq!(url.authority, "backend");
         assert_eq!(url.prefix.as_deref(), Some("/api"));
         let url = proxy_url("http://127.0.0.1:9000").expect("valid");
-        assert_eq!((url.authority.as_str(), url.prefix), ("127.0.0.1:9000", None));
+        assert_eq!(
+            (url.authority.as_str(), url.prefix),
+            ("127.0.0.1:9000", None)
+        );
         assert!(proxy_url("https://x").is_err());
         assert!(proxy_url("http:///x").is_err());
     }
 
     #[test]
     fn host_ports() {
-        assert_eq!(host_port("127.0.0.1:9000").map(|a| a.to_string()), Ok("127.0.0.1:9000".into()));
+        assert_eq!(
+            host_port("127.0.0.1:9000").map(|a| a.to_string()),
+            Ok("127.0.0.1:9000".into())
+        );
         assert!(host_port("localhost:9000").is_ok());
         assert!(host_port("9000").is_err());
         assert!(host_port("127.0.0.1:0").is_err());

@@ -82,7 +82,12 @@ impl Walker<'_> {
     }
 
     /// Runs `apply`, reporting a bad argument. True when it succeeded.
-    fn apply(&mut self, apply: fn(&mut Scope, &Args) -> Result<(), directives::ArgError>, scope: &mut Scope, args: &Args) -> bool {
+    fn apply(
+        &mut self,
+        apply: fn(&mut Scope, &Args) -> Result<(), directives::ArgError>,
+        scope: &mut Scope,
+        args: &Args,
+    ) -> bool {
         match apply(scope, args) {
             Ok(()) => true,
             Err(e) => {
@@ -111,7 +116,9 @@ impl Walker<'_> {
         let name = raw.name.text.as_str();
         let at = raw.name.span;
         let Some(entry) = directives::lookup(name, scope.context) else {
-            let hint = directives::did_you_mean(name).map(|s| format!(" (did you mean \"{s}\"?)")).unwrap_or_default();
+            let hint = directives::did_you_mean(name)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
             return self.fail(at, format!("unknown directive \"{name}\"{hint}"));
         };
         if !entry.contexts.contains(scope.context) {
@@ -120,7 +127,10 @@ impl Walker<'_> {
                 other => format!("in {}", other.name()),
             };
             let allowed = directives::contexts_of(name).names();
-            return self.fail(at, format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"));
+            return self.fail(
+                at,
+                format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"),
+            );
         }
         let first = scope.seen(entry.name);
         // Recorded even if the rest fails: "server has no listen" after a
@@ -128,12 +138,19 @@ impl Walker<'_> {
         scope.seen.push((entry.name, at));
         if entry.opens_block() != raw.block.is_some() {
             let usage = format!("{name} {}", entry.usage);
-            let what = if entry.opens_block() { "needs a block" } else { "takes no block" };
+            let what = if entry.opens_block() {
+                "needs a block"
+            } else {
+                "takes no block"
+            };
             return self.fail(at, format!("\"{name}\" {what} (usage: {usage})"));
         }
         if !entry.arity.accepts(raw.args.len()) {
             let usage = format!("{name} {}", entry.usage);
-            return self.fail(at, format!("wrong number of arguments for \"{name}\" (usage: {usage})"));
+            return self.fail(
+                at,
+                format!("wrong number of arguments for \"{name}\" (usage: {usage})"),
+            );
         }
         if !entry.repeatable {
             if let Some((_, first)) = first {

@@ -6,6 +6,7 @@ use std::path::Path;
 pub fn run(config: &Path) -> anyhow::Result<()> {
     let (table, report) = crate::config::load(config);
     eprint!("{}", report.render_text());
-    let _table = table.ok_or_else(|| anyhow::anyhow!("{}: configuration has errors", config.display()))?;
+    let _table =
+        table.ok_or_else(|| anyhow::anyhow!("{}: configuration has errors", config.display()))?;
     Ok(())
 }
