@@ -291,7 +291,13 @@ mod tests {
 
     #[test]
     fn positions() {
-        let cases: &[(&str, Range<usize>, (usize, usize, &str, usize))] = &[
+        /// (text, span, (line, column, echo, caret width))
+        type Case = (
+            &'static str,
+            Range<usize>,
+            (usize, usize, &'static str, usize),
+        );
+        let cases: &[Case] = &[
             ("abc", 0..3, (1, 1, "abc", 3)),
             ("a\n\tb c", 3..4, (2, 2, " b c", 1)),
             ("é x", 3..4, (1, 3, "é x", 1)),
