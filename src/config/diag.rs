@@ -131,6 +131,26 @@ impl Report {
             .sort_by_key(|d| (d.file, d.span.as_ref().map(|s| s.start)));
     }
 
+    /// Keeps the first `max` diagnostics, noting how many were dropped.
+    pub fn truncate(&mut self, max: usize) {
+        let total = self.diagnostics.len();
+        if total > max {
+            let dropped = total - max;
+            let file = self.diagnostics[max].file;
+            self.diagnostics.truncate(max);
+            let severity = match self.has_errors() {
+                true => Severity::Error,
+                false => Severity::Warning,
+            };
+            self.diagnostics.push(Diagnostic {
+                severity,
+                file,
+                span: None,
+                message: format!("{dropped} more problems not shown"),
+            });
+        }
+    }
+
     /// Every diagnostic as `path:line:col: severity: message`, the source
     /// line and a caret under the span, in file order.
     pub fn render_text(&self) -> String {
@@ -271,7 +291,13 @@ mod tests {
 
     #[test]
     fn positions() {
-        let cases: &[(&str, Range<usize>, (usize, usize, &str, usize))] = &[
+        /// (text, span, (line, column, echo, caret width))
+        type Case = (
+            &'static str,
+            Range<usize>,
+            (usize, usize, &'static str, usize),
+        );
+        let cases: &[Case] = &[
             ("abc", 0..3, (1, 1, "abc", 3)),
             ("a\n\tb c", 3..4, (2, 2, " b c", 1)),
             ("é x", 3..4, (1, 3, "é x", 1)),

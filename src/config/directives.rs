@@ -579,6 +579,16 @@ pub fn lookup(name: &str, context: Context) -> Option<&'static Directive> {
     )
 }
 
+/// Every context some directive called `name` is allowed in.
+pub fn contexts_of(name: &str) -> Contexts {
+    Contexts(
+        DIRECTIVES
+            .iter()
+            .filter(|d| d.name == name)
+            .fold(0, |all, d| all | d.contexts.0),
+    )
+}
+
 /// The known name closest to `name`, if it is close enough to be a typo.
 pub fn did_you_mean(name: &str) -> Option<&'static str> {
     let limit = (name.chars().count() / 3).clamp(1, 3);

@@ -97,14 +97,18 @@ impl Converter {
         for pair in parent.into_inner() {
             match pair.as_rule() {
                 Rule::directive => out.push(self.directive(pair)),
-                Rule::stray_close => {
+                // The first stray `}` is the one to fix; later ones are
+                // usually its consequences.
+                Rule::stray_close if self.errors.is_empty() => {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,
                         "unexpected \"}\" (no block is open here)",
                     ));
                 }
-                Rule::unclosed => {
+                // Only the innermost unclosed block, and only when nothing
+                // (an unterminated string) already explains the early end.
+                Rule::unclosed if self.errors.is_empty() => {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,

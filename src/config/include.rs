@@ -283,7 +283,9 @@ mod tests {
 
     #[test]
     fn decodes() {
-        let cases: &[(&[u8], Option<(usize, &str)>)] = &[
+        /// (bytes, the problem's offset and message)
+        type Case = (&'static [u8], Option<(usize, &'static str)>);
+        let cases: &[Case] = &[
             (b"a;", None),
             (b"a;\0", Some((2, "NUL byte in configuration file"))),
             (b"ab\xff;", Some((2, "invalid UTF-8 in configuration file"))),

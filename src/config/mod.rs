@@ -21,6 +21,8 @@ mod grammar;
 mod include;
 mod readme;
 mod scope;
+#[cfg(test)]
+mod tests;
 mod validate;
 mod values;
 mod walk;
@@ -32,6 +34,10 @@ pub use diag::{Diagnostic, FileId, Located, Report, Severity, SourceFile};
 pub use readme::directive_reference;
 
 use crate::routing::RoutingTable;
+
+/// More diagnostics than this are cut (with a note): past that point they
+/// are consequences, and rendering each costs a scan of its file.
+const MAX_DIAGNOSTICS: usize = 100;
 
 /// Parse, validate and build `path`. The table is `Some` exactly when the
 /// report has no error (it may hold warnings).
@@ -46,6 +52,7 @@ pub fn load(path: &Path) -> (Option<RoutingTable>, Report) {
         _ => None,
     };
     report.sort();
+    report.truncate(MAX_DIAGNOSTICS);
     let table = table.filter(|_| !report.has_errors());
     (table, report)
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::diag::{Diagnostic, Report, Span};
 use super::scope::{At, Context, PathArg, Scope};
@@ -18,7 +18,7 @@ const ANSWERS: &[&str] = &["return", "proxy_pass"];
 const CONTENT: &[&str] = &["root", "alias", "index", "autoindex", "upload_store", "cgi"];
 
 pub fn validate(main: &Scope, report: &mut Report) {
-    if main.blocks_of(Context::Server).next().is_none() {
+    if main.seen("server").is_none() {
         report.push(Diagnostic::file_error(
             main.at.file,
             "no \"server\" block: nothing to serve",
@@ -28,11 +28,11 @@ pub fn validate(main: &Scope, report: &mut Report) {
         server_checks(server, report);
     }
     upstream_names(main, report);
-    warn_paths(main, report);
+    warn_paths(main, &mut HashMap::new(), report);
 }
 
 fn server_checks(server: &Scope, report: &mut Report) {
-    if server.listen.is_empty() {
+    if server.seen("listen").is_none() {
         report.push(Diagnostic::error(
             server.at,
             "server has no \"listen\" directive",
@@ -92,7 +92,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
-        if upstream.members.is_empty() {
+        if upstream.seen("server").is_none() {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
@@ -102,8 +102,13 @@ fn upstream_names(main: &Scope, report: &mut Report) {
 }
 
 /// Warnings about `root`, `alias` and `upload_store` paths that do not
-/// exist, and CGI interpreters that cannot run, in every block.
-fn warn_paths(scope: &Scope, report: &mut Report) {
+/// exist, and CGI interpreters that cannot run, in every block. Interpreter
+/// verdicts are cached: a PATH search per location adds up.
+fn warn_paths(
+    scope: &Scope,
+    interpreters: &mut HashMap<PathBuf, Option<String>>,
+    report: &mut Report,
+) {
     let s = &scope.settings;
     for (name, arg, must_be_dir) in [
         ("root", &s.root, true),
@@ -116,13 +121,16 @@ fn warn_paths(scope: &Scope, report: &mut Report) {
     }
     for cgi in s.cgi.iter().flatten() {
         if let Some(interpreter) = &cgi.value.interpreter {
-            if let Some(problem) = interpreter_problem(interpreter) {
-                report.push(Diagnostic::warning(interpreter.span, problem));
+            let problem = interpreters
+                .entry(interpreter.path.clone())
+                .or_insert_with(|| interpreter_problem(interpreter));
+            if let Some(problem) = problem {
+                report.push(Diagnostic::warning(interpreter.span, problem.clone()));
             }
         }
     }
     for block in &scope.blocks {
-        warn_paths(block, report);
+        warn_paths(block, interpreters, report);
     }
 }
 

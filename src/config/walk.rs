@@ -68,9 +68,7 @@ impl Walker<'_> {
         };
         match entry.action {
             Action::Set(apply) => {
-                if self.apply(apply, scope, &args) {
-                    scope.seen.push((entry.name, raw.name.span));
-                }
+                self.apply(apply, scope, &args);
             }
             Action::Open(context, apply) => {
                 let mut child = Scope::new(context, raw.name.span);
@@ -114,7 +112,7 @@ impl Walker<'_> {
 
     /// The table entry for `raw`, once its name, context, block, arity and
     /// uniqueness are right; otherwise reports why not.
-    fn check_shape(&mut self, raw: &RawDirective, scope: &Scope) -> Option<&'static Directive> {
+    fn check_shape(&mut self, raw: &RawDirective, scope: &mut Scope) -> Option<&'static Directive> {
         let name = raw.name.text.as_str();
         let at = raw.name.span;
         let Some(entry) = directives::lookup(name, scope.context) else {
@@ -128,12 +126,16 @@ impl Walker<'_> {
                 Context::Main => "at the top level".to_string(),
                 other => format!("in {}", other.name()),
             };
-            let allowed = entry.contexts.names();
+            let allowed = directives::contexts_of(name).names();
             return self.fail(
                 at,
                 format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"),
             );
         }
+        let first = scope.seen(entry.name);
+        // Recorded even if the rest fails: "server has no listen" after a
+        // bad `listen` would only repeat the problem.
+        scope.seen.push((entry.name, at));
         if entry.opens_block() != raw.block.is_some() {
             let usage = format!("{name} {}", entry.usage);
             let what = if entry.opens_block() {
@@ -151,7 +153,7 @@ impl Walker<'_> {
             );
         }
         if !entry.repeatable {
-            if let Some((_, first)) = scope.seen(entry.name) {
+            if let Some((_, first)) = first {
                 let first = self.report.where_is(first, at);
                 return self.fail(at, format!("duplicate \"{name}\" (first set at {first})"));
             }

@@ -1,0 +1,347 @@
+//! Tests of the whole load: inheritance, path resolution, directive
+//! coverage of the shipped configs, and robustness against mangled input
+//! (every result is a report, never a panic).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::directives::DIRECTIVES;
+use super::scope::{Context, Scope};
+use super::{load, walk, Report};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).expect("write config");
+    path
+}
+
+fn load_text(text: &str) -> (Option<crate::routing::RoutingTable>, Report) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    load(&write(tmp.path(), "t.conf", text.as_bytes()))
+}
+
+#[test]
+fn inheritance_top_level_to_server_to_location() {
+    let (table, report) = load_text(
+        "client_max_body_size 2k;\nerror_page 404 /a.html;\ncgi_timeout 7s;\n\
+         server {\n listen 127.0.0.1:9;\n root .;\n autoindex on;\n error_page 500 /b.html;\n\
+         location /x/ { client_max_body_size 0; methods POST; }\n\
+         location /y/ { error_page 403 /c.html; cgi .py python3; alias /tmp/; }\n}\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let server = &table.servers[0];
+    let (fallback, x, y) = (&server.fallback, &server.locations[0], &server.locations[1]);
+    // (setting, fallback, /x/, /y/)
+    let cases: &[(&str, String, String, String)] = &[
+        (
+            "body",
+            format!("{:?}", fallback.client_max_body_size),
+            format!("{:?}", x.client_max_body_size),
+            format!("{:?}", y.client_max_body_size),
+        ),
+        (
+            "autoindex",
+            fallback.autoindex.to_string(),
+            x.autoindex.to_string(),
+            y.autoindex.to_string(),
+        ),
+        (
+            "error pages",
+            sorted_keys(&fallback.error_pages),
+            sorted_keys(&x.error_pages),
+            sorted_keys(&y.error_pages),
+        ),
+        (
+            "cgi_timeout",
+            format!("{:?}", fallback.cgi_timeout),
+            format!("{:?}", x.cgi_timeout),
+            format!("{:?}", y.cgi_timeout),
+        ),
+        ("methods", methods(fallback), methods(x), methods(y)),
+        (
+            "root",
+            fallback.root.is_some().to_string(),
+            x.root.is_some().to_string(),
+            y.root.is_some().to_string(),
+        ),
+        (
+            "cgi",
+            fallback.cgi.len().to_string(),
+            x.cgi.len().to_string(),
+            y.cgi.len().to_string(),
+        ),
+    ];
+    let expected: &[(&str, &str, &str, &str)] = &[
+        ("body", "Some(2048)", "None", "Some(2048)"),
+        ("autoindex", "true", "true", "true"),
+        ("error pages", "[500]", "[500]", "[403]"),
+        ("cgi_timeout", "7s", "7s", "7s"),
+        ("methods", "GET HEAD", "POST", "GET HEAD"),
+        ("root", "true", "true", "false"),
+        ("cgi", "0", "0", "1"),
+    ];
+    for ((name, f, x, y), (ename, ef, ex, ey)) in cases.iter().zip(expected) {
+        assert_eq!(
+            (*name, f.as_str(), x.as_str(), y.as_str()),
+            (*ename, *ef, *ex, *ey)
+        );
+    }
+    assert_eq!(server.limits.keepalive_timeout, Duration::from_secs(75));
+    assert!(fallback.cgi_check_script);
+}
+
+fn sorted_keys(map: &std::collections::HashMap<u16, String>) -> String {
+    let mut keys: Vec<u16> = map.keys().copied().collect();
+    keys.sort();
+    format!("{keys:?}")
+}
+
+fn methods(l: &crate::routing::Location) -> String {
+    l.methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn locations_are_indexed_for_selection() {
+    let (table, report) = load_text(
+        "server {\n listen 9;\n location / {}\n location /a/ {}\n location /a/b/ {}\n location = /a/x {}\n}\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let server = &table.servers[0];
+    let uris: Vec<&str> = server
+        .prefixes
+        .iter()
+        .map(|&i| server.locations[i].uri.as_str())
+        .collect();
+    assert_eq!(uris, ["/a/b/", "/a/", "/"]);
+    let cases = [
+        ("/a/x", "/a/x"),
+        ("/a/b/c", "/a/b/"),
+        ("/a/xy", "/a/"),
+        ("/z", "/"),
+    ];
+    for (path, uri) in cases {
+        assert_eq!(server.select_location(path).uri, uri, "{path}");
+    }
+}
+
+#[test]
+fn sockets_group_servers_by_address() {
+    let (table, report) = load_text(
+        "server { listen 127.0.0.1:9; }\nserver { listen 127.0.0.1:10; listen 127.0.0.1:9 default_server; server_name B; }\nserver { listen 9; }\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let sockets: Vec<(String, Vec<usize>, usize)> = table
+        .sockets
+        .iter()
+        .map(|s| (s.addr.to_string(), s.servers.clone(), s.default_server))
+        .collect();
+    assert_eq!(
+        sockets,
+        [
+            ("127.0.0.1:9".to_string(), vec![0, 1], 1),
+            ("127.0.0.1:10".to_string(), vec![1], 1),
+            ("0.0.0.0:9".to_string(), vec![2], 2),
+        ]
+    );
+    assert_eq!(table.select_server(0, Some("b")).names, ["b"]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_naming_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = fs::canonicalize(tmp.path()).expect("canonical");
+    fs::create_dir_all(base.join("conf/sub")).expect("mkdir");
+    write(
+        &base.join("conf"),
+        "main.conf",
+        b"server {\n listen 9;\n root www;\n include sub/*.conf;\n}\n",
+    );
+    write(
+        &base.join("conf/sub"),
+        "loc.conf",
+        b"location /u/ { upload_store store; cgi .x bin/run; cgi .y python3; }\n",
+    );
+    let (table, report) = load(&base.join("conf/main.conf"));
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let server = &table.servers[0];
+    let location = &server.locations[0];
+    assert_eq!(
+        server.fallback.root.as_deref(),
+        Some(base.join("conf/www").as_path())
+    );
+    assert_eq!(
+        location.upload_store.as_deref(),
+        Some(base.join("conf/sub/store").as_path())
+    );
+    assert_eq!(
+        location.cgi[0].interpreter.as_deref(),
+        Some(base.join("conf/sub/bin/run").as_path())
+    );
+    assert_eq!(
+        location.cgi[1].interpreter.as_deref(),
+        Some(Path::new("python3"))
+    );
+    let shown: Vec<&str> = report.sources.iter().map(|s| s.display.as_str()).collect();
+    assert_eq!(shown[1], format!("{}/conf/sub/loc.conf", base.display()));
+}
+
+#[test]
+fn include_order_is_sorted_and_spliced_in_place() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    write(
+        dir,
+        "main.conf",
+        b"server {\n listen 9;\n location /0/ {}\n include parts/*.conf;\n location /9/ {}\n}\n",
+    );
+    fs::create_dir(dir.join("parts")).expect("mkdir");
+    write(&dir.join("parts"), "b.conf", b"location /2/ {}\n");
+    write(&dir.join("parts"), "a.conf", b"location /1/ {}\n");
+    let (table, report) = load(&dir.join("main.conf"));
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let uris: Vec<&str> = table.servers[0]
+        .locations
+        .iter()
+        .map(|l| l.uri.as_str())
+        .collect();
+    assert_eq!(uris, ["/0/", "/1/", "/2/", "/9/"]);
+}
+
+#[test]
+fn every_directive_is_used_by_the_shipped_configs() {
+    let mut used = Vec::new();
+    let mut files = vec![repo().join("conf.d/default.conf")];
+    files.extend(conf_files(&repo().join("conf.d/examples")));
+    for file in &files {
+        let mut report = Report::default();
+        let walked = walk::walk(file, &mut report);
+        let main = walked.main.expect("shipped config parses");
+        collect_used(&main, &mut used);
+    }
+    for d in DIRECTIVES {
+        let covered = used
+            .iter()
+            .any(|(name, context)| *name == d.name && d.contexts.contains(*context));
+        assert!(covered, "no shipped config uses \"{} {}\"", d.name, d.usage);
+    }
+}
+
+fn collect_used(scope: &Scope, used: &mut Vec<(&'static str, Context)>) {
+    used.extend(scope.seen.iter().map(|(name, _)| (*name, scope.context)));
+    for block in &scope.blocks {
+        collect_used(block, used);
+    }
+}
+
+fn conf_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Mangles every shipped config many ways and loads each result: the load
+/// must return (errors are fine) quickly, never panic.
+#[test]
+fn mangled_configs_never_panic() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut files = vec![repo().join("conf.d/default.conf")];
+    files.extend(conf_files(&repo().join("conf.d/examples")));
+    let mut loads = 0;
+    for file in &files {
+        let text = fs::read(file).expect("read config");
+        for variant in mangle(&text) {
+            let path = write(tmp.path(), "m.conf", &variant);
+            let one = Instant::now();
+            let (table, report) = load(&path);
+            assert!(
+                one.elapsed() < Duration::from_secs(2),
+                "slow load of {variant:?}"
+            );
+            assert_eq!(table.is_some(), !report.has_errors());
+            let _ = report.render_text();
+            loads += 1;
+        }
+    }
+    for variant in pathological() {
+        let (_, report) = load(&write(tmp.path(), "p.conf", &variant));
+        assert!(report.has_errors());
+        let _ = report.render_text();
+    }
+    assert!(loads > 500, "only {loads} variants");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Truncations, token drops and duplications, byte flips, invalid UTF-8
+/// and NUL bytes, sampled so each file gives a few hundred variants.
+fn mangle(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let step = (text.len() / 50).max(1);
+    for i in (0..text.len()).step_by(step) {
+        out.push(text[..i].to_vec());
+        for replacement in [&b"\xff"[..], b"\0", b"{", b"}", b";", b"\""] {
+            let mut v = text.to_vec();
+            v.splice(i..i + 1, replacement.iter().copied());
+            out.push(v);
+        }
+        let mut flipped = text.to_vec();
+        flipped[i] ^= 0x20;
+        out.push(flipped);
+    }
+    let tokens = token_ranges(text);
+    let step = (tokens.len() / 40).max(1);
+    for &(start, end) in tokens.iter().step_by(step) {
+        let mut dropped = text.to_vec();
+        dropped.drain(start..end);
+        out.push(dropped);
+        let mut doubled = text.to_vec();
+        doubled.splice(end..end, text[start..end].iter().chain(b" ").copied());
+        out.push(doubled);
+    }
+    out
+}
+
+fn token_ranges(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = None;
+    for (i, b) in text.iter().enumerate() {
+        match (b.is_ascii_whitespace(), start) {
+            (true, Some(s)) => {
+                ranges.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    ranges
+}
+
+fn pathological() -> Vec<Vec<u8>> {
+    let big = "location /x/ { root /tmp; }\n".repeat(10 << 20 >> 5);
+    vec![
+        big.into_bytes(),
+        "server {".repeat(200_000).into_bytes(),
+        "}".repeat(100_000).into_bytes(),
+        format!("server {{ listen 9; return 200 \"{}", "\\".repeat(100_000)).into_bytes(),
+        vec![0xff; 1000],
+        vec![0; 1000],
+    ]
+}

@@ -1,0 +1,165 @@
+//! `webserv check` on golden files: every `tests/configs/{invalid,warn}/*.conf`
+//! is checked by the real binary with the repository root as working
+//! directory, and its output compared with `NAME.expected` beside it.
+//!
+//! An `.expected` file holds stderr (the diagnostics and, on failure, the
+//! count line) followed by stdout (the summary line, on success). Files in
+//! `invalid/` must exit 1, files in `warn/` exit 0. Run with
+//! `UPDATE_EXPECTED=1` to rewrite the `.expected` files after a deliberate
+//! change, then review the diff.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_webserv"))
+        .arg("check")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run webserv check")
+}
+
+fn configs(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(repo().join(dir))
+        .expect("config directory")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn golden(dir: &str, expected_code: i32) -> usize {
+    let update = std::env::var_os("UPDATE_EXPECTED").is_some();
+    let mut failures = Vec::new();
+    let files = configs(dir);
+    for file in &files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("UTF-8 name");
+        let relative = format!("{dir}/{name}");
+        let out = check(&[&relative]);
+        let got = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let expected_path = file.with_extension("expected");
+        if update {
+            fs::write(&expected_path, &got).expect("write .expected");
+        }
+        let expected = fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!(
+                "{relative}: output differs\n--- expected\n{expected}--- got\n{got}"
+            ));
+        }
+        if out.status.code() != Some(expected_code) {
+            failures.push(format!(
+                "{relative}: exit {:?}, expected {expected_code}",
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    files.len()
+}
+
+#[test]
+fn invalid_configs_fail_with_exact_diagnostics() {
+    assert!(golden("tests/configs/invalid", 1) >= 30);
+}
+
+#[test]
+fn warnings_alone_do_not_fail() {
+    assert!(golden("tests/configs/warn", 0) >= 5);
+}
+
+#[test]
+fn every_shipped_config_passes() {
+    let mut files = configs("conf.d");
+    files.extend(configs("conf.d/examples"));
+    assert!(files.len() >= 9);
+    for file in files {
+        let out = check(&[file.to_str().expect("UTF-8 path")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", file.display());
+        assert!(!stderr.contains(": error:"), "{}: {stderr}", file.display());
+    }
+}
+
+#[test]
+fn several_semantic_errors_are_reported_together() {
+    let out = check(&["tests/configs/invalid/many_errors.conf"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.matches(": error: ").count() >= 7, "{stderr}");
+}
+
+#[test]
+fn several_configs_fail_if_one_fails() {
+    let out = check(&[
+        "conf.d/examples/minimal.conf",
+        "tests/configs/invalid/port_zero.conf",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("conf.d/examples/minimal.conf: ok: 1 server"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_output() {
+    let out = check(&["--format", "json", "conf.d/examples/redirects.conf"]);
+    assert!(out.status.success());
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["valid"], true);
+    assert_eq!(
+        value["routing_table"]["sockets"][0]["addr"],
+        "127.0.0.1:8080"
+    );
+    assert_eq!(
+        value["routing_table"]["servers"][0]["locations"][2]["return"]["code"],
+        418
+    );
+
+    let out = check(&[
+        "--format",
+        "json",
+        "tests/configs/invalid/unknown_directive.conf",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["valid"], false);
+    assert!(value.get("routing_table").is_none());
+    let d = &value["diagnostics"][0];
+    assert_eq!(d["file"], "tests/configs/invalid/unknown_directive.conf");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(3), Some(5))
+    );
+    assert_eq!(d["severity"], "error");
+    assert_eq!(
+        d["message"],
+        "unknown directive \"lisen\" (did you mean \"listen\"?)"
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let out = check(&["tests/configs/no-such.conf"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("tests/configs/no-such.conf: error: cannot read configuration file:"),
+        "{stderr}"
+    );
+}
