@@ -3,7 +3,7 @@
 //! checked once, from the table, before a directive's `apply` runs (as nginx's
 //! `ngx_conf_handler` does); `apply` only parses values into the [`Scope`].
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use super::diag::Span;
 use super::grammar::Token;
@@ -110,8 +110,8 @@ impl Args<'_> {
     /// A path argument, resolved against the directory of its file.
     fn path(&self, i: usize) -> PathArg {
         let written = self.text(i).to_string();
-        PathArg {
-            path: self.dir.join(&written),
+                PathArg {
+            path: lexical(&self.dir.join(&written)),
             written,
             span: self.span(i),
         }
@@ -825,5 +825,46 @@ mod tests {
         assert!(Exactly(1).accepts(1) && !Exactly(1).accepts(2));
         assert!(AtLeast(2).accepts(9) && !AtLeast(2).accepts(1));
         assert!(Between(1, 2).accepts(2) && !Between(1, 2).accepts(0) && !Between(1, 2).accepts(3));
+    }
+}
+
+/// `path` with `.` and `..` resolved by name, without touching the file
+/// system: `conf.d/../www` is `www`. Scripts see clean paths in
+/// `SCRIPT_FILENAME` (php-cgi refuses one with `..`), and logs read better.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // Nothing is above the root.
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                Some(Component::CurDir | Component::ParentDir) | None => out.push(part),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod lexical_tests {
+    use super::*;
+
+    #[test]
+    fn dots_resolve_by_name() {
+        let cases = [
+            ("/etc/webserv/conf.d/../www", "/etc/webserv/www"),
+            ("/a/./b/../../c", "/c"),
+            ("/a/b/", "/a/b"),
+            ("/..", "/"),
+            ("rel/../../x", "../x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(lexical(Path::new(input)), Path::new(expected), "{input}");
+        }
     }
 }
