@@ -426,7 +426,7 @@ fn a_100_mib_response_streams_with_bounded_memory() {
         check_pattern(piece, received);
         received += piece.len();
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             max_rss = max_rss.max(rss_kib(front.pid()));
             thread::sleep(Duration::from_millis(20));
         }
