@@ -873,3 +873,80 @@ fn client_body_over_the_limit_after_the_response_started_closes() {
 fn malformed_client_body_after_the_response_started_closes() {
     body_error_after_response_started(b"zz\r\nyy\r\n0\r\n\r\n");
 }
+
+#[test]
+fn a_pooled_connection_that_dies_on_reuse_is_retried_once() {
+    // Answers the first request of each connection; at the second, closes
+    // without a word (the race an upstream's idle-timeout close can win).
+    let served = std::sync::Mutex::new(std::collections::HashSet::new());
+    let up = Upstream::start(move |_, s| {
+        let peer = s.peer_addr().expect("peer");
+        if !served.lock().expect("lock").insert(peer) {
+            return false;
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_ok()
+    });
+    let s = front(up.port, "");
+    assert_eq!(s.send(&get_close("/first")).status, 200);
+    // The pooled connection looks alive, is reused, and dies before any
+    // answer: the request goes again on a fresh connection.
+    let r = s.send(&get_close("/second"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(up.accepts(), 2);
+    let lines: Vec<String> = (0..3)
+        .map(|_| up.next_seen().request_line().to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /first HTTP/1.1",
+            "GET /second HTTP/1.1",
+            "GET /second HTTP/1.1"
+        ]
+    );
+}
+
+#[test]
+fn a_body_cut_short_by_the_upstream_closes_the_client_connection() {
+    let up = fixed_then_close(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
+    let s = front(up.port, "");
+    let mut stream = s.connect();
+    stream.write_all(&get("/short")).expect("send");
+    let raw = read_to_close(&mut stream);
+    let (head, body) = split_head(&raw);
+    assert!(head.contains("Content-Length: 100\r\n"), "{head}");
+    assert_eq!(body, b"only part");
+}
+
+#[test]
+fn expect_100_continue_is_answered_by_the_proxy() {
+    let up = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let s = front(up.port, "");
+    let mut stream = s.connect();
+    stream
+        .write_all(
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("send");
+    let interim = read_until(&mut stream, b"\r\n\r\n");
+    assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").expect("send");
+    let r = read_response(&mut stream, false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    let seen = up.next_seen();
+    assert!(seen.values("expect").is_empty(), "{}", seen.head);
+    assert_eq!(seen.body, b"hello");
+}
+
+#[test]
+fn http_1_0_client_through_the_proxy() {
+    let up = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let s = front(up.port, "");
+    let raw = s.raw(b"GET /old HTTP/1.0\r\n\r\n");
+    let (head, body) = split_head(&raw);
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert_eq!(body, b"ok");
+    // The upstream still speaks HTTP/1.1 with the proxy.
+    assert!(up.next_seen().request_line().ends_with("HTTP/1.1"));
+}
