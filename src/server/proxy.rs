@@ -274,6 +274,10 @@ impl ProxyRun {
     /// Moves everything that can move.
     pub fn step(&mut self, client: &mut Client, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
         let mut progress = false;
+        let body_read = self.feed.is_none();
+        if body_read && !self.relay.as_ref().is_some_and(Relay::is_done) && client_gone(client) {
+            return ProxyStep::Abort;
+        }
         if !self.interim.is_empty() {
             match client.write_all_now(&mut self.interim) {
                 Ok(true) => progress = true,
@@ -378,7 +382,7 @@ impl ProxyRun {
                 Ok((used, Chunk::Data(range))) => {
                     self.received += range.len() as u64;
                     if self.limit.is_some_and(|max| self.received > max) {
-                        return Err(ProxyStep::Fail(413));
+                        return Err(refuse(self.relay.is_some(), 413));
                     }
                     let data = &client.input.data()[range];
                     if matches!(self.body_framing, BodyFraming::Chunked) {
@@ -407,7 +411,7 @@ impl ProxyRun {
                         ReadOutcome::Closed => return Err(ProxyStep::Abort),
                     }
                 }
-                Err(_) => return Err(ProxyStep::Fail(400)),
+                Err(_) => return Err(refuse(self.relay.is_some(), 400)),
             }
         }
         Ok(progress)
@@ -651,6 +655,44 @@ impl ProxyRun {
     /// The exchange is over early: the upstream connection is closed.
     pub fn abandon(&mut self, registry: &Registry) {
         self.drop_upstream(registry);
+    }
+}
+
+/// The client's body went wrong (too large, malformed): its own error
+/// response, unless the upstream's has begun, when closing is the only way
+/// left to tell the client (a second response would land inside the first
+/// one's body).
+fn refuse(responded: bool, status: u16) -> ProxyStep {
+    if responded {
+        ProxyStep::Abort
+    } else {
+        ProxyStep::Fail(status)
+    }
+}
+
+/// Whether the client closed its connection. Once its body is read the
+/// client is not read any more, so without this peek its leaving would go
+/// unnoticed until the upstream answers (or `proxy_read_timeout`), and the
+/// upstream would keep working for nobody. Bytes waiting are a pipelined
+/// request: they stay for the next one. As nginx's
+/// `ngx_http_upstream_check_broken_connection`.
+fn client_gone(client: &mut Client) -> bool {
+    if client.peer_closed {
+        return true;
+    }
+    if !client.readable {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    match client.socket.peek(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            client.readable = false;
+            false
+        }
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
+        Err(_) => true,
     }
 }
 
