@@ -458,13 +458,19 @@ fn max_connections_pauses_accepting_until_one_closes() {
     );
     let first = s.connect();
     let mut second = s.connect();
-    second.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    second
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut second, false).status, 200);
     // The kernel completes the third handshake, but the server does not
     // take the connection while two are open.
     let mut third = s.connect();
-    third.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 1];
     assert!(third.read(&mut buf).is_err(), "served past max_connections");
     drop(first);

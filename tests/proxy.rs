@@ -730,11 +730,10 @@ fn all_servers_down_is_502() {
 }
 
 #[test]
-#[ignore = "conn.rs bug: step_proxy answers ProxyStep::Fail with LINGER_CLOSE even for a bodyless request"]
 fn a_502_after_a_failed_connect_keeps_the_client_connection() {
-    // start_proxy keeps the connection when the connect fails at once
-    // (framing None: KEEP); a connect that fails later (the usual case,
-    // EINPROGRESS then an error) goes through step_proxy, which closes.
+    // A connect that fails at once and one that fails later (the usual
+    // case on loopback: EINPROGRESS, then an error) both answer 502 and,
+    // for a request without a body, keep the client connection.
     let direct = front(refused_port(), "");
     let mut stream = direct.connect();
     stream.write_all(&get("/d")).expect("send");

@@ -110,7 +110,7 @@ impl Args<'_> {
     /// A path argument, resolved against the directory of its file.
     fn path(&self, i: usize) -> PathArg {
         let written = self.text(i).to_string();
-                PathArg {
+        PathArg {
             path: lexical(&self.dir.join(&written)),
             written,
             span: self.span(i),

@@ -317,8 +317,9 @@ impl Conn {
             Phase::Cgi(run) if !run.responded() => self.fail(504, CLOSE, cx),
             Phase::Proxy(run) if !run.responded() => {
                 let table = Arc::clone(&self.table);
+                let bodyless = run.request.framing == Framing::None;
                 if let Err(status) = run.on_timeout(&table, cx) {
-                    self.fail(status, CLOSE, cx);
+                    self.fail(status, if bodyless { KEEP } else { CLOSE }, cx);
                 }
             }
             Phase::Head
@@ -810,7 +811,13 @@ impl Conn {
             ProxyStep::Fail(status) => {
                 run.abandon(cx.registry);
                 let request = std::mem::replace(&mut run.request, placeholder_request());
-                self.fail_request(status, request, LINGER_CLOSE, cx);
+                // Without a body the connection is still in step: keep it.
+                let ending = if request.framing == Framing::None {
+                    KEEP
+                } else {
+                    LINGER_CLOSE
+                };
+                self.fail_request(status, request, ending, cx);
                 Step::Progress
             }
             ProxyStep::Abort | ProxyStep::Progress | ProxyStep::Blocked => {
