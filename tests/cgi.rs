@@ -670,7 +670,7 @@ fn fifty_megabytes_to_a_slow_client_keep_rss_bounded() {
         }
         total += n;
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             max_rss = max_rss.max(vm_rss_kib(pid));
             // Slower than the script: the server must stop reading it.
             thread::sleep(Duration::from_millis(5));
