@@ -177,6 +177,10 @@ impl CgiRun {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
+        match self.watch_client(client, cx) {
+            Ok(moved) => progress |= moved,
+            Err(step) => return step,
+        }
         match self.read_stdout(cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
@@ -240,6 +244,24 @@ impl CgiRun {
             progress = true;
         }
         Ok(progress)
+    }
+
+    /// Once the body is read, the client socket is only watched for its
+    /// end: a client that leaves must not leave its script running until
+    /// `cgi_timeout` (a silent script gives no write to fail). As nginx
+    /// does for upstreams (`ngx_http_upstream_check_broken_connection`),
+    /// end of file from the client aborts the run. Bytes that arrive (a
+    /// pipelined request) stay buffered for the next request, up to
+    /// [`STDIN_BUFFER`]; past that the socket is left unread.
+    fn watch_client(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, CgiStep> {
+        if matches!(self.feed, Feed::Client { .. }) || client.input.len() >= STDIN_BUFFER {
+            return Ok(false);
+        }
+        match client.read(STDIN_BUFFER - client.input.len(), cx) {
+            ReadOutcome::Data => Ok(true),
+            ReadOutcome::Blocked => Ok(false),
+            ReadOutcome::Closed => Err(CgiStep::Abort),
+        }
     }
 
     /// Refills `pending` from the feed.

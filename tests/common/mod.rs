@@ -36,6 +36,12 @@ impl Server {
     /// from `template`, where `{port}` is a free port and `{dir}` the temp
     /// dir, then starts the server and waits until it listens.
     pub fn start(template: &str, files: &[(&str, &[u8])]) -> Server {
+        Server::start_with_env(template, files, &[])
+    }
+
+    /// Like [`Server::start`], with extra variables in the server's own
+    /// environment (to prove they do not reach a CGI script).
+    pub fn start_with_env(template: &str, files: &[(&str, &[u8])], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         for (path, content) in files {
             let path = dir.path().join(path);
@@ -48,7 +54,7 @@ impl Server {
             .replace("{port}", &port.to_string())
             .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
         fs::write(&config, text).expect("write config");
-        let child = spawn(&config);
+        let child = spawn_with_env(&config, env);
         let mut server = Server {
             child,
             port,
@@ -141,8 +147,13 @@ impl Drop for Server {
 }
 
 pub fn spawn(config: &Path) -> Child {
+    spawn_with_env(config, &[])
+}
+
+pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_webserv"))
         .arg(config)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
