@@ -720,7 +720,6 @@ fn php_cgi_runs_with_redirect_status() {
 // --- known bug in conn.rs (the lead's file) ---------------------------------------
 
 #[test]
-#[ignore = "conn.rs bug: Phase::Cgi's deadline is cgi_timeout even while the run waits for the client to read (should be send_timeout)"]
 fn a_client_that_pauses_within_send_timeout_gets_the_whole_cgi_output() {
     let s = server();
     let mut stream = s.connect();

@@ -163,6 +163,12 @@ impl CgiRun {
         self.relay.is_some()
     }
 
+    /// The relay is full: the run waits for the client to read, and the
+    /// script waits for the run (`send_timeout` applies, not `cgi_timeout`).
+    pub fn waiting_on_client(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| !r.has_room())
+    }
+
     /// Moves everything that can move.
     pub fn step(&mut self, client: &mut Client, cx: &mut Cx) -> CgiStep {
         let mut progress = false;

@@ -180,6 +180,12 @@ impl ProxyRun {
         self.relay.is_some()
     }
 
+    /// The relay is full: the exchange waits for the client to read
+    /// (`send_timeout` applies, not the upstream's timeouts).
+    pub fn waiting_on_client(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| !r.has_room())
+    }
+
     /// How long the current wait may last.
     pub fn timeout(&self) -> Duration {
         if self.connected {
