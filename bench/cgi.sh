@@ -15,6 +15,7 @@
 # bench/RESULTS.md. Environment:
 #   WEBSERV_BIN     binary to test (default target/release/webserv, built if missing)
 #   DURATION        seconds per wrk run (10)     CLIENTS  wrk connections (16)
+#   REPEAT          wrk runs per script and server, taking turns; medians reported (3)
 #   FCGI_CHILDREN   fcgiwrap processes (16: as many as clients, each runs one script at a time)
 #   STREAM_MIB      size of the streamed output in MiB (1024)
 #   STREAM_RATE     the slow client's curl --limit-rate (50M)
@@ -29,6 +30,7 @@ BENCH_NAME=cgi
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-16}
+REPEAT=${REPEAT:-3}
 FCGI_CHILDREN=${FCGI_CHILDREN:-$CLIENTS}
 STREAM_MIB=${STREAM_MIB:-1024}
 STREAM_RATE=${STREAM_RATE:-50M}
@@ -149,9 +151,11 @@ bench_hello() { # bench_hello NAME SCRIPT
     settle
     timeout $((DURATION + 30)) wrk -t2 -c"$CLIENTS" -d"${DURATION}s" --timeout 10s --latency "$url" >"$out" 2>&1 ||
         log "wrk $script on $name failed: $(tail -n 3 "$out")"
-    R[$name:$script-rps]=$(wrk_field "$out" rps)
-    R[$name:$script-p99]=$(wrk_field "$out" p99)
-    R[$name:$script-errors]=$(wrk_errors "$out")
+    # Lists, one value per run: the table shows their medians (errors: the sum).
+    R[$name:$script-rps]+="$(wrk_field "$out" rps) "
+    R[$name:$script-p99]+="$(wrk_field "$out" p99) "
+    R[$name:$script-errors]=$((${R[$name:$script-errors]:-0} + $(wrk_errors "$out")))
+    log "  -> $(wrk_field "$out" rps) req/s, p99 $(wrk_field "$out" p99) ms"
 }
 
 bench_stream() { # bench_stream NAME
@@ -187,8 +191,14 @@ for name in $BENCH_SERVERS; do
     log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
 done
 
-for script in hello.py hello.sh; do
-    for name in $BENCH_SERVERS; do bench_hello "$name" "$script"; done
+# The servers take turns, REPEAT times: the machine's noise hits them alike.
+for _ in $(seq "$REPEAT"); do
+    for script in hello.py hello.sh; do
+        for name in $BENCH_SERVERS; do bench_hello "$name" "$script"; done
+    done
+done
+for key in "${!R[@]}"; do
+    case $key in *-rps | *-p99) R[$key]=$(median ${R[$key]}) ;; esac
 done
 for name in $BENCH_SERVERS; do bench_stream "$name"; done
 if [ -n "${PID[webserv]:-}" ]; then
@@ -210,9 +220,9 @@ row() { # row LABEL METRIC
 table=$(
     echo "| metric | webserv | nginx + fcgiwrap | webserv/nginx |"
     echo "|---|---:|---:|---:|"
-    row "hello.py, req/s at $CLIENTS clients (higher is better)" hello.py-rps
+    row "hello.py, req/s at $CLIENTS clients, median of $REPEAT (higher is better)" hello.py-rps
     row "hello.py, p99 latency ms (lower is better)" hello.py-p99
-    row "hello.sh, req/s at $CLIENTS clients (higher is better)" hello.sh-rps
+    row "hello.sh, req/s at $CLIENTS clients, median of $REPEAT (higher is better)" hello.sh-rps
     row "hello.sh, p99 latency ms (lower is better)" hello.sh-p99
     row "wrk errors and non-2xx (py + sh)" errors
     row "$STREAM_MIB MiB CGI output to a $STREAM_RATE/s client: peak RSS MiB (goal < 32)" stream-hwm
@@ -224,7 +234,7 @@ table=$(
 echo "$table"
 append_results "CGI (bench/cgi.sh)" "$(machine_line "wrk ${DURATION}s per run")
 
-\`DURATION=$DURATION CLIENTS=$CLIENTS FCGI_CHILDREN=$FCGI_CHILDREN STREAM_MIB=$STREAM_MIB STREAM_RATE=$STREAM_RATE bench/cgi.sh\`:
+\`DURATION=$DURATION REPEAT=$REPEAT CLIENTS=$CLIENTS FCGI_CHILDREN=$FCGI_CHILDREN STREAM_MIB=$STREAM_MIB STREAM_RATE=$STREAM_RATE bench/cgi.sh\`:
 \`wrk -t2 -c$CLIENTS -d${DURATION}s --timeout 10s --latency\` on /cgi/hello.py (\`$PYTHON_CGI\`) and /cgi/hello.sh (\`sh\`);
 \`curl --limit-rate $STREAM_RATE\` on /cgi/stream.sh. nginx runs the scripts through \`fcgiwrap -c $FCGI_CHILDREN\`.
 
