@@ -56,7 +56,16 @@ fi
 if [[ " $BENCH_SERVERS " == *" webserv "* ]]; then ensure_webserv; fi
 
 setup_workspace
-CLEANUP_HOOKS+=(stop_sampler)
+# fcgiwrap's preforked workers outlive their parent, which forks new ones
+# when one dies: fcgiwrap runs in a process group of its own, stopped whole.
+stop_fcgiwrap_group() {
+    local pgid=${PID[fcgiwrap]:-}
+    [ -n "$pgid" ] || return 0
+    kill -TERM -- "-$pgid" 2>/dev/null || return 0
+    for _ in $(seq 30); do kill -0 -- "-$pgid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+CLEANUP_HOOKS+=(stop_sampler stop_fcgiwrap_group)
 
 # ---- scripts -------------------------------------------------------------------
 
@@ -100,8 +109,12 @@ CONF
 
 start_nginx() {
     local sock=$WORK/fcgiwrap.sock deadline=$((SECONDS + START_TIMEOUT))
-    "$FCGIWRAP" -c "$FCGI_CHILDREN" -s "unix:$sock" >"$WORK/fcgiwrap.log" 2>&1 &
+    # setsid execs in place (a background job of this script leads no group):
+    # fcgiwrap's pid is its process group's id.
+    setsid "$FCGIWRAP" -c "$FCGI_CHILDREN" -s "unix:$sock" >"$WORK/fcgiwrap.log" 2>&1 &
     PID[fcgiwrap]=$!
+    [ "$(ps -o pgid= -p "${PID[fcgiwrap]}" | tr -d ' ')" = "${PID[fcgiwrap]}" ] ||
+        die "fcgiwrap is not in a process group of its own (is job control on?)"
     while [ ! -S "$sock" ]; do
         kill -0 "${PID[fcgiwrap]}" 2>/dev/null || die "fcgiwrap exited: $(tail -n 5 "$WORK/fcgiwrap.log")"
         [ "$SECONDS" -lt "$deadline" ] || die "no fcgiwrap socket after ${START_TIMEOUT}s"
