@@ -216,8 +216,8 @@ kib_to_mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9.]+$/) printf "%.1f", k / 10
 
 # machine_line EXTRA: the one-line description of the run that heads each section.
 machine_line() {
-    printf '%s CPUs, Linux %s, load average %s at the start, webserv %s, %s%s.\n' \
-        "$(nproc)" "$(uname -r)" "${LOAD_AT_START:-$(cut -d' ' -f1-3 /proc/loadavg)}" \
+    printf '%s CPUs, Linux %s, load average %s at the start and %s at the end (1, 5, 15 min), webserv %s, %s%s.\n' \
+        "$(nproc)" "$(uname -r)" "${LOAD_AT_START:-?}" "$(cut -d' ' -f1-3 /proc/loadavg)" \
         "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
         "$(nginx -v 2>&1 | sed 's/^nginx version: //')" "${1:+, $1}"
 }
