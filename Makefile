@@ -72,3 +72,6 @@ py-test: build-release
 
 bench: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/run.sh
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/bodies.sh
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/cgi.sh
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/proxy.sh

@@ -17,38 +17,21 @@
 #   RESULTS         file to append to (bench/RESULTS.md)
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-WEBSERV_BIN=${WEBSERV_BIN:-$REPO/target/release/webserv}
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-10}
 SIEGE_TIME=${SIEGE_TIME:-15}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
-RESULTS=${RESULTS:-$HERE/RESULTS.md}
-START_TIMEOUT=10 # seconds for a server to accept
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- prerequisites ---------------------------------------------------------
-
-sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-ensure_installed() { # ensure_installed COMMAND [PACKAGE]
-    command -v "$1" >/dev/null 2>&1 && return 0
-    log "installing ${2:-$1}"
-    sudo_if_needed apt-get update -qq
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${2:-$1}" >/dev/null
-}
 
 ensure_installed wrk
 if [[ " $BENCH_SERVERS " == *" nginx "* ]]; then ensure_installed nginx; fi
 ensure_installed siege || log "siege unavailable: skipping (e)"
-if [[ " $BENCH_SERVERS " == *" webserv "* && ! -x $WEBSERV_BIN ]]; then
-    log "building $WEBSERV_BIN"
-    (cd "$REPO" && cargo build --release)
-    [ -x "$WEBSERV_BIN" ] || die "no webserv binary at $WEBSERV_BIN"
-fi
+if [[ " $BENCH_SERVERS " == *" webserv "* ]]; then ensure_webserv; fi
 
 # 5,000 idle connections plus the load generators need file descriptors.
 want_fds=$((IDLE_CONNS + 4096))
@@ -61,40 +44,10 @@ FDS=$(ulimit -n)
 
 # ---- workspace, servers, cleanup ---------------------------------------------
 
-WORK=$(mktemp -d -t webserv-bench.XXXXXX)
-# nginx workers run as an unprivileged user when started as root: let them read.
-chmod 755 "$WORK"
-declare -A PID=() PORT=()
+setup_workspace
 IDLE_PID=""
-
-cleanup() {
-    local name pid
-    [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true
-    for name in "${!PID[@]}"; do
-        pid=${PID[$name]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_accepting() { # wait_accepting NAME: bounded, fails if the server died
-    local name=$1 deadline=$((SECONDS + START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$name]}") 2>/dev/null; do
-        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited before accepting; its last output:
-$(tail -n 20 "$WORK/$name.log")"
-        [ "$SECONDS" -lt "$deadline" ] || die "$name not accepting after ${START_TIMEOUT}s"
-        sleep 0.05
-    done
-}
+stop_idle() { [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true; }
+CLEANUP_HOOKS+=(stop_idle)
 
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom >"$WORK/www/small.bin"
@@ -113,73 +66,27 @@ server {
     access_log off;
 }
 CONF
-    "$WEBSERV_BIN" "$WORK/webserv.conf" >"$WORK/webserv.log" 2>&1 &
-    PID[webserv]=$!
-    wait_accepting webserv
+    start_webserv_conf webserv "$WORK/webserv.conf"
 }
 
 start_nginx() {
     PORT[nginx]=$(free_port)
-    local n=$WORK/nginx
-    mkdir -p "$n/tmp"
-    chmod 777 "$n/tmp"
-    cat >"$n/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $n/nginx.pid;
-error_log $n/error.log warn;
-worker_rlimit_nofile $FDS;
-events { worker_connections $((FDS - 64)); }
-http {
-    access_log off;
+    nginx_conf "$WORK/nginx" "
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
-    default_type application/octet-stream;
     types { text/html html; }
-    client_body_temp_path $n/tmp/body;
-    proxy_temp_path $n/tmp/proxy;
-    fastcgi_temp_path $n/tmp/fastcgi;
-    uwsgi_temp_path $n/tmp/uwsgi;
-    scgi_temp_path $n/tmp/scgi;
     server {
         listen 127.0.0.1:${PORT[nginx]};
         root $WORK/www;
-    }
+    }"
+    start_nginx_dir nginx "$WORK/nginx"
 }
-CONF
-    nginx -p "$n" -e "$n/error.log" -c "$n/nginx.conf" >"$WORK/nginx.log" 2>&1 &
-    PID[nginx]=$!
-    wait_accepting nginx
-}
-
-# The process that holds the connections: nginx's one worker, webserv itself.
-serving_pid() {
-    if [ "$1" = nginx ]; then pgrep -P "${PID[nginx]}" | head -n 1; else echo "${PID[$1]}"; fi
-}
-
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # ---- measurements --------------------------------------------------------------
 
 declare -A R=() # R[name:metric] = value
-
-# to_ms VALUE_WITH_UNIT (wrk prints us, ms, s, m)
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
-        if (f < 0) print "n/a"; else printf "%.2f", n * f }'
-}
-
-# to_mib VALUE_WITH_UNIT (wrk's Transfer/sec: B, KB, MB, GB, powers of 1024)
-to_mib() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        f = (u == "B") ? 1/1048576 : (u == "KB") ? 1/1024 : (u == "MB") ? 1 : (u == "GB") ? 1024 : -1
-        if (f < 0) print "n/a"; else printf "%.1f", n * f }'
-}
 
 wrk_out() { echo "$WORK/wrk-$1-$2.txt"; } # wrk_out NAME TAG
 
@@ -192,16 +99,7 @@ run_wrk() { # run_wrk NAME TAG PATH [wrk args...]: output in $(wrk_out NAME TAG)
         "http://127.0.0.1:${PORT[$name]}$path" >"$out" 2>&1 \
         || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
     # Socket errors and non-2xx answers, so that a fast failure never passes for speed.
-    R[$name:$tag-errors]=$(awk '/Socket errors/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
-                               /Non-2xx/ { s += $NF } END { print s + 0 }' "$out")
-}
-
-wrk_field() { # wrk_field FILE: Requests/sec | Transfer/sec | p99
-    case $2 in
-        rps) awk '/^Requests\/sec:/ { print $2 }' "$1" ;;
-        transfer) to_mib "$(awk '/^Transfer\/sec:/ { print $2 }' "$1")" ;;
-        p99) to_ms "$(awk '$1 == "99%" { print $2 }' "$1")" ;;
-    esac
+    R[$name:$tag-errors]=$(wrk_errors "$out")
 }
 
 bench_wrk() {
@@ -253,11 +151,6 @@ bench_siege() {
 
 # ---- report --------------------------------------------------------------------
 
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN {
-        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'
-}
-
 row() { # row LABEL METRIC
     local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
     printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
@@ -302,12 +195,8 @@ done
 
 table=$(report)
 echo "$table"
-{
-    [ -s "$RESULTS" ] || printf '# Benchmark results\n\nAppended by `bench/run.sh`; newest last.\n'
-    printf '\n## %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-    printf '%s CPUs, Linux %s, webserv %s, %s, wrk %ss per run, %s idle connections.\n\n' \
-        "$(nproc)" "$(uname -r)" "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-        "$(nginx -v 2>&1 | sed 's/^nginx version: //')" "$DURATION" "$IDLE_CONNS"
-    echo "$table"
-} >>"$RESULTS"
-log "appended to $RESULTS"
+append_results "static files (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
+
+\`DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/run.sh\`
+
+$table"

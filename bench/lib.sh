@@ -1,0 +1,233 @@
+# bench/lib.sh: helpers shared by bench/run.sh, bodies.sh, cgi.sh and proxy.sh.
+# Source it from a script that has `set -euo pipefail`; it defines functions and
+# these variables (each overridable from the environment):
+#   HERE REPO     the bench/ directory and the repository
+#   WEBSERV_BIN   binary to test (default target/release/webserv, built if missing)
+#   RESULTS       file the results are appended to (bench/RESULTS.md)
+# setup_workspace then creates $WORK (removed on exit) and the PID/PORT tables
+# whose servers are stopped on exit.
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+WEBSERV_BIN=${WEBSERV_BIN:-$REPO/target/release/webserv}
+RESULTS=${RESULTS:-$HERE/RESULTS.md}
+START_TIMEOUT=${START_TIMEOUT:-10} # seconds for a server to accept
+
+BENCH_NAME=${BENCH_NAME:-bench}
+log() { printf '[%s] %s\n' "$BENCH_NAME" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---- prerequisites ---------------------------------------------------------
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+APT_UPDATED=""
+ensure_installed() { # ensure_installed COMMAND [PACKAGE]
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$1" ] && return 0 # e.g. fcgiwrap, outside a user's PATH
+    log "installing ${2:-$1}"
+    if [ -z "$APT_UPDATED" ]; then sudo_if_needed apt-get update -qq; APT_UPDATED=1; fi
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${2:-$1}" >/dev/null
+}
+
+ensure_webserv() {
+    [ -x "$WEBSERV_BIN" ] && return 0
+    log "building $WEBSERV_BIN"
+    (cd "$REPO" && cargo build --release)
+    [ -x "$WEBSERV_BIN" ] || die "no webserv binary at $WEBSERV_BIN"
+}
+
+# ---- workspace, servers, cleanup ---------------------------------------------
+
+# Extra clean-up steps (function names), run before the servers are stopped.
+CLEANUP_HOOKS=()
+
+setup_workspace() {
+    # Under /tmp by default: uploads land there, on the same filesystem as /tmp.
+    WORK=$(mktemp -d -t "webserv-$BENCH_NAME.XXXXXX")
+    # nginx workers run as an unprivileged user when started as root: let them read.
+    chmod 755 "$WORK"
+    declare -gA PID=() PORT=() IS_NGINX=()
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+stop_pid() { # stop_pid PID: TERM, up to 5 s, then KILL
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local hook name
+    for hook in "${CLEANUP_HOOKS[@]}"; do "$hook" || true; done
+    for name in "${!PID[@]}"; do stop_pid "${PID[$name]}"; done
+    wait 2>/dev/null || true
+    [ -n "${WORK:-}" ] && rm -rf "$WORK"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_accepting() { # wait_accepting NAME: bounded, fails if the server died
+    local name=$1 deadline=$((SECONDS + START_TIMEOUT))
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$name]}") 2>/dev/null; do
+        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited before accepting; its last output:
+$(tail -n 20 "$WORK/$name.log")"
+        [ "$SECONDS" -lt "$deadline" ] || die "$name not accepting after ${START_TIMEOUT}s"
+        sleep 0.05
+    done
+}
+
+# start_webserv_conf NAME CONF: webserv on $PORT[NAME] (set it first), output in $WORK/NAME.log
+start_webserv_conf() {
+    local name=$1 conf=$2
+    "$WEBSERV_BIN" "$conf" >"$WORK/$name.log" 2>&1 &
+    PID[$name]=$!
+    wait_accepting "$name"
+}
+
+# nginx_conf DIR HTTP_BODY: an nginx.conf for one worker in DIR, its pid, error
+# log and temporary files inside DIR, with HTTP_BODY in its http block.
+# NGINX_USER=1 adds `user` = the current user (a root master would otherwise
+# run its worker as nobody, which cannot write our temp dirs or sockets).
+nginx_conf() {
+    local dir=$1 body=$2 user=""
+    mkdir -p "$dir/tmp"
+    chmod 777 "$dir/tmp"
+    if [ "${NGINX_USER:-0}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+        user="user $(id -un) $(id -gn);"
+    fi
+    cat >"$dir/nginx.conf" <<CONF
+$user
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile ${FDS:-4096};
+events { worker_connections $((${FDS:-4096} - 64)); }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+$body
+}
+CONF
+}
+
+# start_nginx_dir NAME DIR: nginx -p DIR on $PORT[NAME], in the foreground of a background job.
+start_nginx_dir() {
+    local name=$1 dir=$2
+    nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORK/$name.log" 2>&1 &
+    PID[$name]=$!
+    IS_NGINX[$name]=1
+    wait_accepting "$name"
+}
+
+# The process that holds the connections: nginx's one worker, webserv itself.
+serving_pid() {
+    if [ -n "${IS_NGINX[$1]:-}" ]; then pgrep -P "${PID[$1]}" | head -n 1; else echo "${PID[$1]}"; fi
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# reset_hwm PID: restart VmHWM from the current RSS (Linux >= 4.0), so that a
+# peak belongs to one measurement. Returns 1 when the kernel refuses.
+reset_hwm() { echo 5 2>/dev/null >"/proc/$1/clear_refs"; }
+
+# sample_rss PID OUT: in the background, every 50 ms, keep the highest VmRSS
+# and VmHWM (KiB) seen in OUT ("rss hwm"). Its pid is in $SAMPLER; stop it with
+# stop_sampler. A VmHWM that misses nothing between samples is the figure to trust.
+SAMPLER=""
+sample_rss() {
+    local pid=$1 out=$2
+    (
+        max_rss=0 max_hwm=0
+        while [ -r "/proc/$pid/status" ]; do
+            read -r r h < <(awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r + 0, h + 0 }' \
+                "/proc/$pid/status" 2>/dev/null || echo "0 0")
+            [ "$r" -gt "$max_rss" ] && max_rss=$r
+            [ "$h" -gt "$max_hwm" ] && max_hwm=$h
+            echo "$max_rss $max_hwm" >"$out.tmp" && mv -f "$out.tmp" "$out"
+            sleep 0.05
+        done
+    ) &
+    SAMPLER=$!
+}
+stop_sampler() {
+    [ -n "$SAMPLER" ] || return 0
+    kill "$SAMPLER" 2>/dev/null || true
+    wait "$SAMPLER" 2>/dev/null || true
+    SAMPLER=""
+}
+
+# ---- numbers -------------------------------------------------------------------
+
+# to_ms VALUE_WITH_UNIT (wrk prints us, ms, s, m)
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+        if (f < 0) print "n/a"; else printf "%.2f", n * f }'
+}
+
+# to_mib VALUE_WITH_UNIT (wrk's Transfer/sec: B, KB, MB, GB, powers of 1024)
+to_mib() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "B") ? 1/1048576 : (u == "KB") ? 1/1024 : (u == "MB") ? 1 : (u == "GB") ? 1024 : -1
+        if (f < 0) print "n/a"; else printf "%.1f", n * f }'
+}
+
+wrk_field() { # wrk_field FILE rps|transfer|p99
+    case $2 in
+        rps) awk '/^Requests\/sec:/ { print $2 }' "$1" ;;
+        transfer) to_mib "$(awk '/^Transfer\/sec:/ { print $2 }' "$1")" ;;
+        p99) to_ms "$(awk '$1 == "99%" { print $2 }' "$1")" ;;
+    esac
+}
+
+wrk_errors() { # wrk_errors FILE: socket errors plus non-2xx/3xx answers
+    awk '/Socket errors/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
+         /Non-2xx/ { s += $NF } END { print s + 0 }' "$1"
+}
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'
+}
+
+median() { # median N...: of numbers; "n/a" entries are ignored
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+kib_to_mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9.]+$/) printf "%.1f", k / 1024; else print "n/a" }'; }
+
+# ---- report --------------------------------------------------------------------
+
+# machine_line EXTRA: the one-line description of the run that heads each section.
+machine_line() {
+    printf '%s CPUs, Linux %s, load average %s at the start and %s at the end (1, 5, 15 min), webserv %s, %s%s.\n' \
+        "$(nproc)" "$(uname -r)" "${LOAD_AT_START:-?}" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+        "$(nginx -v 2>&1 | sed 's/^nginx version: //')" "${1:+, $1}"
+}
+
+# append_results TITLE BODY: a dated section in $RESULTS.
+append_results() {
+    {
+        [ -s "$RESULTS" ] || printf '# Benchmark results\n\nAppended by the `bench/` scripts; newest last.\n'
+        printf '\n## %s: %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$1"
+        printf '%s\n' "$2"
+    } >>"$RESULTS"
+    log "appended to $RESULTS"
+}
