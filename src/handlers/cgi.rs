@@ -13,10 +13,13 @@
 //!    ([`CgiHead`]); [`is_local_redirect`] tells when the server must serve
 //!    another path instead (RFC 3875 §6.2.2).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -248,7 +251,7 @@ pub struct CgiChild {
 pub fn spawn(script: &Script, env: &[(String, String)]) -> io::Result<CgiChild> {
     let mut command = match &script.interpreter {
         Some(interpreter) => {
-            let mut command = Command::new(interpreter);
+            let mut command = Command::new(resolve_program(interpreter));
             command.arg(&script.path);
             command
         }
@@ -266,15 +269,9 @@ pub fn spawn(script: &Script, env: &[(String, String)]) -> io::Result<CgiChild> 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0);
-    // SAFETY: the hook runs in the forked child before exec and makes one
-    // raw system call, which is async-signal-safe; it touches no memory and
-    // takes no lock.
-    unsafe {
-        command.pre_exec(|| {
-            cloexec_above_stderr();
-            Ok(())
-        });
-    }
+    // An absolute program, no pre_exec hook: std can use posix_spawn (a
+    // vfork-like clone) instead of forking the whole server, and returns
+    // without waiting on a child that must first copy our page tables.
     let mut child = command.spawn()?;
     let stdin = child.stdin.take().expect("stdin was set to piped");
     let stdout = child.stdout.take().expect("stdout was set to piped");
@@ -300,9 +297,47 @@ fn working_dir(script: &Path) -> &Path {
         .unwrap_or(Path::new("/"))
 }
 
-/// Runs in the child between fork and exec. An older kernel without
-/// `close_range` flags leaves only std's own close-on-exec guarantee.
-fn cloexec_above_stderr() {
+/// An interpreter named without a `/`, found in PATH once and remembered:
+/// PATH is searched by the server, not by every child (std would fork the
+/// whole server to search it with the child's PATH). A program that moved
+/// is looked up again.
+fn resolve_program(name: &Path) -> PathBuf {
+    thread_local! {
+        static FOUND: RefCell<HashMap<PathBuf, PathBuf>> = RefCell::new(HashMap::new());
+    }
+    if name.components().count() != 1 || name.is_absolute() {
+        return name.to_path_buf();
+    }
+    FOUND.with(|found| {
+        let mut found = found.borrow_mut();
+        if let Some(path) = found.get(name).filter(|p| p.is_file()) {
+            return path.clone();
+        }
+        let path_var = std::env::var_os("PATH").unwrap_or(DEFAULT_PATH.into());
+        let hit = std::env::split_paths(&path_var)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate));
+        match hit {
+            Some(path) => {
+                found.insert(name.to_path_buf(), path.clone());
+                path
+            }
+            None => name.to_path_buf(),
+        }
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Marks every descriptor above stderr close-on-exec, once at startup: a
+/// descriptor the server inherited from its own parent then never reaches
+/// a script (everything the server opens itself is close-on-exec already).
+/// An older kernel without `close_range` flags leaves only std's own
+/// close-on-exec guarantee.
+pub fn cloexec_inherited_fds() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on this
     // process's own descriptors (std's close-on-exec error pipe stays open
     // until exec); no pointer is passed.
@@ -1075,6 +1110,8 @@ mod tests {
         // SAFETY: duplicating stderr; the copy is closed below.
         let stray = unsafe { libc::fcntl(2, libc::F_DUPFD, 200) };
         assert!(stray >= 200);
+        // What the server does at startup.
+        cloexec_inherited_fds();
         let text = format!(
             "while read -r k v; do case $k in SigIgn:|SigBlk:) echo \"$k $v\";; esac; done < /proc/$$/status\n\
              if [ -e /proc/$$/fd/{stray} ]; then echo leaked; else echo closed; fi\n"

@@ -20,6 +20,7 @@ use crate::config;
 /// Loads `config` and serves it until SIGINT/SIGTERM. A configuration with
 /// errors prints the same diagnostics as `check` and fails.
 pub fn run(config: &Path) -> anyhow::Result<()> {
+    crate::handlers::cgi::cloexec_inherited_fds();
     let (table, report) = config::load(config);
     eprint!("{}", report.render_text());
     let Some(table) = table else {
