@@ -43,8 +43,9 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 /// server out of rotation for this long.
 pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Idle connections kept per upstream address (as nginx's `keepalive 32`).
-pub const POOL_PER_ADDR: usize = 32;
+/// Idle connections kept per upstream address (nginx's `keepalive N`; more
+/// than its usual 32, so 50-100 busy clients do not churn connections).
+pub const POOL_PER_ADDR: usize = 128;
 
 /// How long an idle upstream connection is kept (nginx's upstream
 /// `keepalive_timeout` default).

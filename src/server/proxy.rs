@@ -234,7 +234,8 @@ impl ProxyRun {
             };
             self.server = index;
             self.addr = server.addr;
-            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
+            let replayable = self.feed.is_none();
+            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr, replayable) {
                 if self.attach(stream, cx.registry, true) {
                     return Ok(());
                 }
@@ -249,18 +250,22 @@ impl ProxyRun {
         }
     }
 
+    /// Takes `stream` as this exchange's upstream. A pooled connection is
+    /// still registered (under the token of the exchange that pooled it):
+    /// one `reregister` moves it here.
     fn attach(&mut self, mut stream: TcpStream, registry: &Registry, reused: bool) -> bool {
-        if registry
-            .register(
-                &mut stream,
-                self.token,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = if reused {
+            registry.reregister(&mut stream, self.token, interest)
+        } else {
+            registry.register(&mut stream, self.token, interest)
+        };
+        if registered.is_err() {
             return false;
         }
-        let _ = stream.set_nodelay(true);
+        if !reused {
+            let _ = stream.set_nodelay(true);
+        }
         self.upstream = Some(stream);
         self.connected = reused;
         self.reused = reused;
@@ -366,6 +371,7 @@ impl ProxyRun {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.relay.is_none() && self.reused => return Err(self.retry_or_fail(cx)),
                 Err(_) => return Err(self.upstream_broke(cx)),
             }
         }
@@ -646,10 +652,14 @@ impl ProxyRun {
         let reusable =
             self.upstream_keep_alive && self.feed.is_none() && self.out_pos == self.out.len();
         if let Some(mut stream) = self.upstream.take() {
-            let _ = cx.registry.deregister(&mut stream);
             if reusable {
-                // An evicted connection is simply dropped (closed).
+                // It stays registered: an event for it on the way is only a
+                // spurious wake-up for whoever holds this token, and the
+                // next user reregisters it. An evicted one is dropped, which
+                // closes it and removes it from the poll.
                 let _ = cx.upstreams.pool.put(self.addr, stream, cx.now);
+            } else {
+                let _ = cx.registry.deregister(&mut stream);
             }
         }
         let close = self.relay.as_ref().is_none_or(Relay::must_close)
@@ -703,8 +713,14 @@ fn client_gone(client: &mut Client) -> bool {
 }
 
 /// A pooled connection that is still open and quiet, if any.
-fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr) -> Option<TcpStream> {
+///
+/// A request that can be sent again whole (no body) skips the probe: a dead
+/// connection shows when it is used, and the request gets one fresh retry.
+fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr, replayable: bool) -> Option<TcpStream> {
     while let Some(stream) = pool.take(addr) {
+        if replayable {
+            return Some(stream);
+        }
         let mut probe = [0u8; 1];
         // An idle upstream connection has nothing to read: EOF or stray
         // bytes mean it cannot carry a new request.
