@@ -28,6 +28,7 @@ use crate::handlers::static_file;
 use crate::http::path::map_under;
 use crate::http::request::Request;
 use crate::http::response::SERVER;
+use crate::http::trim_ows as trim;
 use crate::routing::{CgiHandler, Location};
 
 /// The CGI header block may not be longer than this (blank line included).
@@ -612,18 +613,6 @@ fn parse_length(value: &str) -> Option<u64> {
         return None;
     }
     value.parse().ok()
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 #[cfg(test)]

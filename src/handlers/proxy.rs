@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use crate::http::path;
 use crate::http::request::Request;
 use crate::http::response::write_header;
+use crate::http::trim_ows as trim;
 use crate::routing::{Location, ProxyPass, Upstream};
 
 /// An upstream response head larger than this is a 502 (nginx's
@@ -371,18 +372,6 @@ fn variable(name: &str, ctx: &Context<'_>, out: &mut Vec<u8>) {
             }
         }
     }
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 // ---------------------------------------------------------------------------

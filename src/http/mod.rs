@@ -47,6 +47,20 @@ impl Method {
     }
 }
 
+/// `bytes` without the optional whitespace (spaces and tabs, RFC 9110
+/// §5.6.3) around a header value or list element.
+pub fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
 pub mod body;
 pub mod chunked;
 pub mod conditional;

@@ -11,6 +11,7 @@
 use std::ops::Range;
 
 use crate::http::path;
+use crate::http::trim_ows as trim;
 use crate::http::Method;
 
 /// More headers than this is 431, as for a head that is too large.
@@ -345,18 +346,6 @@ fn clean_host(value: &[u8]) -> Result<String, HeadError> {
     }
     let host = std::str::from_utf8(host).map_err(|_| HeadError::BadHost)?;
     Ok(host.trim_end_matches('.').to_ascii_lowercase())
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 #[cfg(test)]

@@ -192,15 +192,9 @@ impl CgiRun {
             Err(step) => return step,
         }
         if let Some(relay) = &mut self.relay {
-            if client.writable && relay.has_pending() {
-                match relay.write_to(&mut client.socket) {
-                    Ok(n) => {
-                        progress |= n > 0;
-                        client.last_activity = cx.now;
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => client.writable = false,
-                    Err(_) => return CgiStep::Abort,
-                }
+            match client.flush(relay, cx.now) {
+                Ok(moved) => progress |= moved,
+                Err(_) => return CgiStep::Abort,
             }
             if relay.is_done() {
                 let fed = matches!(self.feed, Feed::Done);

@@ -43,6 +43,7 @@ use crate::routing::{Limits, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
 use crate::server::proxy::{ProxyRun, ProxyStep, Upstreams};
+use crate::server::relay::Relay;
 use crate::server::sys;
 use crate::server::timers::Deadline;
 
@@ -690,7 +691,7 @@ impl Conn {
         };
         match outcome {
             CgiStep::Done { close } => {
-                self.log_cgi(&run, cx);
+                self.log(Some(&run.request), run.status, run.body_bytes, cx);
                 run.finish(cx.registry, cx.reaper);
                 let after = if close {
                     After::Close
@@ -737,16 +738,13 @@ impl Conn {
         }
     }
 
-    fn log_cgi(&self, run: &CgiRun, cx: &mut Cx) {
+    /// One access log line for a response to `request` (none for a head
+    /// that could not be parsed).
+    fn log(&self, request: Option<&Request>, status: u16, bytes: u64, cx: &mut Cx) {
         let server = &self.table.servers[self.server];
         cx.logs.access(
             &server.access_log,
-            &access_entry(
-                self.client.peer,
-                Some(&run.request),
-                run.status,
-                run.body_bytes,
-            ),
+            &access_entry(self.client.peer, request, status, bytes),
         );
     }
 
@@ -792,16 +790,7 @@ impl Conn {
         };
         match outcome {
             ProxyStep::Done { close } => {
-                let server = &self.table.servers[self.server];
-                cx.logs.access(
-                    &server.access_log,
-                    &access_entry(
-                        self.client.peer,
-                        Some(&run.request),
-                        run.status,
-                        run.body_bytes,
-                    ),
-                );
+                self.log(Some(&run.request), run.status, run.body_bytes, cx);
                 run.abandon(cx.registry);
                 let after = if close {
                     After::Close
@@ -888,11 +877,7 @@ impl Conn {
         );
         let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
         let bytes = if head_only { 0 } else { reply.body.len() };
-        let server = &self.table.servers[self.server];
-        cx.logs.access(
-            &server.access_log,
-            &access_entry(self.client.peer, request, reply.status, bytes),
-        );
+        self.log(request, reply.status, bytes, cx);
         let body = match reply.body {
             _ if head_only => OutBody::None,
             Body::Empty => OutBody::None,
@@ -1009,6 +994,25 @@ impl Client {
         self.peer_closed = true;
         self.readable = false;
         ReadOutcome::Closed
+    }
+
+    /// Writes what `relay` holds while the socket takes it. `Ok(true)` when
+    /// bytes moved.
+    pub fn flush(&mut self, relay: &mut Relay, now: Instant) -> io::Result<bool> {
+        if !self.writable || !relay.has_pending() {
+            return Ok(false);
+        }
+        match relay.write_to(&mut self.socket) {
+            Ok(n) => {
+                self.last_activity = now;
+                Ok(n > 0)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Writes what is left of a small interim response (`100 Continue`).

@@ -312,15 +312,9 @@ impl ProxyRun {
             Err(step) => return step,
         }
         if let Some(relay) = &mut self.relay {
-            if client.writable && relay.has_pending() {
-                match relay.write_to(&mut client.socket) {
-                    Ok(n) => {
-                        progress |= n > 0;
-                        client.last_activity = cx.now;
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => client.writable = false,
-                    Err(_) => return ProxyStep::Abort,
-                }
+            match client.flush(relay, cx.now) {
+                Ok(moved) => progress |= moved,
+                Err(_) => return ProxyStep::Abort,
             }
             if relay.is_done() {
                 return self.complete(cx);
