@@ -75,6 +75,7 @@ pub struct CgiRun {
     stdin_ready: bool,
     stdout: Option<Receiver>,
     stdout_ready: bool,
+    stdout_closed: bool,
     feed: Feed,
     /// Bytes on their way to stdin.
     pending: Vec<u8>,
@@ -123,6 +124,7 @@ impl CgiRun {
             stdin_ready: false,
             stdout: None,
             stdout_ready: false,
+            stdout_closed: false,
             feed,
             pending: Vec::new(),
             pending_pos: 0,
@@ -154,8 +156,11 @@ impl CgiRun {
         self.stdin_ready = true;
     }
 
-    pub fn stdout_ready(&mut self) {
+    /// `closed`: the script closed its stdout; the end of file may be
+    /// behind data not read yet.
+    pub fn stdout_ready(&mut self, closed: bool) {
         self.stdout_ready = true;
+        self.stdout_closed |= closed;
     }
 
     /// Whether a response head has gone out (then a failure can only close).
@@ -324,7 +329,12 @@ impl CgiRun {
             return Ok(false);
         };
         let n = match stdout.read(cx.scratch) {
-            Ok(n) => n,
+            Ok(n) => {
+                // A short read emptied the pipe; an end of file already
+                // announced raises no new event, so keep reading then.
+                self.stdout_ready = n == cx.scratch.len() || self.stdout_closed;
+                n
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.stdout_ready = false;
                 return Ok(false);

@@ -97,6 +97,16 @@ pub struct Cx<'a> {
     pub upstreams: &'a mut Upstreams,
 }
 
+/// What an event says about one source.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed its side: an end of file waits behind any data, and
+    /// no further event will announce it.
+    pub read_closed: bool,
+}
+
 /// Whether the connection stays after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -211,6 +221,9 @@ pub struct Client {
     pub writable: bool,
     /// A read returned end of file (or failed).
     pub peer_closed: bool,
+    /// An event said the peer closed its side (the end of file may still
+    /// be behind unread data).
+    pub read_closed: bool,
     /// The last read or write that moved data.
     pub last_activity: Instant,
 }
@@ -264,6 +277,7 @@ impl Conn {
                 readable: false,
                 writable: false,
                 peer_closed: false,
+                read_closed: false,
                 last_activity: now,
             },
             table,
@@ -287,21 +301,16 @@ impl Conn {
     }
 
     /// One of the connection's sources reported readiness.
-    pub fn on_ready(
-        &mut self,
-        source: Source,
-        readable: bool,
-        writable: bool,
-        cx: &mut Cx,
-    ) -> Verdict {
+    pub fn on_ready(&mut self, source: Source, ready: Readiness, cx: &mut Cx) -> Verdict {
         match (source, &mut self.phase) {
             (Source::Client, _) => {
-                self.client.readable |= readable;
-                self.client.writable |= writable;
+                self.client.readable |= ready.readable;
+                self.client.writable |= ready.writable;
+                self.client.read_closed |= ready.read_closed;
             }
             (Source::CgiStdin, Phase::Cgi(run)) => run.stdin_ready(),
-            (Source::CgiStdout, Phase::Cgi(run)) => run.stdout_ready(),
-            (Source::Upstream, Phase::Proxy(run)) => run.upstream_ready(readable, writable),
+            (Source::CgiStdout, Phase::Cgi(run)) => run.stdout_ready(ready.read_closed),
+            (Source::Upstream, Phase::Proxy(run)) => run.upstream_ready(ready),
             // A pipe or socket of an exchange that already ended.
             (Source::CgiStdin | Source::CgiStdout | Source::Upstream, _) => return Verdict::Keep,
         }
@@ -981,6 +990,11 @@ impl Client {
                 Ok(k) => {
                     self.input.extend(&cx.scratch[..k]);
                     self.last_activity = cx.now;
+                    // A short read emptied the socket: whatever arrives
+                    // next raises a new edge, so no read is wasted on
+                    // WouldBlock (as nginx does). An end of file already
+                    // announced raises none: keep reading to find it.
+                    self.readable = k == n || self.read_closed;
                     return ReadOutcome::Data;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {

@@ -29,7 +29,7 @@ use crate::config;
 use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
-use crate::server::conn::{Conn, Cx, Source, Verdict};
+use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
 use crate::server::log::Logs;
 use crate::server::proxy::Upstreams;
 use crate::server::timers::Timers;
@@ -202,9 +202,12 @@ impl EventLoop {
                     return; // closed earlier in this batch
                 };
                 let mut cx = cx!(self, now);
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                let verdict = conn.on_ready(source, readable, writable, &mut cx);
+                let ready = Readiness {
+                    readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+                    writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                    read_closed: event.is_read_closed() || event.is_error(),
+                };
+                let verdict = conn.on_ready(source, ready, &mut cx);
                 self.settle(key, verdict);
             }
         }

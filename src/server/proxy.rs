@@ -32,7 +32,7 @@ use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
 use crate::routing::{Location, ProxyPass, RoutingTable};
-use crate::server::conn::{Client, Cx, ReadOutcome};
+use crate::server::conn::{Client, Cx, ReadOutcome, Readiness};
 use crate::server::relay::Relay;
 
 /// The most request body bytes buffered on their way upstream.
@@ -83,6 +83,8 @@ pub struct ProxyRun {
     reused: bool,
     readable: bool,
     writable: bool,
+    /// The upstream closed its side (an end of file may wait behind data).
+    read_closed: bool,
     /// The request head and body bytes on their way upstream.
     out: Vec<u8>,
     out_pos: usize,
@@ -143,6 +145,7 @@ impl ProxyRun {
             reused: false,
             readable: false,
             writable: false,
+            read_closed: false,
             head_len: out.len(),
             out,
             out_pos: 0,
@@ -171,9 +174,10 @@ impl ProxyRun {
         self.connect_next(table, cx, false)
     }
 
-    pub fn upstream_ready(&mut self, readable: bool, writable: bool) {
-        self.readable |= readable;
-        self.writable |= writable;
+    pub fn upstream_ready(&mut self, ready: Readiness) {
+        self.readable |= ready.readable;
+        self.writable |= ready.writable;
+        self.read_closed |= ready.read_closed;
     }
 
     pub fn responded(&self) -> bool {
@@ -270,6 +274,7 @@ impl ProxyRun {
         self.connected = reused;
         self.reused = reused;
         self.readable = false;
+        self.read_closed = false;
         self.writable = reused;
         self.out_pos = 0;
         true
@@ -433,7 +438,12 @@ impl ProxyRun {
             return Ok(false);
         };
         let n = match stream.read(cx.scratch) {
-            Ok(n) => n,
+            Ok(n) => {
+                // A short read emptied the socket; an end of file already
+                // announced raises no new event, so keep reading then.
+                self.readable = n == cx.scratch.len() || self.read_closed;
+                n
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.readable = false;
                 return Ok(false);
