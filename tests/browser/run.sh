@@ -84,5 +84,6 @@ echo "run.sh: webserv (pid $SERVER_PID) on 127.0.0.1:$PORT1 and :$PORT2, site co
 BASE_URL="http://127.0.0.1:$PORT1" \
 SECOND_URL="http://127.0.0.1:$PORT2" \
 UPLOAD_DIR="$TMP/www/uploads" \
+SERVER_LOG="$LOG" \
 CHROMIUM="$CHROMIUM" \
 node "$HERE/walkthrough.mjs"

@@ -214,7 +214,9 @@ try {
     await page.goto(`${BASE}/assets/notes.txt`);
     await shot(page, "asset-notes-txt");
     await page.goto(`${BASE}/assets/logo.svg`);
-    await shot(page, "asset-logo-svg");
+    await shot(page, "asset-logo-svg", { fullPage: false }); // fullPage hangs on SVG documents
+    const ico = await page.request.get(`${BASE}/favicon.ico`);
+    eq(ico.status(), 200, "GET /favicon.ico (browsers ask for it on every page without an icon link)");
     // A conditional request answers 304, a range 206.
     const first = await page.request.get(`${BASE}/assets/notes.txt`);
     const etag = first.headers()["etag"];
@@ -262,6 +264,11 @@ try {
     eq((await page.locator("h1").textContent()).trim(), "Nothing here", "404 heading");
     await expectStyled(page, "404 page");
     await shot(page, "error-404");
+    // The 5xx page, viewed directly (no demo script fails on purpose).
+    await page.goto(`${BASE}/errors/50x.html`);
+    eq(await page.title(), "Server error · webserv demo", "50x page title");
+    await expectStyled(page, "50x page");
+    await shot(page, "error-50x");
     const deep = await page.goto(`${BASE}/no/such/page.html`);
     eq(deep.status(), 404, "GET /no/such/page.html status");
     await expectStyled(page, "404 page at a nested path");
@@ -289,7 +296,7 @@ try {
     ]);
     const [resp] = await Promise.all([
       page.waitForNavigation(),
-      page.getByRole("button", { name: "Upload" }).click(),
+      page.getByRole("button", { name: "Upload", exact: true }).click(),
     ]);
     eq(resp.status(), 201, "POST /uploads/ status");
     const text = await page.locator("body").innerText();
@@ -463,6 +470,12 @@ try {
   });
 
   await step("second virtual host", async () => {
+    // The front page's status probes may still be answering when the link is clicked.
+    expectedBad = new Set(["404 /missing", "418 /teapot"]);
+    await page.goto(`${BASE}/`);
+    const [resp] = await Promise.all([page.waitForNavigation(), page.locator("a[data-vhost]").click()]);
+    eq(resp.status(), 200, `front page link to ${page.url()}`);
+    eq((await page.locator("h1").textContent()).trim(), "second.localhost", "the front page link reaches the second site");
     const byPort = await page.goto(`${SECOND}/`);
     eq(byPort.status(), 200, `GET ${SECOND}/`);
     eq((await page.locator("h1").textContent()).trim(), "second.localhost", "its own port shows the second site");
@@ -490,6 +503,19 @@ try {
   }
   await context.close();
   fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+
+// Answers >= 400 the browser got that no step expected, from the access log
+// (this also sees the requests Chromium makes on its own, like /favicon.ico).
+if (process.env.SERVER_LOG && fs.existsSync(process.env.SERVER_LOG)) {
+  currentStep = "server access log";
+  console.log(`\n== ${currentStep}`);
+  const expected = [/^\/missing$/, /^\/no\/such\/page\.html$/, /^\/teapot$/, new RegExp(`^/uploads/walk-${stamp}-`)];
+  const bad = fs.readFileSync(process.env.SERVER_LOG, "utf8").split("\n")
+    .map((l) => l.match(/"(\S+) (\S+) HTTP\/[\d.]+" (\d{3}) /))
+    .filter((m) => m && Number(m[3]) >= 400 && !expected.some((re) => re.test(m[2].split("?")[0])))
+    .map((m) => `${m[1]} ${m[2]} -> ${m[3]}`);
+  check(bad.length === 0, `no unexpected error answers${bad.length ? ": " + [...new Set(bad)].join(", ") : ""}`);
 }
 
 console.log(`\n${passed} checks passed, ${failures.length} failed; screenshots in ${SHOTS}`);

@@ -8,6 +8,7 @@ $e = function ($s) { return htmlspecialchars((string) $s, ENT_QUOTES, 'UTF-8'); 
 <!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>hello.php</title>
+<link rel="icon" href="/assets/logo.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/style.css"></head>
 <body><main>
 <h1>Hello, <?= $e($name) ?>, from PHP <?= $e(PHP_VERSION) ?>!</h1>

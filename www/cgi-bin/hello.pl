@@ -21,6 +21,7 @@ print <<"HTML";
 <!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>hello.pl</title>
+<link rel="icon" href="/assets/logo.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/style.css"></head>
 <body><main>
 <h1>Hello from Perl $perl!</h1>
