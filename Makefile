@@ -70,6 +70,12 @@ cargo-test:
 py-test: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" $(PYTHON) -m pytest -q tests/python
 
+# A walk through the demo site in headless Chromium (apt) driven by playwright-core
+# (npm). Not part of `test`: CI has no browser. Screenshots: tests/browser/screenshots/.
+.PHONY: browser-test
+browser-test: build-release
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" tests/browser/run.sh
+
 bench: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/run.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/bodies.sh

@@ -26,6 +26,16 @@ async function probe(link) {
   }
 }
 
+// Links to another virtual host of this same listener (data-vhost) follow the
+// port this page came from, so they work on any port the server listens on.
+function samePort(link) {
+  const url = new URL(link.href);
+  url.port = location.port;
+  if (link.textContent === link.getAttribute("href")) link.textContent = url.href;
+  link.href = url.href;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("a[data-vhost]").forEach(samePort);
   document.querySelectorAll("a[data-probe]").forEach(probe);
 });

@@ -21,11 +21,14 @@ print <<"HTML";
 <!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>hello.pl</title>
+<link rel="icon" href="/assets/logo.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/style.css"></head>
-<body><main>
+<body>
+<header class="top"><a href="/"><img src="/assets/logo.svg" alt="webserv"></a></header>
+<main>
 <h1>Hello from Perl $perl!</h1>
 <p>Method: <code>$method</code>, query string: <code>$query</code>.</p>
-<p><a href="/">Back</a></p>
+<p><a href="/">Back to the front page</a></p>
 </main></body>
 </html>
 HTML
