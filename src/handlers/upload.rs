@@ -453,9 +453,14 @@ fn created(url_prefix: &str, stored: &[String], fields: &[String]) -> Reply {
             names.join(", ")
         )
     };
+    // The store's own URL: where its listing is, when autoindex is on.
+    let store = html_escape(url_prefix);
     let body = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Stored</title></head>\n\
-         <body><h1>Stored {} file(s)</h1>\n<ul>\n{links}</ul>\n{ignored}</body></html>\n",
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Stored</title>\n\
+         <style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:40em}}</style></head>\n\
+         <body><h1>Stored {} file(s)</h1>\n<ul>\n{links}</ul>\n{ignored}\
+         <p><a href=\"{store}\">All files in {store}</a> · <a href=\"javascript:history.back()\">Back</a></p>\n\
+         </body></html>\n",
         stored.len()
     );
     let reply = Reply::new(201).with_body("text/html; charset=utf-8", body.into_bytes());
