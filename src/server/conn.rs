@@ -504,8 +504,9 @@ impl Conn {
             };
         }
         let decoded = body.decoder.step(self.client.input.data());
-        // A chunk announced past the limit is refused before its data.
-        let announced = body.received + body.decoder.announced();
+        // A chunk announced past the limit is refused before its data. A
+        // chunk size may be anything up to `u64::MAX`: saturate.
+        let announced = body.received.saturating_add(body.decoder.announced());
         if body.limit.is_some_and(|max| announced > max) {
             self.fail(413, LINGER_CLOSE, cx);
             return Step::Progress;
