@@ -3,9 +3,13 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use common::{read_response, Server};
+use common::{read_response, Server, TIMEOUT};
 
 const CONFIG: &str = r#"
 server {
@@ -33,4 +37,77 @@ fn huge_chunk_size_after_data_is_413_and_the_server_lives() {
     let r = s.get("/");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"home");
+}
+
+/// A listener whose accept queue is full: a connect to it stays in
+/// progress (Linux drops the SYN) until the connector gives up.
+fn unanswering_listener() -> (TcpListener, Vec<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: listen(2) on a socket we own; a second call only changes the
+    // backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().expect("addr");
+    let fillers = (0..3)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    (listener, fillers)
+}
+
+/// An upstream that answers one keep-alive request, then closes the
+/// connection after `linger`.
+fn closing_upstream(linger: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(TIMEOUT));
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        thread::sleep(linger);
+    });
+    port
+}
+
+/// A pooled upstream connection stays registered under the token of the
+/// client connection that pooled it. When that upstream closes it, the
+/// event (readable and writable) must not be taken for the end of another
+/// connect of the same client connection still in progress: that gave a
+/// 502 at once, and marked a healthy server down.
+#[test]
+fn a_pooled_upstream_closing_does_not_fail_a_connect_in_progress() {
+    let a = closing_upstream(Duration::from_millis(300));
+    let (b, _fillers) = unanswering_listener();
+    let b = b.local_addr().expect("addr").port();
+    let config = r#"
+server {
+    listen 127.0.0.1:{port};
+    location /a/ { proxy_pass http://127.0.0.1:APORT; }
+    location /b/ {
+        proxy_pass http://127.0.0.1:BPORT;
+        proxy_connect_timeout 1500ms;
+    }
+}
+"#
+    .replace("APORT", &a.to_string())
+    .replace("BPORT", &b.to_string());
+    let s = Server::start(&config, &[]);
+    let mut stream = s.connect();
+    stream
+        .write_all(b"GET /a/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let r = read_response(&mut stream, false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    let start = Instant::now();
+    stream
+        .write_all(b"GET /b/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let r = read_response(&mut stream, false);
+    assert_eq!(r.status, 504, "after {:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(1400));
 }
