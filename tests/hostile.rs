@@ -111,3 +111,46 @@ server {
     assert_eq!(r.status, 504, "after {:?}", start.elapsed());
     assert!(start.elapsed() >= Duration::from_millis(1400));
 }
+
+/// `cgi_timeout` bounds the script's silence: bytes the client sends after
+/// its request (the start of a pipelined one) are not the script's progress
+/// and must not keep a hung script alive past it.
+#[test]
+fn a_trickling_client_does_not_extend_cgi_timeout() {
+    let config = r#"
+server {
+    listen 127.0.0.1:{port};
+    root {dir}/www;
+    location /slow/ {
+        cgi .sh /bin/sh;
+        cgi_timeout 1s;
+    }
+}
+"#;
+    let s = Server::start(config, &[("www/slow/hang.sh", b"sleep 30\n")]);
+    let mut stream = s.connect();
+    stream
+        .write_all(b"GET /slow/hang.sh HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut writer = stream.try_clone().expect("clone");
+    let trickle = thread::spawn(move || {
+        for &b in b"GET / HTTP/1.1\r\nHost: localhost\r\n" {
+            thread::sleep(Duration::from_millis(200));
+            if writer.write_all(&[b]).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(4)))
+        .expect("timeout");
+    let mut first = [0u8; 12];
+    let got = stream.read_exact(&mut first);
+    let elapsed = start.elapsed();
+    drop(stream);
+    let _ = trickle.join();
+    assert!(got.is_ok(), "no answer after {elapsed:?}: {got:?}");
+    assert_eq!(&first, b"HTTP/1.1 504");
+    assert!(elapsed < Duration::from_secs(3), "504 after {elapsed:?}");
+}

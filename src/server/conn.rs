@@ -393,7 +393,7 @@ impl Conn {
             },
             Phase::Body(_) => last + limits.client_body_timeout,
             Phase::Cgi(run) if run.waiting_on_client() => last + limits.send_timeout,
-            Phase::Cgi(run) => run.last_progress.max(last) + run.timeout,
+            Phase::Cgi(run) => run.last_progress + run.timeout,
             Phase::Proxy(run) if run.waiting_on_client() => last + limits.send_timeout,
             Phase::Proxy(run) => run.last_progress.max(last) + run.timeout(),
             Phase::Write(_) => last + limits.send_timeout,
