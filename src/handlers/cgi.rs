@@ -241,10 +241,9 @@ pub struct CgiChild {
 /// - The child leads a process group of its own, so [`kill`] also ends
 ///   whatever it started.
 /// - No descriptor of the server leaks: std, mio and signal-hook open every
-///   descriptor close-on-exec, and before `exec` the child also marks every
-///   descriptor above 2 close-on-exec (`close_range`, Linux 5.11), which
-///   catches any the server inherited from its own parent. (That hook makes
-///   std fork rather than `posix_spawn`; a CGI per request can afford it.)
+///   descriptor close-on-exec, and [`cloexec_inherited_fds`] marked those
+///   the server inherited from its own parent at startup, so no `pre_exec`
+///   hook is needed (std can then use `posix_spawn`).
 /// - Signals start at their defaults: std empties the signal mask and sets
 ///   SIGPIPE back to `SIG_DFL` before `exec` (the unstable book's
 ///   "on-broken-pipe" table: not used → SIG_DFL before child `exec`);

@@ -24,6 +24,9 @@ use crate::routing::Location;
 
 /// The most bytes the multipart parser may hold back between reads.
 const MULTIPART_PENDING: usize = 64 * 1024;
+/// The most names of ignored (non-file) fields kept for the reply: memory
+/// must not grow with the number of parts (SPEC §7).
+const MAX_LISTED_FIELDS: usize = 100;
 
 /// Why an upload failed, as a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,7 +356,10 @@ impl MultipartUpload {
                         .and_then(multipart::sanitize_filename);
                     match name {
                         Some(name) => self.current = Some((TempFile::create_in(&self.dir)?, name)),
-                        None => self.fields.push(info.name.unwrap_or_default()),
+                        None if self.fields.len() < MAX_LISTED_FIELDS => {
+                            self.fields.push(info.name.unwrap_or_default());
+                        }
+                        None => {}
                     }
                 }
                 Event::Data(range) => {
@@ -642,6 +648,26 @@ mod tests {
         assert_eq!(reply.status, 201);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), parts);
         assert_eq!(fs::read(dir.path().join("f123")).unwrap(), b"123");
+    }
+
+    #[test]
+    fn memory_for_ignored_fields_does_not_grow_with_their_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut upload = MultipartUpload {
+            parser: MultipartParser::new("B"),
+            dir: dir.path().to_path_buf(),
+            pending: Vec::new(),
+            current: None,
+            done_parts: Vec::new(),
+            fields: Vec::new(),
+            finished: false,
+        };
+        for i in 0..10 * MAX_LISTED_FIELDS {
+            let part = format!("--B\r\nContent-Disposition: form-data; name=field{i}\r\n\r\nv\r\n");
+            upload.write(part.as_bytes()).unwrap();
+        }
+        assert_eq!(upload.fields.len(), MAX_LISTED_FIELDS);
+        assert_eq!(upload.fields[0], "field0");
     }
 
     #[test]

@@ -188,10 +188,12 @@ impl CgiRun {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
-        match self.watch_client(client, cx) {
-            Ok(moved) => progress |= moved,
+        // Bytes of a pipelined request are not the script's progress: they
+        // must not put off `cgi_timeout` (SPEC §8).
+        let watched = match self.watch_client(client, cx) {
+            Ok(moved) => moved,
             Err(step) => return step,
-        }
+        };
         match self.read_stdout(cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
@@ -210,6 +212,8 @@ impl CgiRun {
         }
         if progress {
             self.last_progress = cx.now;
+        }
+        if progress || watched {
             CgiStep::Progress
         } else {
             CgiStep::Blocked

@@ -402,7 +402,7 @@ impl Conn {
             },
             Phase::Body(_) => last + limits.client_body_timeout,
             Phase::Cgi(run) if run.waiting_on_client() => last + limits.send_timeout,
-            Phase::Cgi(run) => run.last_progress.max(last) + run.timeout,
+            Phase::Cgi(run) => run.last_progress + run.timeout,
             Phase::Proxy(run) if run.waiting_on_client() => last + limits.send_timeout,
             Phase::Proxy(run) => run.last_progress.max(last) + run.timeout(),
             Phase::Write(_) => last + limits.send_timeout,
@@ -513,8 +513,9 @@ impl Conn {
             };
         }
         let decoded = body.decoder.step(self.client.input.data());
-        // A chunk announced past the limit is refused before its data.
-        let announced = body.received + body.decoder.announced();
+        // A chunk announced past the limit is refused before its data. A
+        // chunk size may be anything up to `u64::MAX`: saturate.
+        let announced = body.received.saturating_add(body.decoder.announced());
         if body.limit.is_some_and(|max| announced > max) {
             self.fail(413, LINGER_CLOSE, cx);
             return Step::Progress;

@@ -341,8 +341,21 @@ impl ProxyRun {
         let Some(stream) = &self.upstream else {
             return Err(502);
         };
-        let failed =
-            matches!(stream.take_error(), Ok(Some(_)) | Err(_)) || stream.peer_addr().is_err();
+        // A writable event may be spurious: a pooled connection stays
+        // registered under the token of the exchange that pooled it, and
+        // its closing reports writable too. A connect still in progress
+        // has no error and no peer yet (mio's `TcpStream::connect`).
+        let failed = match stream.take_error() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => false,
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => {
+                    self.writable = false;
+                    return Ok(false);
+                }
+                Err(_) => true,
+            },
+        };
         if failed {
             cx.upstreams
                 .balancer
