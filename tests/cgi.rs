@@ -115,6 +115,10 @@ fn files() -> Vec<(&'static str, &'static [u8])> {
             b"printf 'Content-Type: text/plain\\r\\n\\r\\nindex script %s\\n' \"$SCRIPT_NAME\"\n",
         ),
         ("www/slow/sleep.sh", SLEEP_SH.as_bytes()),
+        (
+            "www/slow/linger.sh",
+            b"echo $$ > \"$(dirname \"$SCRIPT_FILENAME\")/linger.pid\"\nprintf 'Content-Type: text/plain\\r\\n\\r\\ndone\\n'\nexec >&-\nsleep 30\n",
+        ),
         ("www/slow/sleephead.sh", SLEEP_AFTER_HEAD_SH.as_bytes()),
         (
             "www/slow/big.sh",
@@ -732,4 +736,16 @@ fn a_client_that_pauses_within_send_timeout_gets_the_whole_cgi_output() {
     let raw = read_to_close(&mut stream);
     let body = raw.len().saturating_sub(8 * 1024 * 1024);
     assert!((100..400).contains(&body), "got {} bytes in all", raw.len());
+}
+
+#[test]
+fn a_script_that_lingers_after_its_output_is_killed_after_cgi_timeout() {
+    let s = server();
+    let r = request(&s, "GET", "/slow/linger.sh", "", b"");
+    assert_eq!((r.status, r.text().as_str()), (200, "done\n"));
+    let pid = read_pid(&s, "www/slow/linger.pid");
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(pid)),
+        "script {pid} still runs (or is a zombie) past cgi_timeout 1s"
+    );
 }

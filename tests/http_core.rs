@@ -483,10 +483,15 @@ fn a_request_followed_by_end_of_file_is_answered_then_closed_at_once() {
     let s = server();
     let mut stream = s.connect();
     // The request and the FIN arrive together: one event announces both.
-    stream.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let started = Instant::now();
     let raw = read_to_close(&mut stream);
     assert_eq!(status_of(&raw), 200);
-    assert!(started.elapsed() < Duration::from_secs(5), "closed only at a timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only at a timeout"
+    );
 }

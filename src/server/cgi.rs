@@ -31,6 +31,7 @@ use crate::http::chunked::Chunk;
 use crate::http::request::Request;
 use crate::http::response::{write_head_end, write_head_start, write_header, Length};
 use crate::server::conn::{Client, Cx, ReadOutcome};
+use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
 
 /// The most bytes buffered on their way to the script's stdin.
@@ -146,7 +147,7 @@ impl CgiRun {
         match registered {
             Ok(()) => Ok(run),
             Err(err) => {
-                run.abandon(registry, &mut Vec::new());
+                run.abandon(registry, &mut Reaper::default());
                 Err(err)
             }
         }
@@ -425,30 +426,28 @@ impl CgiRun {
     }
 
     /// The run is over: close the pipes and hand the child to the reaper.
-    /// A child that is still running is killed with its process group
-    /// unless it finished its output normally.
-    pub fn finish(mut self, registry: &Registry, reaper: &mut Vec<Child>) {
-        self.release(registry, reaper, false);
+    /// A script that finished its output but still runs gets `cgi_timeout`
+    /// more to exit.
+    pub fn finish(mut self, registry: &Registry, reaper: &mut Reaper, now: Instant) {
+        let kill_at = now + self.timeout;
+        self.release(registry, reaper, Some(kill_at));
     }
 
     /// The run is abandoned: kill the script.
-    pub fn abandon(&mut self, registry: &Registry, reaper: &mut Vec<Child>) {
-        self.release(registry, reaper, true);
+    pub fn abandon(&mut self, registry: &Registry, reaper: &mut Reaper) {
+        self.release(registry, reaper, None);
     }
 
-    fn release(&mut self, registry: &Registry, reaper: &mut Vec<Child>, kill: bool) {
+    fn release(&mut self, registry: &Registry, reaper: &mut Reaper, kill_at: Option<Instant>) {
         self.close_stdin(registry);
         if let Some(mut stdout) = self.stdout.take() {
             let _ = registry.deregister(&mut stdout);
         }
         if let Some(mut child) = self.child.take() {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            if kill {
+            if kill_at.is_none() {
                 cgi::kill(&mut child);
             }
-            reaper.push(child);
+            reaper.adopt(child, kill_at);
         }
     }
 }

@@ -24,7 +24,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Seek, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +42,7 @@ use crate::routing::{Limits, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
 use crate::server::proxy::{ProxyRun, ProxyStep, Upstreams};
+use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
 use crate::server::sys;
 use crate::server::timers::Deadline;
@@ -91,7 +91,7 @@ pub struct Cx<'a> {
     pub logs: &'a mut Logs,
     pub registry: &'a Registry,
     /// Children whose exit is still to be collected.
-    pub reaper: &'a mut Vec<Child>,
+    pub reaper: &'a mut Reaper,
     /// The token of `source` of connection `key`.
     pub token: fn(usize, Source) -> Token,
     pub upstreams: &'a mut Upstreams,
@@ -702,7 +702,7 @@ impl Conn {
         match outcome {
             CgiStep::Done { close } => {
                 self.log(Some(&run.request), run.status, run.body_bytes, cx);
-                run.finish(cx.registry, cx.reaper);
+                run.finish(cx.registry, cx.reaper, cx.now);
                 let after = if close {
                     After::Close
                 } else {
@@ -898,7 +898,9 @@ impl Conn {
                 remaining: len,
             },
         };
-        let after = match (keep_alive, ending.linger) {
+        // An exchange that left the input out of step (an unread body)
+        // lingers too: the client may still be sending it.
+        let after = match (keep_alive, ending.linger || self.close_after) {
             (true, _) => After::KeepAlive,
             (false, true) => After::Linger,
             (false, false) => After::Close,

@@ -32,6 +32,7 @@ use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
 use crate::server::log::Logs;
 use crate::server::proxy::Upstreams;
+use crate::server::reaper::Reaper;
 use crate::server::timers::Timers;
 
 const SIGNALS: Token = Token(0);
@@ -70,7 +71,7 @@ pub struct EventLoop {
     accept_paused: Option<Instant>,
     closing: Vec<usize>,
     /// CGI children that ended their exchange but not yet their process.
-    reaper: Vec<std::process::Child>,
+    reaper: Reaper,
     /// Idle upstream connections and the balancer's state.
     upstreams: Upstreams,
 }
@@ -126,7 +127,7 @@ impl EventLoop {
             shutdown_at: None,
             accept_paused: None,
             closing: Vec::new(),
-            reaper: Vec::new(),
+            reaper: Reaper::default(),
             upstreams: Upstreams {
                 pool: Pool::default(),
                 balancer,
@@ -156,7 +157,7 @@ impl EventLoop {
             let now = Instant::now();
             if let Some(at) = self.shutdown_at {
                 if self.conns.is_empty() || now >= at {
-                    self.reap_all();
+                    self.reaper.kill_all();
                     return Ok(());
                 }
             }
@@ -164,6 +165,9 @@ impl EventLoop {
                 self.timers.timeout(now),
                 self.shutdown_at.map(|at| at - now),
                 self.accept_retry_in(now),
+                self.reaper
+                    .next_deadline()
+                    .map(|at| at.saturating_duration_since(now)),
                 self.upstreams
                     .pool
                     .next_expiry(POOL_IDLE_TIMEOUT)
@@ -184,7 +188,7 @@ impl EventLoop {
             self.fire_deadlines(now);
             self.close_finished(now);
             self.resume_accepting(now);
-            self.reap();
+            self.reaper.reap(Instant::now());
             // Idle upstream connections past their time are closed.
             drop(self.upstreams.pool.expire(now, POOL_IDLE_TIMEOUT));
         }
@@ -251,19 +255,7 @@ impl EventLoop {
         }
     }
 
-    /// Collects the children that have exited.
-    fn reap(&mut self) {
-        self.reaper
-            .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
-    }
-
-    /// At exit: the children still running are killed and collected.
-    fn reap_all(&mut self) {
-        for mut child in self.reaper.drain(..) {
-            crate::handlers::cgi::kill(&mut child);
-            let _ = child.wait();
-        }
-    } // --- accepting ------------------------------------------------------
+    // --- accepting ------------------------------------------------------
 
     fn accept_all(&mut self, listener_key: usize, now: Instant) {
         if self.accept_paused.is_some() {
@@ -292,8 +284,21 @@ impl EventLoop {
                     self.accept_paused = Some(now + ACCEPT_RETRY);
                     return;
                 }
-                // The peer gave up (ECONNABORTED) or a transient error.
-                Err(_) => continue,
+                // The peer gave up before we took it: take the next one.
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
+                    ) =>
+                {
+                    continue
+                }
+                // Anything else may persist: pause rather than spin.
+                Err(err) => {
+                    self.logs.error(format_args!("accept: {err}; pausing"));
+                    self.accept_paused = Some(now + ACCEPT_RETRY);
+                    return;
+                }
             };
             let _ = stream.set_nodelay(true);
             let entry = self.conns.vacant_entry();

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod event_loop;
 pub mod log;
 pub mod proxy;
+pub mod reaper;
 pub mod relay;
 pub mod sys;
 pub mod timers;

@@ -238,8 +238,7 @@ impl ProxyRun {
             };
             self.server = index;
             self.addr = server.addr;
-            let replayable = self.feed.is_none();
-            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr, replayable) {
+            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
                 if self.attach(stream, cx.registry, true) {
                     return Ok(());
                 }
@@ -731,13 +730,10 @@ fn client_gone(client: &mut Client) -> bool {
 
 /// A pooled connection that is still open and quiet, if any.
 ///
-/// A request that can be sent again whole (no body) skips the probe: a dead
-/// connection shows when it is used, and the request gets one fresh retry.
-fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr, replayable: bool) -> Option<TcpStream> {
+/// The probe costs one system call, but bytes an upstream sent after a
+/// complete response must never be read as the next request's response.
+fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr) -> Option<TcpStream> {
     while let Some(stream) = pool.take(addr) {
-        if replayable {
-            return Some(stream);
-        }
         let mut probe = [0u8; 1];
         // An idle upstream connection has nothing to read: EOF or stray
         // bytes mean it cannot carry a new request.
