@@ -11,7 +11,7 @@ APT_PKGS    := php-cgi perl
 SUDO        := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: all $(NAME) clean fclean re test deps py-deps apt-deps fmt-check lint \
-        build-release cargo-test py-test bench
+        build-release cargo-test py-test bench bench-config
 
 all: $(NAME)
 
@@ -81,3 +81,8 @@ bench: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/bodies.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/cgi.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/proxy.sh
+	$(MAKE) --no-print-directory bench-config
+
+# Parse + validate + build of a generated 10,000-location configuration.
+bench-config:
+	$(CARGO) bench --bench config_parse

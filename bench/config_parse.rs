@@ -1,7 +1,7 @@
 //! Parse + validate + build of a generated configuration with 10,000
 //! locations, timed in-process. Target: under 100 ms in release.
 //!
-//! `cargo bench --bench config_parse`
+//! `cargo bench --bench config_parse` (or `make bench-config`)
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
