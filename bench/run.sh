@@ -142,10 +142,10 @@ bench_memory() {
 bench_siege() {
     local name=$1 out=$WORK/siege-$name.txt
     log "siege on $name"
-    timeout $((SIEGE_TIME + 30)) siege -b -c100 -t"${SIEGE_TIME}S" --no-parser \
+    timeout -k 10 $((SIEGE_TIME + 30)) siege -b -c100 -t"${SIEGE_TIME}S" --no-parser \
         --log="$WORK/siege.log" "http://127.0.0.1:${PORT[$name]}/small.bin" >"$out" 2>&1 || true
     # siege 4 prints JSON ("availability": 100.00); older ones "Availability: 100.00 %".
-    R[$name:siege]=$(grep -Eio '"?availability"?:[[:space:]]*[0-9.]+' "$out" | grep -Eo '[0-9.]+$' | tail -n 1)
+    R[$name:siege]=$(grep -Eio '"?availability"?:[[:space:]]*[0-9.]+' "$out" | grep -Eo '[0-9.]+$' | tail -n 1 || true)
     R[$name:siege]=${R[$name:siege]:-n/a}
 }
 
