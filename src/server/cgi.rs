@@ -30,7 +30,7 @@ use crate::http::body::BodyDecoder;
 use crate::http::chunked::Chunk;
 use crate::http::request::Request;
 use crate::http::response::{write_head_end, write_head_start, write_header, Length};
-use crate::server::conn::{Client, Cx, ReadOutcome};
+use crate::server::conn::{read_edge, Client, Cx, ReadOutcome};
 use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
 
@@ -333,18 +333,15 @@ impl CgiRun {
         let Some(stdout) = &mut self.stdout else {
             return Ok(false);
         };
-        let n = match stdout.read(cx.scratch) {
-            Ok(n) => {
-                // A short read emptied the pipe; an end of file already
-                // announced raises no new event, so keep reading then.
-                self.stdout_ready = n == cx.scratch.len() || self.stdout_closed;
-                n
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.stdout_ready = false;
-                return Ok(false);
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(true),
+        let n = match read_edge(
+            stdout,
+            cx.scratch,
+            &mut self.stdout_ready,
+            self.stdout_closed,
+        ) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(false),
+            // A broken pipe ends the output like an end of file.
             Err(_) => 0,
         };
         if n == 0 {

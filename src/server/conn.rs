@@ -987,30 +987,20 @@ impl Client {
             return ReadOutcome::Blocked;
         }
         let n = room.min(cx.scratch.len());
-        loop {
-            match self.socket.read(&mut cx.scratch[..n]) {
-                Ok(0) => break,
-                Ok(k) => {
-                    self.input.extend(&cx.scratch[..k]);
-                    self.last_activity = cx.now;
-                    // A short read emptied the socket: whatever arrives
-                    // next raises a new edge, so no read is wasted on
-                    // WouldBlock (as nginx does). An end of file already
-                    // announced raises none: keep reading to find it.
-                    self.readable = k == n || self.read_closed;
-                    return ReadOutcome::Data;
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return ReadOutcome::Blocked;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+        let buf = &mut cx.scratch[..n];
+        match read_edge(&mut self.socket, buf, &mut self.readable, self.read_closed) {
+            Ok(None) => ReadOutcome::Blocked,
+            Ok(Some(k)) if k > 0 => {
+                self.input.extend(&buf[..k]);
+                self.last_activity = cx.now;
+                ReadOutcome::Data
+            }
+            Ok(Some(_)) | Err(_) => {
+                self.peer_closed = true;
+                self.readable = false;
+                ReadOutcome::Closed
             }
         }
-        self.peer_closed = true;
-        self.readable = false;
-        ReadOutcome::Closed
     }
 
     /// Writes what `relay` holds while the socket takes it. `Ok(true)` when
@@ -1047,6 +1037,33 @@ impl Client {
             }
         }
         Ok(true)
+    }
+}
+
+/// One read from an edge-triggered source into `buf`. `Ok(None)`: nothing
+/// for now (`ready` is cleared). A short read clears `ready` too, so no read
+/// is wasted on `WouldBlock` (as nginx does): whatever arrives next raises a
+/// new edge. An end of file already announced (`closed`) raises none, so
+/// then `ready` stays set until the end of file is read.
+pub fn read_edge(
+    source: &mut impl Read,
+    buf: &mut [u8],
+    ready: &mut bool,
+    closed: bool,
+) -> io::Result<Option<usize>> {
+    loop {
+        match source.read(buf) {
+            Ok(n) => {
+                *ready = n == buf.len() || closed;
+                return Ok(Some(n));
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                *ready = false;
+                return Ok(None);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! The upstream is read only while the client keeps up, and the client
 //! only while the upstream keeps up, so memory stays bounded.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
 use crate::routing::{Location, ProxyPass, RoutingTable};
-use crate::server::conn::{Client, Cx, ReadOutcome, Readiness};
+use crate::server::conn::{read_edge, Client, Cx, ReadOutcome, Readiness};
 use crate::server::relay::Relay;
 
 /// The most request body bytes buffered on their way upstream.
@@ -449,18 +449,9 @@ impl ProxyRun {
         let Some(stream) = &mut self.upstream else {
             return Ok(false);
         };
-        let n = match stream.read(cx.scratch) {
-            Ok(n) => {
-                // A short read emptied the socket; an end of file already
-                // announced raises no new event, so keep reading then.
-                self.readable = n == cx.scratch.len() || self.read_closed;
-                n
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.readable = false;
-                return Ok(false);
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(true),
+        let n = match read_edge(stream, cx.scratch, &mut self.readable, self.read_closed) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(false),
             Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(cx)),
             Err(_) => return Err(ProxyStep::Abort),
         };
