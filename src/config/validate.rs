@@ -28,7 +28,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
         server_checks(server, report);
     }
     upstream_names(main, report);
-    warn_paths(main, &mut HashMap::new(), report);
+    warn_paths(main, &mut Seen::default(), report);
 }
 
 fn server_checks(server: &Scope, report: &mut Report) {
@@ -101,14 +101,19 @@ fn upstream_names(main: &Scope, report: &mut Report) {
     }
 }
 
+/// What the file system said about each path and interpreter checked so
+/// far: thousands of locations often name the same few, and a `stat` (or a
+/// PATH search) per location adds up.
+#[derive(Default)]
+struct Seen {
+    /// Path → `None` if missing, else whether it is a directory.
+    paths: HashMap<PathBuf, Option<bool>>,
+    interpreters: HashMap<PathBuf, Option<String>>,
+}
+
 /// Warnings about `root`, `alias` and `upload_store` paths that do not
-/// exist, and CGI interpreters that cannot run, in every block. Interpreter
-/// verdicts are cached: a PATH search per location adds up.
-fn warn_paths(
-    scope: &Scope,
-    interpreters: &mut HashMap<PathBuf, Option<String>>,
-    report: &mut Report,
-) {
+/// exist, and CGI interpreters that cannot run, in every block.
+fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
     let s = &scope.settings;
     for (name, arg, must_be_dir) in [
         ("root", &s.root, true),
@@ -116,12 +121,17 @@ fn warn_paths(
         ("upload_store", &s.upload_store, true),
     ] {
         if let Some(at) = arg {
-            warn_missing(name, at, must_be_dir, report);
+            let kind = *seen
+                .paths
+                .entry(at.value.path.clone())
+                .or_insert_with(|| at.value.path.metadata().ok().map(|m| m.is_dir()));
+            warn_missing(name, at, kind, must_be_dir, report);
         }
     }
     for cgi in s.cgi.iter().flatten() {
         if let Some(interpreter) = &cgi.value.interpreter {
-            let problem = interpreters
+            let problem = seen
+                .interpreters
                 .entry(interpreter.path.clone())
                 .or_insert_with(|| interpreter_problem(interpreter));
             if let Some(problem) = problem {
@@ -130,16 +140,23 @@ fn warn_paths(
         }
     }
     for block in &scope.blocks {
-        warn_paths(block, interpreters, report);
+        warn_paths(block, seen, report);
     }
 }
 
-fn warn_missing(name: &str, at: &At<PathArg>, must_be_dir: bool, report: &mut Report) {
+/// `is_dir`: `None` when the path does not exist.
+fn warn_missing(
+    name: &str,
+    at: &At<PathArg>,
+    is_dir: Option<bool>,
+    must_be_dir: bool,
+    report: &mut Report,
+) {
     let written = &at.value.written;
-    let problem = match at.value.path.metadata() {
-        Err(_) => format!("{name} \"{written}\" does not exist"),
-        Ok(m) if must_be_dir && !m.is_dir() => format!("{name} \"{written}\" is not a directory"),
-        Ok(_) => return,
+    let problem = match is_dir {
+        None => format!("{name} \"{written}\" does not exist"),
+        Some(false) if must_be_dir => format!("{name} \"{written}\" is not a directory"),
+        Some(_) => return,
     };
     report.push(Diagnostic::warning(at.arg, problem));
 }
