@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use crate::handlers::static_file;
+use crate::http::parse_content_length;
 use crate::http::path::map_under;
 use crate::http::request::Request;
 use crate::http::response::SERVER;
@@ -513,7 +514,8 @@ impl Fields {
             return set_once(&mut self.status, parse_status(value)?);
         }
         if is("content-length") {
-            let length = parse_length(value).ok_or(CgiHeadError::BadContentLength)?;
+            let length =
+                parse_content_length(value.as_bytes()).ok_or(CgiHeadError::BadContentLength)?;
             return set_once(&mut self.content_length, length);
         }
         if SERVER_OWNED.iter().any(|owned| is(owned)) {
@@ -604,14 +606,6 @@ fn parse_status(value: &str) -> Result<u16, CgiHeadError> {
     } else {
         Err(CgiHeadError::BadStatus)
     }
-}
-
-/// `1*DIGIT`, no sign, no overflow.
-fn parse_length(value: &str) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    value.parse().ok()
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::http::parse_content_length;
 use crate::http::path;
 use crate::http::request::Request;
 use crate::http::response::write_header;
@@ -515,25 +516,13 @@ fn response_framing(fields: &[(&str, &[u8])]) -> Result<ResponseFraming, Upstrea
 fn content_length(fields: &[(&str, &[u8])]) -> Result<Option<u64>, UpstreamError> {
     let mut length = None;
     for value in values(fields, "content-length").flat_map(|v| v.split(|&b| b == b',')) {
-        let n = parse_length(trim(value)).ok_or(UpstreamError::BadFraming)?;
+        let n = parse_content_length(trim(value)).ok_or(UpstreamError::BadFraming)?;
         if length.is_some_and(|l| l != n) {
             return Err(UpstreamError::BadFraming);
         }
         length = Some(n);
     }
     Ok(length)
-}
-
-/// `Content-Length = 1*DIGIT`, no sign, no overflow.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-            .flatten()
-    })
 }
 
 /// HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive`.

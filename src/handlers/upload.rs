@@ -273,15 +273,7 @@ impl Upload {
         let url_prefix = format!("{}/", location.uri.trim_end_matches('/'));
         let content_type = request.header_str("content-type").unwrap_or("");
         let kind = match multipart::boundary(content_type) {
-            Some(boundary) => Kind::Multipart(Box::new(MultipartUpload {
-                parser: MultipartParser::new(&boundary),
-                dir: store.to_path_buf(),
-                pending: Vec::new(),
-                current: None,
-                done_parts: Vec::new(),
-                fields: Vec::new(),
-                finished: false,
-            })),
+            Some(boundary) => Kind::Multipart(Box::new(MultipartUpload::new(&boundary, store))),
             None if content_type.starts_with("multipart/form-data") => {
                 return Err(UploadError::BadBody)
             }
@@ -338,6 +330,18 @@ impl Upload {
 }
 
 impl MultipartUpload {
+    fn new(boundary: &str, dir: &Path) -> MultipartUpload {
+        MultipartUpload {
+            parser: MultipartParser::new(boundary),
+            dir: dir.to_path_buf(),
+            pending: Vec::new(),
+            current: None,
+            done_parts: Vec::new(),
+            fields: Vec::new(),
+            finished: false,
+        }
+    }
+
     fn write(&mut self, data: &[u8]) -> Result<(), UploadError> {
         self.pending.extend_from_slice(data);
         let mut used = 0;
@@ -617,15 +621,7 @@ mod tests {
     #[test]
     fn many_file_parts_do_not_hold_a_descriptor_each() {
         let dir = tempfile::tempdir().unwrap();
-        let mut upload = MultipartUpload {
-            parser: MultipartParser::new("B"),
-            dir: dir.path().to_path_buf(),
-            pending: Vec::new(),
-            current: None,
-            done_parts: Vec::new(),
-            fields: Vec::new(),
-            finished: false,
-        };
+        let mut upload = MultipartUpload::new("B", dir.path());
         let before = open_fds();
         let parts = 300;
         for i in 0..parts {
@@ -653,15 +649,7 @@ mod tests {
     #[test]
     fn memory_for_ignored_fields_does_not_grow_with_their_number() {
         let dir = tempfile::tempdir().unwrap();
-        let mut upload = MultipartUpload {
-            parser: MultipartParser::new("B"),
-            dir: dir.path().to_path_buf(),
-            pending: Vec::new(),
-            current: None,
-            done_parts: Vec::new(),
-            fields: Vec::new(),
-            finished: false,
-        };
+        let mut upload = MultipartUpload::new("B", dir.path());
         for i in 0..10 * MAX_LISTED_FIELDS {
             let part = format!("--B\r\nContent-Disposition: form-data; name=field{i}\r\n\r\nv\r\n");
             upload.write(part.as_bytes()).unwrap();

@@ -61,6 +61,20 @@ pub fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6): no sign, no spaces, no
+/// overflow. The one parser for requests, CGI header blocks and upstream
+/// responses.
+pub fn parse_content_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
 pub mod body;
 pub mod chunked;
 pub mod conditional;

@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+use crate::http::parse_content_length;
 use crate::http::path;
 use crate::http::trim_ows as trim;
 use crate::http::Method;
@@ -252,7 +253,7 @@ impl Request {
         }
         let mut length = None;
         for value in lengths.flat_map(|v| v.split(|&b| b == b',')) {
-            let n = parse_length(trim(value)).ok_or(HeadError::BadFraming)?;
+            let n = parse_content_length(trim(value)).ok_or(HeadError::BadFraming)?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::BadFraming);
             }
@@ -311,18 +312,6 @@ fn version_error(buf: &[u8]) -> HeadError {
         }
         _ => HeadError::Malformed,
     }
-}
-
-/// `Content-Length = 1*DIGIT`, no sign, no overflow.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-            .flatten()
-    })
 }
 
 /// A `Host` value without its port, lower-cased; refuses what cannot be a
