@@ -293,7 +293,7 @@ const EXPECTED_ORDER: &[&str] = &[
 fn describe_rule(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::semicolon => SEMICOLON,
-        Rule::open | Rule::block => "\"{\"",
+        Rule::block => "\"{\"",
         Rule::close => "\"}\"",
         Rule::file | Rule::directive | Rule::name => "a directive",
         Rule::bare | Rule::dquoted | Rule::squoted | Rule::unterminated => ARGUMENT,
