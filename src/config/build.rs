@@ -11,7 +11,7 @@ use std::path::Path;
 use super::diag::{Diagnostic, FileId, Report, Span};
 use super::directives::{Action, Args, DefaultValue, DIRECTIVES};
 use super::grammar::Token;
-use super::scope::{At, Context, ErrorPage, Scope, Settings};
+use super::scope::{At, Context, Effective, ErrorPage, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
     CgiHandler, Limits, ListenSocket, Location, ProxyPass, RoutingTable, Server, Upstream,
@@ -70,18 +70,33 @@ fn table_defaults() -> Settings {
     scope.settings
 }
 
-/// Merged settings of one server: its own, then each location's.
-struct Merged {
+/// Settings of one server, merged with the top level, and what each of its
+/// locations sets itself (in the order of `Server::locations`).
+struct Merged<'a> {
     server: Settings,
-    locations: Vec<Settings>,
+    locations: Vec<&'a Settings>,
 }
 
-fn build_server(
-    scope: &Scope,
+impl Merged<'_> {
+    /// The effective settings of `server.locations[i]`, or of the server's
+    /// fallback for `None`.
+    fn effective(&self, i: Option<usize>) -> Effective<'_> {
+        match i {
+            Some(i) => Effective {
+                own: self.locations[i],
+                parent: &self.server,
+            },
+            None => Effective::of(&self.server),
+        }
+    }
+}
+
+fn build_server<'a>(
+    scope: &'a Scope,
     top: &Settings,
     upstreams: &mut Upstreams,
     report: &mut Report,
-) -> (Server, Merged) {
+) -> (Server, Merged<'a>) {
     let mut own = scope.settings.clone();
     own.inherit(top);
     let mut locations = Vec::new();
@@ -90,14 +105,15 @@ fn build_server(
         let Some(uri) = &block.location else {
             continue;
         };
-        let mut settings = block.settings.clone();
-        settings.inherit(&own);
+        let settings = Effective {
+            own: &block.settings,
+            parent: &own,
+        };
         let proxy = settings
-            .proxy_pass
-            .as_ref()
+            .get(|s| &s.proxy_pass)
             .and_then(|p| upstreams.resolve(p, report));
-        locations.push(location(&uri.uri, uri.exact, &settings, proxy));
-        merged.push(settings);
+        locations.push(location(&uri.uri, uri.exact, settings, proxy));
+        merged.push(&block.settings);
     }
     let mut exact = HashMap::new();
     for (i, l) in locations.iter().enumerate().filter(|(_, l)| l.exact) {
@@ -118,7 +134,7 @@ fn build_server(
         listen: scope.listen.iter().map(|l| l.value.addr).collect(),
         exact,
         prefixes,
-        fallback: location("/", false, &own, None),
+        fallback: location("/", false, Effective::of(&own), None),
         locations,
         limits: limits(&own),
         access_log: own.access_log.clone().expect(HAS_DEFAULT),
@@ -140,16 +156,16 @@ fn limits(s: &Settings) -> Limits {
     }
 }
 
-fn location(uri: &str, exact: bool, s: &Settings, proxy: Option<ProxyPass>) -> Location {
+fn location(uri: &str, exact: bool, s: Effective, proxy: Option<ProxyPass>) -> Location {
     let error_pages = s
-        .error_pages
-        .iter()
+        .get(|s| &s.error_pages)
+        .into_iter()
         .flatten()
         .flat_map(|p| p.value.codes.iter().map(|&c| (c, p.value.uri.clone())))
         .collect();
     let cgi = s
-        .cgi
-        .iter()
+        .get(|s| &s.cgi)
+        .into_iter()
         .flatten()
         .map(|c| CgiHandler {
             ext: c.value.ext.clone(),
@@ -159,22 +175,22 @@ fn location(uri: &str, exact: bool, s: &Settings, proxy: Option<ProxyPass>) -> L
     Location {
         uri: uri.to_string(),
         exact,
-        root: s.root.as_ref().map(|r| r.value.path.clone()),
-        alias: s.alias.as_ref().map(|a| a.value.path.clone()),
-        index: s.index.clone().expect(HAS_DEFAULT),
-        autoindex: s.autoindex.expect(HAS_DEFAULT),
-        methods: s.methods.expect(HAS_DEFAULT),
-        ret: s.ret.clone(),
+        root: s.root().map(|r| r.value.path.clone()),
+        alias: s.get(|s| &s.alias).map(|a| a.value.path.clone()),
+        index: s.get(|s| &s.index).expect(HAS_DEFAULT).clone(),
+        autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
+        methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
+        ret: s.get(|s| &s.ret).cloned(),
         error_pages,
-        client_max_body_size: s.client_max_body_size.expect(HAS_DEFAULT),
-        upload_store: s.upload_store.as_ref().map(|u| u.value.path.clone()),
+        client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
+        upload_store: s.get(|s| &s.upload_store).map(|u| u.value.path.clone()),
         cgi,
-        cgi_timeout: s.cgi_timeout.expect(HAS_DEFAULT),
-        cgi_check_script: s.cgi_check_script.expect(HAS_DEFAULT),
+        cgi_timeout: *s.get(|s| &s.cgi_timeout).expect(HAS_DEFAULT),
+        cgi_check_script: *s.get(|s| &s.cgi_check_script).expect(HAS_DEFAULT),
         proxy,
-        proxy_set_header: s.proxy_set_header.clone().unwrap_or_default(),
-        proxy_connect_timeout: s.proxy_connect_timeout.expect(HAS_DEFAULT),
-        proxy_read_timeout: s.proxy_read_timeout.expect(HAS_DEFAULT),
+        proxy_set_header: s.get(|s| &s.proxy_set_header).cloned().unwrap_or_default(),
+        proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
+        proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
     }
 }
 
@@ -337,13 +353,15 @@ fn claim_names(
 }
 
 /// Warns once per `error_page` directive whose page, served through the
-/// server, maps to no file.
+/// server, maps to no file. Each directive is checked once per server: the
+/// server's list (its own or inherited) and the lists locations set.
 fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) {
     let mut warned = HashSet::new();
     for (server, merged) in servers.iter().zip(merged) {
-        let all = std::iter::once(&merged.server).chain(&merged.locations);
-        for page in all.flat_map(|s| s.error_pages.iter().flatten()) {
-            if warned.contains(&page.arg) {
+        let mut checked = HashSet::new();
+        let lists = std::iter::once(&merged.server).chain(merged.locations.iter().copied());
+        for page in lists.flat_map(|s| s.error_pages.iter().flatten()) {
+            if warned.contains(&page.arg) || !checked.insert(page.arg) {
                 continue;
             }
             if let Some(problem) = missing_page(server, merged, &page.value) {
@@ -356,18 +374,15 @@ fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) 
 
 fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<String> {
     let chosen = server.select_location(&page.uri);
-    let settings = match server
+    let index = server
         .locations
         .iter()
-        .position(|l| std::ptr::eq(l, chosen))
-    {
-        Some(i) => &merged.locations[i],
-        None => &merged.server,
-    };
-    if settings.ret.is_some() || settings.proxy_pass.is_some() {
+        .position(|l| std::ptr::eq(l, chosen));
+    let settings = merged.effective(index);
+    if settings.get(|s| &s.ret).is_some() || settings.get(|s| &s.proxy_pass).is_some() {
         return None;
     }
-    let (base, rest) = match (&settings.alias, &settings.root) {
+    let (base, rest) = match (settings.get(|s| &s.alias), settings.root()) {
         (Some(alias), _) => (&alias.value, page.uri.get(chosen.uri.len()..).unwrap_or("")),
         (None, Some(root)) => (&root.value, page.uri.as_str()),
         (None, None) => return None,

@@ -7,7 +7,8 @@
 //! caret stays under the token.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::Path;
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -85,8 +86,9 @@ pub struct SourceFile {
     /// The path as the user gave it; for an included file, the including
     /// file's shown directory joined with the path the `include` matched.
     pub display: String,
-    /// Canonical directory of the file: the base of its relative paths.
-    pub dir: PathBuf,
+    /// Canonical directory of the file: the base of its relative paths
+    /// (shared: every directive of the file borrows it while applied).
+    pub dir: Rc<Path>,
     pub text: String,
 }
 
@@ -267,7 +269,7 @@ mod tests {
         Report {
             sources: vec![SourceFile {
                 display: "conf.d/bad.conf".into(),
-                dir: PathBuf::from("/"),
+                dir: Path::new("/").into(),
                 text: text.into(),
             }],
             diagnostics: vec![Diagnostic {

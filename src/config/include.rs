@@ -137,7 +137,7 @@ fn register(report: &mut Report, path: &Path, display: String) -> FileId {
     };
     report.sources.push(SourceFile {
         display,
-        dir: canonical(parent),
+        dir: canonical(parent).into(),
         text: String::new(),
     });
     FileId(report.sources.len() - 1)
@@ -213,7 +213,7 @@ mod tests {
     fn token(report: &mut Report, dir: &Path, display: &str, text: &str) -> Token {
         report.sources.push(SourceFile {
             display: display.into(),
-            dir: dir.to_path_buf(),
+            dir: dir.into(),
             text: String::new(),
         });
         let file = FileId(report.sources.len() - 1);

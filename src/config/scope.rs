@@ -140,6 +140,40 @@ impl Settings {
     }
 }
 
+/// A location's effective settings, read through instead of copied: its own
+/// value where it sets one, else its parent's (the server's, already merged
+/// with the top level and the defaults). The rules are those of
+/// [`Settings::inherit`]; `build` uses this so that ten thousand locations do
+/// not each copy the server's paths and lists.
+#[derive(Clone, Copy)]
+pub struct Effective<'a> {
+    pub own: &'a Settings,
+    pub parent: &'a Settings,
+}
+
+impl<'a> Effective<'a> {
+    /// Settings that have no parent to read through.
+    pub fn of(settings: &'a Settings) -> Self {
+        Effective {
+            own: settings,
+            parent: settings,
+        }
+    }
+
+    pub fn get<T>(self, field: impl Fn(&'a Settings) -> &'a Option<T>) -> Option<&'a T> {
+        field(self.own).as_ref().or(field(self.parent).as_ref())
+    }
+
+    /// An `alias` here hides an inherited `root`.
+    pub fn root(self) -> Option<&'a At<PathArg>> {
+        if self.own.alias.is_some() {
+            self.own.root.as_ref()
+        } else {
+            self.get(|s| &s.root)
+        }
+    }
+}
+
 /// `location [=] URI`.
 #[derive(Debug, Clone)]
 pub struct LocationUri {

@@ -58,10 +58,12 @@ fn server_checks(server: &Scope, report: &mut Report) {
 /// `root` with `alias`, and `return`/`proxy_pass` with each other or with a
 /// content directive: the error points at whichever came later.
 fn conflicts(location: &Scope, report: &mut Report) {
-    let mut pairs = vec![("root", "alias"), ("return", "proxy_pass")];
-    for answer in ANSWERS {
-        pairs.extend(CONTENT.iter().map(|content| (*answer, *content)));
-    }
+    let answer_vs_content = ANSWERS
+        .iter()
+        .flat_map(|answer| CONTENT.iter().map(move |content| (*answer, *content)));
+    let pairs = [("root", "alias"), ("return", "proxy_pass")]
+        .into_iter()
+        .chain(answer_vs_content);
     for (a, b) in pairs {
         let (Some(first_a), Some(first_b)) = (location.seen(a), location.seen(b)) else {
             continue;
