@@ -51,8 +51,8 @@ fn table_defaults() -> Settings {
         start: 0,
         end: 0,
     };
-    let token = |text: &str| Token {
-        text: text.to_string(),
+    let token = |text: &'static str| Token {
+        text: text.into(),
         span,
     };
     let mut scope = Scope::new(Context::Main, span);

@@ -89,7 +89,7 @@ pub struct SourceFile {
     /// Canonical directory of the file: the base of its relative paths
     /// (shared: every directive of the file borrows it while applied).
     pub dir: Rc<Path>,
-    pub text: String,
+    pub text: Rc<str>,
 }
 
 /// A diagnostic with its line and column resolved, as `--format json` shows it.

@@ -83,15 +83,15 @@ impl Arity {
 
 /// The arguments of one directive, for `apply`.
 pub struct Args<'a> {
-    pub name: &'a Token,
-    pub values: &'a [Token],
+    pub name: &'a Token<'a>,
+    pub values: &'a [Token<'a>],
     /// Canonical directory of the file that holds the directive.
     pub dir: &'a Path,
 }
 
 impl Args<'_> {
     fn text(&self, i: usize) -> &str {
-        self.values.get(i).map_or("", |t| t.text.as_str())
+        self.values.get(i).map_or("", |t| &t.text)
     }
 
     fn span(&self, i: usize) -> Span {
@@ -279,7 +279,7 @@ pub const DIRECTIVES: &[Directive] = &[
         arity: AtLeast(1),
         repeatable: false,
         action: Action::Set(|scope, args| {
-            scope.settings.index = Some(args.values.iter().map(|t| t.text.clone()).collect());
+            scope.settings.index = Some(args.values.iter().map(|t| t.text.to_string()).collect());
             Ok(())
         }),
         usage: "FILE...",
@@ -316,7 +316,7 @@ pub const DIRECTIVES: &[Directive] = &[
         repeatable: false,
         action: Action::Set(|scope, args| {
             let code = args.parse(0, |t| values::status(t, 100..=599))?;
-            let target = args.values.get(1).map(|t| t.text.clone());
+            let target = args.values.get(1).map(|t| t.text.to_string());
             scope.settings.ret = Some(Return { code, target });
             Ok(())
         }),
@@ -740,8 +740,8 @@ fn cgi(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
     let interpreter = args.values.get(1).map(|t| match t.text.contains('/') {
         true => args.path(1),
         false => PathArg {
-            path: t.text.clone().into(),
-            written: t.text.clone(),
+            path: PathBuf::from(&*t.text),
+            written: t.text.to_string(),
             span: t.span,
         },
     });

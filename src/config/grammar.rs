@@ -7,6 +7,8 @@
 //! string). Pest's own errors become our diagnostics; its formatting never
 //! reaches the user.
 
+use std::borrow::Cow;
+
 use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 use pest::Parser;
@@ -24,24 +26,25 @@ pub const MAX_DEPTH: usize = 16;
 #[grammar = "../grammar/webserv.pest"]
 struct ConfParser;
 
-/// A word or quoted string, unescaped, with where it was written.
+/// A word or quoted string, unescaped, with where it was written. The text
+/// borrows the file's unless unescaping changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub text: String,
+pub struct Token<'a> {
+    pub text: Cow<'a, str>,
     pub span: Span,
 }
 
 /// `name arg* ;` or `name arg* { ... }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawDirective {
-    pub name: Token,
-    pub args: Vec<Token>,
-    pub block: Option<Vec<RawDirective>>,
+pub struct RawDirective<'a> {
+    pub name: Token<'a>,
+    pub args: Vec<Token<'a>>,
+    pub block: Option<Vec<RawDirective<'a>>>,
 }
 
 /// Parses one file. Any syntax error makes the whole file fail: the caller
 /// reports the diagnostics and uses none of its directives.
-pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective>, Vec<Diagnostic>> {
+pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective<'_>>, Vec<Diagnostic>> {
     let at = |start: usize, end: usize| Span { file, start, end };
     if text.len() > MAX_FILE_BYTES {
         let limit = MAX_FILE_BYTES >> 20;
@@ -92,9 +95,12 @@ impl Converter {
     }
 
     /// The directives directly inside `file` or `block`.
-    fn directives(&mut self, parent: Pair<'_, Rule>) -> Vec<RawDirective> {
-        let mut out = Vec::new();
-        for pair in parent.into_inner() {
+    /// Vectors are sized from the pairs' count (a close upper bound): a
+    /// large file makes tens of thousands of them.
+    fn directives<'a>(&mut self, parent: Pair<'a, Rule>) -> Vec<RawDirective<'a>> {
+        let pairs = parent.into_inner();
+        let mut out = Vec::with_capacity(pairs.len());
+        for pair in pairs {
             match pair.as_rule() {
                 Rule::directive => out.push(self.directive(pair)),
                 // The first stray `}` is the one to fix; later ones are
@@ -121,21 +127,23 @@ impl Converter {
         out
     }
 
-    fn directive(&mut self, pair: Pair<'_, Rule>) -> RawDirective {
+    fn directive<'a>(&mut self, pair: Pair<'a, Rule>) -> RawDirective<'a> {
         let mut name = None;
-        let mut args = Vec::new();
+        let parts = pair.into_inner();
+        // All but the name, when the directive ends with `;`.
+        let mut args = Vec::with_capacity(parts.len().saturating_sub(1));
         let mut block = None;
-        for part in pair.into_inner() {
+        for part in parts {
             let span = self.span(&part);
             match part.as_rule() {
                 Rule::name => {
                     name = Some(Token {
-                        text: part.as_str().to_string(),
+                        text: Cow::Borrowed(part.as_str()),
                         span,
                     })
                 }
                 Rule::bare => args.push(Token {
-                    text: part.as_str().to_string(),
+                    text: Cow::Borrowed(part.as_str()),
                     span,
                 }),
                 Rule::dquoted | Rule::squoted => args.push(Token {
@@ -151,8 +159,8 @@ impl Converter {
             }
         }
         RawDirective {
-            name: name.unwrap_or_else(|| Token {
-                text: String::new(),
+            name: name.unwrap_or(Token {
+                text: Cow::Borrowed(""),
                 span: Span {
                     file: self.file,
                     start: 0,
@@ -166,7 +174,10 @@ impl Converter {
 }
 
 /// `\"`, `\'` and `\\` stand for the character; any other backslash is kept.
-fn unescape(raw: &str) -> String {
+fn unescape(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -183,7 +194,7 @@ fn unescape(raw: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The offset of the first `{` nested deeper than [`MAX_DEPTH`], skipping
@@ -309,7 +320,7 @@ mod tests {
     fn names(tree: &[RawDirective]) -> Vec<String> {
         tree.iter()
             .map(|d| {
-                let args: Vec<&str> = d.args.iter().map(|a| a.text.as_str()).collect();
+                let args: Vec<&str> = d.args.iter().map(|a| a.text.as_ref()).collect();
                 match &d.block {
                     Some(b) => format!("{} {:?} {{{}}}", d.name.text, args, names(b).join(" ")),
                     None => format!("{} {:?}", d.name.text, args),

@@ -9,12 +9,20 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::diag::{Diagnostic, FileId, Report, SourceFile, Span};
 use super::grammar::{self, RawDirective, Token};
 
 const MAX_INCLUDE_DEPTH: usize = 16;
 const MAX_FILES: usize = 256;
+
+/// The text of a file being read, shared with the report that renders
+/// diagnostics in it.
+pub struct Source {
+    pub file: FileId,
+    pub text: Rc<str>,
+}
 
 /// A file an `include` matched.
 pub struct Match {
@@ -32,13 +40,14 @@ pub struct Includes {
 }
 
 impl Includes {
-    /// Reads the top-level file; the caller must [`leave`](Self::leave) it.
-    pub fn open_root(&mut self, path: &Path, report: &mut Report) -> Option<Vec<RawDirective>> {
+    /// Reads the top-level file; the caller [`parse`](Self::parse)s it,
+    /// then must [`leave`](Self::leave) it.
+    pub fn open_root(&mut self, path: &Path, report: &mut Report) -> Option<Source> {
         let display = path.display().to_string();
         let file = register(report, path, display);
-        let tree = self.read(path, file, None, report)?;
+        let source = self.read(path, file, None, report)?;
         self.stack.push(canonical(path));
-        Some(tree)
+        Some(source)
     }
 
     /// The files `token` (an include pattern in `file`) names, in order.
@@ -49,7 +58,7 @@ impl Includes {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let written = token.text.as_str();
+        let written: &str = &token.text;
         let paths = if written.contains(['*', '?', '[']) {
             glob_sorted(&dir, written)
                 .map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
@@ -76,8 +85,9 @@ impl Includes {
     }
 
     /// Reads an included file, unless that would loop or exceed the limits.
-    /// On success the caller walks the tree, then calls [`leave`](Self::leave).
-    pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Vec<RawDirective>> {
+    /// On success the caller parses and walks it, then calls
+    /// [`leave`](Self::leave).
+    pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Source> {
         let canonical = canonical(&m.path);
         let refusal = if self.stack.contains(&canonical) {
             Some(format!(
@@ -99,34 +109,50 @@ impl Includes {
             return None;
         }
         let file = register(report, &m.path, m.display.clone());
-        let tree = self.read(&m.path, file, Some(at), report)?;
+        let source = self.read(&m.path, file, Some(at), report)?;
         self.stack.push(canonical);
-        Some(tree)
+        Some(source)
     }
 
     pub fn leave(&mut self) {
         self.stack.pop();
     }
 
-    /// Reads, decodes and parses `path`, already registered as `file`.
+    /// The raw tree of `source`, which borrows its text; `None` after a
+    /// syntax error (reported).
+    pub fn parse<'t>(
+        &mut self,
+        source: &'t Source,
+        report: &mut Report,
+    ) -> Option<Vec<RawDirective<'t>>> {
+        grammar::parse(&source.text, source.file)
+            .map_err(|diagnostics| self.fail(diagnostics, report))
+            .ok()
+    }
+
+    /// Reads and decodes `path`, already registered as `file`.
     fn read(
         &mut self,
         path: &Path,
         file: FileId,
         at: Option<Span>,
         report: &mut Report,
-    ) -> Option<Vec<RawDirective>> {
+    ) -> Option<Source> {
         self.files += 1;
-        let result = fs::read(path)
+        fs::read(path)
             .map_err(|e| vec![read_error(file, at, path, &e)])
             .and_then(|bytes| decode(bytes, file, report))
-            .and_then(|()| grammar::parse(&report.sources[file.0].text, file));
-        result
-            .map_err(|diagnostics| {
-                self.failed = true;
-                report.diagnostics.extend(diagnostics);
-            })
-            .ok()
+            .map_err(|diagnostics| self.fail(diagnostics, report))
+            .ok()?;
+        Some(Source {
+            file,
+            text: Rc::clone(&report.sources[file.0].text),
+        })
+    }
+
+    fn fail(&mut self, diagnostics: Vec<Diagnostic>, report: &mut Report) {
+        self.failed = true;
+        report.diagnostics.extend(diagnostics);
     }
 }
 
@@ -138,7 +164,7 @@ fn register(report: &mut Report, path: &Path, display: String) -> FileId {
     report.sources.push(SourceFile {
         display,
         dir: canonical(parent).into(),
-        text: String::new(),
+        text: "".into(),
     });
     FileId(report.sources.len() - 1)
 }
@@ -184,7 +210,7 @@ fn decode(bytes: Vec<u8>, file: FileId, report: &mut Report) -> Result<(), Vec<D
             )
         }
     };
-    report.sources[file.0].text = text;
+    report.sources[file.0].text = text.into();
     problem.map_or(Ok(()), |d| Err(vec![d]))
 }
 
@@ -210,11 +236,11 @@ mod tests {
     use super::*;
     use crate::config::diag::Severity;
 
-    fn token(report: &mut Report, dir: &Path, display: &str, text: &str) -> Token {
+    fn token<'a>(report: &mut Report, dir: &Path, display: &str, text: &'a str) -> Token<'a> {
         report.sources.push(SourceFile {
             display: display.into(),
             dir: dir.into(),
-            text: String::new(),
+            text: "".into(),
         });
         let file = FileId(report.sources.len() - 1);
         Token {

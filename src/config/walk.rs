@@ -25,19 +25,26 @@ pub fn walk(path: &Path, report: &mut Report) -> Walked {
         report,
         includes: Includes::default(),
     };
-    let main = walker.includes.open_root(path, walker.report).map(|tree| {
-        let mut main = Scope::new(
-            Context::Main,
-            Span {
-                file: FileId(0),
-                start: 0,
-                end: 0,
-            },
-        );
-        walker.block(&tree, &mut main);
-        walker.includes.leave();
-        main
-    });
+    let main = walker
+        .includes
+        .open_root(path, walker.report)
+        .and_then(|source| {
+            let tree = walker.includes.parse(&source, walker.report);
+            let main = tree.map(|tree| {
+                let mut main = Scope::new(
+                    Context::Main,
+                    Span {
+                        file: FileId(0),
+                        start: 0,
+                        end: 0,
+                    },
+                );
+                walker.block(&tree, &mut main);
+                main
+            });
+            walker.includes.leave();
+            main
+        });
     Walked {
         main,
         failed: walker.includes.failed,
@@ -51,6 +58,11 @@ struct Walker<'r> {
 
 impl Walker<'_> {
     fn block(&mut self, tree: &[RawDirective], scope: &mut Scope) {
+        // A scope is a kilobyte: room for the nested ones at once, rather
+        // than moving thousands of them each time the vector grows.
+        scope
+            .blocks
+            .reserve(tree.iter().filter(|d| d.block.is_some()).count());
         for directive in tree {
             self.directive(directive, scope);
         }
@@ -72,6 +84,7 @@ impl Walker<'_> {
             }
             Action::Open(context, apply) => {
                 let mut child = Scope::new(context, raw.name.span);
+                child.seen.reserve(raw.block.as_ref().map_or(0, Vec::len));
                 if self.apply(apply, &mut child, &args) {
                     self.block(raw.block.as_deref().unwrap_or_default(), &mut child);
                     scope.blocks.push(child);
@@ -103,8 +116,10 @@ impl Walker<'_> {
             return;
         };
         for m in self.includes.resolve(pattern, self.report) {
-            if let Some(tree) = self.includes.enter(&m, pattern.span, self.report) {
-                self.block(&tree, scope);
+            if let Some(source) = self.includes.enter(&m, pattern.span, self.report) {
+                if let Some(tree) = self.includes.parse(&source, self.report) {
+                    self.block(&tree, scope);
+                }
                 self.includes.leave();
             }
         }
@@ -113,7 +128,7 @@ impl Walker<'_> {
     /// The table entry for `raw`, once its name, context, block, arity and
     /// uniqueness are right; otherwise reports why not.
     fn check_shape(&mut self, raw: &RawDirective, scope: &mut Scope) -> Option<&'static Directive> {
-        let name = raw.name.text.as_str();
+        let name: &str = &raw.name.text;
         let at = raw.name.span;
         let Some(entry) = directives::lookup(name, scope.context) else {
             let hint = directives::did_you_mean(name)
