@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -76,33 +77,34 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
 }
 
-/// One `location` block with its effective settings.
+/// One `location` block with its effective settings. Paths and lists a
+/// location inherits are shared with its server (`Arc`), not copied.
 #[derive(Debug, Clone, Serialize)]
 pub struct Location {
     /// The location's URI; `/` for a server's fallback.
     pub uri: String,
     /// `location = URI`.
     pub exact: bool,
-    pub root: Option<PathBuf>,
-    pub alias: Option<PathBuf>,
-    pub index: Vec<String>,
+    pub root: Option<Arc<Path>>,
+    pub alias: Option<Arc<Path>>,
+    pub index: Arc<[String]>,
     pub autoindex: bool,
     pub methods: MethodSet,
     #[serde(rename = "return")]
     pub ret: Option<Return>,
     /// Status code → URI of the page, served through the same server.
-    pub error_pages: HashMap<u16, String>,
+    pub error_pages: Arc<HashMap<u16, String>>,
     /// `None` is unlimited (`client_max_body_size 0`).
     pub client_max_body_size: Option<u64>,
-    pub upload_store: Option<PathBuf>,
-    pub cgi: Vec<CgiHandler>,
+    pub upload_store: Option<Arc<Path>>,
+    pub cgi: Arc<[CgiHandler]>,
     #[serde(serialize_with = "ser_duration")]
     pub cgi_timeout: Duration,
     /// `cgi_check_script off`: run the CGI even when the script file does
     /// not exist (as nginx's fastcgi_pass does).
     pub cgi_check_script: bool,
     pub proxy: Option<ProxyPass>,
-    pub proxy_set_header: Vec<(String, String)>,
+    pub proxy_set_header: Arc<[(String, String)]>,
     #[serde(serialize_with = "ser_duration")]
     pub proxy_connect_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]

@@ -7,11 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::diag::{Diagnostic, FileId, Report, Span};
 use super::directives::{Action, Args, DefaultValue, DIRECTIVES};
 use super::grammar::Token;
-use super::scope::{At, Context, Effective, ErrorPage, Scope, Settings};
+use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
     CgiHandler, Limits, ListenSocket, Location, ProxyPass, RoutingTable, Server, Upstream,
@@ -99,6 +100,7 @@ fn build_server<'a>(
 ) -> (Server, Merged<'a>) {
     let mut own = scope.settings.clone();
     own.inherit(top);
+    let shared = Shared::of(&own);
     let mut locations = Vec::new();
     let mut merged = Vec::new();
     for block in scope.blocks_of(Context::Location) {
@@ -112,7 +114,7 @@ fn build_server<'a>(
         let proxy = settings
             .get(|s| &s.proxy_pass)
             .and_then(|p| upstreams.resolve(p, report));
-        locations.push(location(&uri.uri, uri.exact, settings, proxy));
+        locations.push(location(&uri.uri, uri.exact, settings, &shared, proxy));
         merged.push(&block.settings);
     }
     let mut exact = HashMap::new();
@@ -134,7 +136,7 @@ fn build_server<'a>(
         listen: scope.listen.iter().map(|l| l.value.addr).collect(),
         exact,
         prefixes,
-        fallback: location("/", false, Effective::of(&own), None),
+        fallback: location("/", false, Effective::of(&own), &shared, None),
         locations,
         limits: limits(&own),
         access_log: own.access_log.clone().expect(HAS_DEFAULT),
@@ -156,39 +158,103 @@ fn limits(s: &Settings) -> Limits {
     }
 }
 
-fn location(uri: &str, exact: bool, s: Effective, proxy: Option<ProxyPass>) -> Location {
-    let error_pages = s
-        .get(|s| &s.error_pages)
-        .into_iter()
-        .flatten()
+/// A server's paths and lists in the routing table's form, made once: every
+/// location that does not set its own shares them.
+struct Shared {
+    root: Option<Arc<Path>>,
+    alias: Option<Arc<Path>>,
+    upload_store: Option<Arc<Path>>,
+    index: Arc<[String]>,
+    error_pages: Arc<HashMap<u16, String>>,
+    cgi: Arc<[CgiHandler]>,
+    proxy_set_header: Arc<[(String, String)]>,
+}
+
+impl Shared {
+    fn of(server: &Settings) -> Self {
+        Shared {
+            root: server.root.as_ref().map(path),
+            alias: server.alias.as_ref().map(path),
+            upload_store: server.upload_store.as_ref().map(path),
+            index: server.index.as_deref().expect(HAS_DEFAULT).into(),
+            error_pages: error_pages(server.error_pages.as_deref().unwrap_or_default()),
+            cgi: cgi(server.cgi.as_deref().unwrap_or_default()),
+            proxy_set_header: server
+                .proxy_set_header
+                .as_deref()
+                .unwrap_or_default()
+                .into(),
+        }
+    }
+}
+
+/// `s.own`'s value of a field, converted, when it sets one; else the server's.
+fn own_or<S, T: ?Sized>(
+    own: &Option<S>,
+    server: &Arc<T>,
+    convert: impl Fn(&S) -> Arc<T>,
+) -> Arc<T> {
+    own.as_ref().map_or_else(|| Arc::clone(server), convert)
+}
+
+fn own_path_or(own: &Option<At<PathArg>>, server: &Option<Arc<Path>>) -> Option<Arc<Path>> {
+    own.as_ref().map(path).or_else(|| server.clone())
+}
+
+fn path(p: &At<PathArg>) -> Arc<Path> {
+    p.value.path.as_path().into()
+}
+
+fn error_pages(pages: &[At<ErrorPage>]) -> Arc<HashMap<u16, String>> {
+    let map = pages
+        .iter()
         .flat_map(|p| p.value.codes.iter().map(|&c| (c, p.value.uri.clone())))
         .collect();
-    let cgi = s
-        .get(|s| &s.cgi)
-        .into_iter()
-        .flatten()
+    Arc::new(map)
+}
+
+fn cgi(handlers: &[At<Cgi>]) -> Arc<[CgiHandler]> {
+    handlers
+        .iter()
         .map(|c| CgiHandler {
             ext: c.value.ext.clone(),
             interpreter: c.value.interpreter.as_ref().map(|i| i.path.clone()),
         })
-        .collect();
+        .collect()
+}
+
+fn location(
+    uri: &str,
+    exact: bool,
+    s: Effective,
+    shared: &Shared,
+    proxy: Option<ProxyPass>,
+) -> Location {
+    let own = s.own;
+    // An `alias` here hides an inherited `root` (as in `Settings::inherit`).
+    let root = match (&own.root, &own.alias) {
+        (None, Some(_)) => None,
+        (root, _) => own_path_or(root, &shared.root),
+    };
     Location {
         uri: uri.to_string(),
         exact,
-        root: s.root().map(|r| r.value.path.clone()),
-        alias: s.get(|s| &s.alias).map(|a| a.value.path.clone()),
-        index: s.get(|s| &s.index).expect(HAS_DEFAULT).clone(),
+        root,
+        alias: own_path_or(&own.alias, &shared.alias),
+        index: own_or(&own.index, &shared.index, |i| i.as_slice().into()),
         autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
         methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
         ret: s.get(|s| &s.ret).cloned(),
-        error_pages,
+        error_pages: own_or(&own.error_pages, &shared.error_pages, |p| error_pages(p)),
         client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
-        upload_store: s.get(|s| &s.upload_store).map(|u| u.value.path.clone()),
-        cgi,
+        upload_store: own_path_or(&own.upload_store, &shared.upload_store),
+        cgi: own_or(&own.cgi, &shared.cgi, |c| cgi(c)),
         cgi_timeout: *s.get(|s| &s.cgi_timeout).expect(HAS_DEFAULT),
         cgi_check_script: *s.get(|s| &s.cgi_check_script).expect(HAS_DEFAULT),
         proxy,
-        proxy_set_header: s.get(|s| &s.proxy_set_header).cloned().unwrap_or_default(),
+        proxy_set_header: own_or(&own.proxy_set_header, &shared.proxy_set_header, |h| {
+            h.as_slice().into()
+        }),
         proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
         proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
     }

@@ -248,7 +248,7 @@ fn write_default_headers(out: &mut Vec<u8>, ctx: &Context<'_>, location: &Locati
 }
 
 fn write_configured_headers(out: &mut Vec<u8>, ctx: &Context<'_>, location: &Location) {
-    for (name, value) in &location.proxy_set_header {
+    for (name, value) in location.proxy_set_header.iter() {
         if is_server_owned(name) || !is_token(name) {
             continue;
         }
@@ -782,14 +782,14 @@ mod tests {
             exact,
             root: None,
             alias: None,
-            index: Vec::new(),
+            index: Vec::new().into(),
             autoindex: false,
             methods: MethodSet::empty(),
             ret: None,
-            error_pages: HashMap::new(),
+            error_pages: HashMap::new().into(),
             client_max_body_size: None,
             upload_store: None,
-            cgi: Vec::new(),
+            cgi: Vec::new().into(),
             cgi_timeout: Duration::from_secs(30),
             cgi_check_script: true,
             proxy: None,

@@ -78,7 +78,7 @@ fn directory(request: &Request, server: &Server, location: &Location, dir: &Path
         }
         return error_page::builtin(301).with_header("Location", target);
     }
-    for name in &location.index {
+    for name in location.index.iter() {
         if let Ok((file, meta)) = open(&dir.join(name)) {
             if meta.is_file() {
                 return file_reply(request, file, &meta, &dir.join(name));
