@@ -101,8 +101,8 @@ fn build_server<'a>(
     let mut own = scope.settings.clone();
     own.inherit(top);
     let shared = Shared::of(&own);
-    let mut locations = Vec::new();
-    let mut merged = Vec::new();
+    let mut locations = Vec::with_capacity(scope.blocks.len());
+    let mut merged = Vec::with_capacity(scope.blocks.len());
     for block in scope.blocks_of(Context::Location) {
         let Some(uri) = &block.location else {
             continue;
@@ -173,9 +173,9 @@ struct Shared {
 impl Shared {
     fn of(server: &Settings) -> Self {
         Shared {
-            root: server.root.as_ref().map(path),
-            alias: server.alias.as_ref().map(path),
-            upload_store: server.upload_store.as_ref().map(path),
+            root: server.root.as_deref().map(path),
+            alias: server.alias.as_deref().map(path),
+            upload_store: server.upload_store.as_deref().map(path),
             index: server.index.as_deref().expect(HAS_DEFAULT).into(),
             error_pages: error_pages(server.error_pages.as_deref().unwrap_or_default()),
             cgi: cgi(server.cgi.as_deref().unwrap_or_default()),
@@ -197,8 +197,8 @@ fn own_or<S, T: ?Sized>(
     own.as_ref().map_or_else(|| Arc::clone(server), convert)
 }
 
-fn own_path_or(own: &Option<At<PathArg>>, server: &Option<Arc<Path>>) -> Option<Arc<Path>> {
-    own.as_ref().map(path).or_else(|| server.clone())
+fn own_path_or(own: &Option<Box<At<PathArg>>>, server: &Option<Arc<Path>>) -> Option<Arc<Path>> {
+    own.as_deref().map(path).or_else(|| server.clone())
 }
 
 fn path(p: &At<PathArg>) -> Arc<Path> {

@@ -253,7 +253,7 @@ pub const DIRECTIVES: &[Directive] = &[
         arity: Exactly(1),
         repeatable: false,
         action: Action::Set(|scope, args| {
-            scope.settings.root = Some(args.at(args.path(0)));
+            scope.settings.root = Some(Box::new(args.at(args.path(0))));
             Ok(())
         }),
         usage: "PATH",
@@ -266,7 +266,7 @@ pub const DIRECTIVES: &[Directive] = &[
         arity: Exactly(1),
         repeatable: false,
         action: Action::Set(|scope, args| {
-            scope.settings.alias = Some(args.at(args.path(0)));
+            scope.settings.alias = Some(Box::new(args.at(args.path(0))));
             Ok(())
         }),
         usage: "PATH",
@@ -368,7 +368,7 @@ pub const DIRECTIVES: &[Directive] = &[
         arity: Exactly(1),
         repeatable: false,
         action: Action::Set(|scope, args| {
-            scope.settings.upload_store = Some(args.at(args.path(0)));
+            scope.settings.upload_store = Some(Box::new(args.at(args.path(0))));
             Ok(())
         }),
         usage: "DIR",
@@ -518,7 +518,7 @@ pub const DIRECTIVES: &[Directive] = &[
         repeatable: false,
         action: Action::Set(|scope, args| {
             let url = args.parse(0, values::proxy_url)?;
-            scope.settings.proxy_pass = Some(args.at(url));
+            scope.settings.proxy_pass = Some(Box::new(args.at(url)));
             Ok(())
         }),
         usage: "http://HOST:PORT[/PREFIX] | http://UPSTREAM[/PREFIX]",

@@ -84,11 +84,12 @@ pub struct Member {
 }
 
 /// The inheritable settings of one level (SPEC §2 table). `build` merges them
-/// top level → server → location in one step.
+/// top level → server → location in one step. There is one per location, so
+/// the large values are boxed: ten thousand locations stay a few megabytes.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    pub root: Option<At<PathArg>>,
-    pub alias: Option<At<PathArg>>,
+    pub root: Option<Box<At<PathArg>>>,
+    pub alias: Option<Box<At<PathArg>>>,
     pub index: Option<Vec<String>>,
     pub autoindex: Option<bool>,
     pub methods: Option<MethodSet>,
@@ -97,7 +98,7 @@ pub struct Settings {
     /// `Some(None)`: set to 0, unlimited.
     pub client_max_body_size: Option<Option<u64>>,
     pub client_max_header_size: Option<usize>,
-    pub upload_store: Option<At<PathArg>>,
+    pub upload_store: Option<Box<At<PathArg>>>,
     pub cgi: Option<Vec<At<Cgi>>>,
     pub cgi_timeout: Option<Duration>,
     pub cgi_check_script: Option<bool>,
@@ -108,7 +109,7 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     pub access_log: Option<LogTarget>,
     pub error_log: Option<LogTarget>,
-    pub proxy_pass: Option<At<ProxyUrl>>,
+    pub proxy_pass: Option<Box<At<ProxyUrl>>>,
     pub proxy_set_header: Option<Vec<(String, String)>>,
     pub proxy_connect_timeout: Option<Duration>,
     pub proxy_read_timeout: Option<Duration>,
@@ -167,9 +168,9 @@ impl<'a> Effective<'a> {
     /// An `alias` here hides an inherited `root`.
     pub fn root(self) -> Option<&'a At<PathArg>> {
         if self.own.alias.is_some() {
-            self.own.root.as_ref()
+            self.own.root.as_deref()
         } else {
-            self.get(|s| &s.root)
+            self.get(|s| &s.root).map(|r| &**r)
         }
     }
 }

@@ -84,7 +84,8 @@ impl Walker<'_> {
             }
             Action::Open(context, apply) => {
                 let mut child = Scope::new(context, raw.name.span);
-                child.seen.reserve(raw.block.as_ref().map_or(0, Vec::len));
+                let directives = raw.block.as_ref().map_or(0, Vec::len);
+                child.seen.reserve_exact(directives);
                 if self.apply(apply, &mut child, &args) {
                     self.block(raw.block.as_deref().unwrap_or_default(), &mut child);
                     scope.blocks.push(child);
