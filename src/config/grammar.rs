@@ -201,17 +201,22 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 /// comments and quoted strings the way the grammar does.
 fn too_deep(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
+    let separator = |b: u8| {
+        matches!(
+            b,
+            b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b'"' | b'\''
+        )
+    };
+    let special = |b: &u8| matches!(b, b'#' | b'"' | b'\'' | b'{' | b'}');
     let mut depth = 0usize;
     let mut i = 0;
-    let mut word_start = true;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b'#' if word_start => {
-                i += bytes[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .unwrap_or(bytes.len() - i);
+    // Only five bytes matter: jump from one to the next.
+    while let Some(skip) = bytes[i..].iter().position(special) {
+        i += skip;
+        match bytes[i] {
+            // `#` starts a comment only where a word could start.
+            b'#' if i == 0 || separator(bytes[i - 1]) => {
+                i += memchr::memchr(b'\n', &bytes[i..]).unwrap_or(bytes.len() - i);
                 continue;
             }
             b'"' | b'\'' => i = skip_string(bytes, i),
@@ -224,10 +229,6 @@ fn too_deep(text: &str) -> Option<usize> {
             b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        word_start = matches!(
-            b,
-            b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b'"' | b'\''
-        );
         i += 1;
     }
     None
