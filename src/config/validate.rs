@@ -38,7 +38,7 @@ fn server_checks(server: &Scope, report: &mut Report) {
             "server has no \"listen\" directive",
         ));
     }
-    let mut uris: HashMap<(&str, bool), Span> = HashMap::new();
+    let mut uris: HashMap<(&str, bool), Span> = HashMap::with_capacity(server.blocks.len());
     for location in server.blocks_of(Context::Location) {
         let Some(loc) = &location.location else {
             continue;
@@ -123,20 +123,25 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
         ("upload_store", &s.upload_store, true),
     ] {
         if let Some(at) = arg {
-            let kind = *seen
-                .paths
-                .entry(at.value.path.clone())
-                .or_insert_with(|| at.value.path.metadata().ok().map(|m| m.is_dir()));
+            let path = &at.value.path;
+            let kind = match seen.paths.get(path) {
+                Some(&kind) => kind,
+                None => {
+                    let kind = path.metadata().ok().map(|m| m.is_dir());
+                    seen.paths.insert(path.clone(), kind);
+                    kind
+                }
+            };
             warn_missing(name, at, kind, must_be_dir, report);
         }
     }
     for cgi in s.cgi.iter().flatten() {
         if let Some(interpreter) = &cgi.value.interpreter {
-            let problem = seen
-                .interpreters
-                .entry(interpreter.path.clone())
-                .or_insert_with(|| interpreter_problem(interpreter));
-            if let Some(problem) = problem {
+            if !seen.interpreters.contains_key(&interpreter.path) {
+                let problem = interpreter_problem(interpreter);
+                seen.interpreters.insert(interpreter.path.clone(), problem);
+            }
+            if let Some(problem) = &seen.interpreters[&interpreter.path] {
                 report.push(Diagnostic::warning(interpreter.span, problem.clone()));
             }
         }
