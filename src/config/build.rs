@@ -136,7 +136,17 @@ fn build_server<'a>(
         listen: scope.listen.iter().map(|l| l.value.addr).collect(),
         exact,
         prefixes,
-        fallback: location("/", false, Effective::of(&own), &shared, None),
+        // The server's own settings: a location that sets nothing.
+        fallback: location(
+            "/",
+            false,
+            Effective {
+                own: &Settings::default(),
+                parent: &own,
+            },
+            &shared,
+            None,
+        ),
         locations,
         limits: limits(&own),
         access_log: own.access_log.clone().expect(HAS_DEFAULT),
@@ -188,7 +198,8 @@ impl Shared {
     }
 }
 
-/// `s.own`'s value of a field, converted, when it sets one; else the server's.
+/// The location's own value of a field, converted, when it sets one; else the
+/// server's, shared.
 fn own_or<S, T: ?Sized>(
     own: &Option<S>,
     server: &Arc<T>,

@@ -95,6 +95,56 @@ fn inheritance_top_level_to_server_to_location() {
     assert!(fallback.cgi_check_script);
 }
 
+#[test]
+fn locations_share_what_they_inherit() {
+    use std::sync::Arc;
+    let (table, report) = load_text(
+        "error_page 404 /a.html;\n\
+         server {\n listen 127.0.0.1:9;\n root .;\n index a.html;\n\
+         location /x/ { autoindex on; }\n\
+         location /y/ { methods GET; }\n\
+         location /z/ { index z.html; root /tmp; error_page 500 /b.html; }\n}\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let server = &table.servers[0];
+    let (x, y, z) = (
+        &server.locations[0],
+        &server.locations[1],
+        &server.locations[2],
+    );
+    let (xr, yr, zr) = (x.root.as_ref(), y.root.as_ref(), z.root.as_ref());
+    let shared = [
+        ("index x y", Arc::ptr_eq(&x.index, &y.index)),
+        (
+            "index x server",
+            Arc::ptr_eq(&x.index, &server.fallback.index),
+        ),
+        ("index z", Arc::ptr_eq(&x.index, &z.index)),
+        (
+            "error pages x y",
+            Arc::ptr_eq(&x.error_pages, &y.error_pages),
+        ),
+        ("error pages z", Arc::ptr_eq(&x.error_pages, &z.error_pages)),
+        (
+            "root x y",
+            Arc::ptr_eq(xr.expect("root"), yr.expect("root")),
+        ),
+        ("root z", Arc::ptr_eq(xr.expect("root"), zr.expect("root"))),
+    ];
+    let expected = [
+        ("index x y", true),
+        ("index x server", true),
+        ("index z", false),
+        ("error pages x y", true),
+        ("error pages z", false),
+        ("root x y", true),
+        ("root z", false),
+    ];
+    assert_eq!(shared, expected);
+    assert_eq!(&*z.index, ["z.html"]);
+    assert_eq!(z.root.as_deref(), Some(Path::new("/tmp")));
+}
+
 fn sorted_keys(map: &std::collections::HashMap<u16, String>) -> String {
     let mut keys: Vec<u16> = map.keys().copied().collect();
     keys.sort();
