@@ -63,6 +63,7 @@ pub fn load(path: &Path) -> (Option<RoutingTable>, Report) {
 /// on stdout, else a count of problems on stderr. JSON: one object per file
 /// and per line on stdout.
 pub fn check_command(paths: &[PathBuf], json: bool) -> ExitCode {
+    keep_freed_memory();
     let mut all_valid = true;
     for path in paths {
         let (table, report) = load(path);
@@ -81,6 +82,21 @@ pub fn check_command(paths: &[PathBuf], json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `webserv check` runs once and exits: let malloc keep what a load frees
+/// (pest's token queue, the raw tree) and hand it out again for the routing
+/// table, rather than return it to the kernel and fault fresh pages in. On
+/// the 10,000-location bench file: 6,500 page faults become 4,400, about a
+/// tenth of the run. The server keeps glibc's defaults: it lives long, and
+/// memory it frees should go back.
+fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only adjusts malloc's thresholds; nothing else runs yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 
