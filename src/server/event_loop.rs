@@ -389,7 +389,7 @@ impl EventLoop {
 
     /// Stops accepting and lets every connection finish what is in flight.
     fn shut_down(&mut self, now: Instant) {
-        self.logs.error(format_args!("shutting down"));
+        self.logs.notice(format_args!("shutting down"));
         for mut listener in self.listeners.drain() {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
@@ -420,7 +420,7 @@ impl EventLoop {
             return;
         };
         match self.swap(table) {
-            Ok(()) => self.logs.error(format_args!("configuration reloaded")),
+            Ok(()) => self.logs.notice(format_args!("configuration reloaded")),
             Err(err) => self.logs.error(format_args!("reload refused: {err:#}")),
         }
     }

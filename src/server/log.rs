@@ -68,8 +68,18 @@ impl Logs {
     }
 
     pub fn error(&mut self, message: fmt::Arguments) {
+        self.error_log("error", message);
+    }
+
+    /// What the operator asked for happened (shutdown, reload), as nginx
+    /// logs it: not an error.
+    pub fn notice(&mut self, message: fmt::Arguments) {
+        self.error_log("notice", message);
+    }
+
+    fn error_log(&mut self, level: &str, message: fmt::Arguments) {
         let line = format!(
-            "{} [error] {message}\n",
+            "{} [{level}] {message}\n",
             Local::now().format("%Y/%m/%d %H:%M:%S")
         );
         let target = self.error.clone();
