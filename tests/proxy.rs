@@ -869,6 +869,24 @@ fn client_body_over_the_limit_after_the_response_started_closes() {
 }
 
 #[test]
+fn a_chunk_announced_over_the_limit_is_refused_before_its_data() {
+    // The upstream never answers: only the front can end this exchange.
+    let port = raw_upstream(|mut s| {
+        let mut sink = Vec::new();
+        while fill(&mut s, &mut sink).is_some() {}
+    });
+    let s = front(port, "client_max_body_size 100;");
+    let mut stream = s.connect();
+    // 0x1000 bytes announced, 3 sent; the client then waits.
+    stream
+        .write_all(b"POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\nabc")
+        .expect("send");
+    let got = read_until(&mut stream, b"\r\n\r\n");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
+
+#[test]
 fn malformed_client_body_after_the_response_started_closes() {
     body_error_after_response_started(b"zz\r\nyy\r\n0\r\n\r\n");
 }

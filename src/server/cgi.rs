@@ -26,11 +26,9 @@ use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::cgi::{self, CgiHead};
-use crate::http::body::BodyDecoder;
-use crate::http::chunked::Chunk;
 use crate::http::request::Request;
 use crate::http::response::{write_head_end, write_head_start, write_header, Length};
-use crate::server::conn::{read_edge, Client, Cx, ReadOutcome};
+use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, ReadOutcome};
 use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
 
@@ -42,11 +40,7 @@ const HEAD_LIMIT: usize = 16 * 1024;
 /// Where the script's stdin comes from.
 pub enum Feed {
     /// The client's `Content-Length` body, as it arrives.
-    Client {
-        decoder: BodyDecoder,
-        received: u64,
-        limit: Option<u64>,
-    },
+    Client(BodyIn),
     /// A spooled (de-chunked) body.
     File { file: File, remaining: u64 },
     /// Everything was fed.
@@ -114,7 +108,7 @@ impl CgiRun {
         let mut stdin = Sender::from(stdin);
         let mut stdout = Receiver::from(stdout);
         let mut run = CgiRun {
-            interim: if request.expect_continue && matches!(feed, Feed::Client { .. }) {
+            interim: if request.expect_continue && matches!(feed, Feed::Client(_)) {
                 b"HTTP/1.1 100 Continue\r\n\r\n"
             } else {
                 b""
@@ -264,7 +258,7 @@ impl CgiRun {
     /// pipelined request) stay buffered for the next request, up to
     /// [`STDIN_BUFFER`]; past that the socket is left unread.
     fn watch_client(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, CgiStep> {
-        if matches!(self.feed, Feed::Client { .. }) || client.input.len() >= STDIN_BUFFER {
+        if matches!(self.feed, Feed::Client(_)) || client.input.len() >= STDIN_BUFFER {
             return Ok(false);
         }
         match client.read(STDIN_BUFFER - client.input.len(), cx) {
@@ -291,36 +285,23 @@ impl CgiRun {
                 }
                 Ok(true)
             }
-            Feed::Client {
-                decoder,
-                received,
-                limit,
-            } => match decoder.step(client.input.data()) {
-                Ok((used, Chunk::Data(range))) => {
-                    *received += range.len() as u64;
-                    if limit.is_some_and(|max| *received > max) {
-                        return Err(CgiStep::Fail(413));
+            Feed::Client(body) => {
+                let pending = &mut self.pending;
+                let step = body.step(client, STDIN_BUFFER, cx, |data| {
+                    pending.extend_from_slice(data);
+                    Ok(())
+                });
+                match step {
+                    Ok(BodyStep::Data | BodyStep::Read) => Ok(true),
+                    Ok(BodyStep::Done) => {
+                        self.feed = Feed::Done;
+                        Ok(true)
                     }
-                    self.pending.extend_from_slice(&client.input.data()[range]);
-                    client.input.consume(used);
-                    Ok(true)
+                    Ok(BodyStep::Blocked) => Ok(false),
+                    Err(BodyError::Status(status)) => Err(CgiStep::Fail(status)),
+                    Err(BodyError::Closed) => Err(CgiStep::Abort),
                 }
-                Ok((used, Chunk::Done)) => {
-                    client.input.consume(used);
-                    self.feed = Feed::Done;
-                    Ok(true)
-                }
-                Ok((used, Chunk::NeedMore)) => {
-                    client.input.consume(used);
-                    match client.read(STDIN_BUFFER, cx) {
-                        ReadOutcome::Data => Ok(true),
-                        ReadOutcome::Blocked => Ok(false),
-                        // The client left in the middle of its body.
-                        ReadOutcome::Closed => Err(CgiStep::Abort),
-                    }
-                }
-                Err(_) => Err(CgiStep::Fail(400)),
-            },
+            }
         }
     }
 

@@ -132,9 +132,7 @@ enum Phase {
 /// A request whose body is being read.
 struct BodyRead {
     request: Request,
-    decoder: BodyDecoder,
-    received: u64,
-    limit: Option<u64>,
+    input: BodyIn,
     sink: Sink,
     /// Bytes of `100 Continue` still to write before the body is read.
     interim: &'static [u8],
@@ -233,6 +231,93 @@ pub enum ReadOutcome {
     Data,
     Blocked,
     Closed,
+}
+
+/// A request body as it arrives from the client: decoded (length or
+/// chunked) and counted against `client_max_body_size`. Uploads, CGI stdin
+/// and proxied requests all read their bodies through it.
+pub struct BodyIn {
+    decoder: BodyDecoder,
+    received: u64,
+    limit: Option<u64>,
+}
+
+/// What one [`BodyIn::step`] did.
+pub enum BodyStep {
+    /// A piece of body was taken.
+    Data,
+    /// The body ended.
+    Done,
+    /// More bytes arrived from the client.
+    Read,
+    /// Nothing to do until the client sends more.
+    Blocked,
+}
+
+/// Why a body cannot be read to its end.
+pub enum BodyError {
+    /// 400 (bad chunked framing), 413 (over the limit), or the status the
+    /// taker failed with.
+    Status(u16),
+    /// The client left in the middle of its body.
+    Closed,
+}
+
+impl BodyIn {
+    pub fn new(framing: Framing, limit: Option<u64>) -> Self {
+        BodyIn {
+            decoder: BodyDecoder::new(framing),
+            received: 0,
+            limit,
+        }
+    }
+
+    /// Body bytes taken so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Decodes what the client sent: hands the next piece of body to `take`
+    /// (then drops it from the input), notes the end, or reads up to `room`
+    /// more bytes. A chunk announced past the limit is refused before its
+    /// data (a chunk size may be anything up to `u64::MAX`: saturate).
+    pub fn step(
+        &mut self,
+        client: &mut Client,
+        room: usize,
+        cx: &mut Cx,
+        take: impl FnOnce(&[u8]) -> Result<(), u16>,
+    ) -> Result<BodyStep, BodyError> {
+        let decoded = self.decoder.step(client.input.data());
+        let announced = self.received.saturating_add(self.decoder.announced());
+        if self.limit.is_some_and(|max| announced > max) {
+            return Err(BodyError::Status(413));
+        }
+        match decoded {
+            Ok((used, Chunk::Data(range))) => {
+                self.received += range.len() as u64;
+                if self.limit.is_some_and(|max| self.received > max) {
+                    return Err(BodyError::Status(413));
+                }
+                take(&client.input.data()[range]).map_err(BodyError::Status)?;
+                client.input.consume(used);
+                Ok(BodyStep::Data)
+            }
+            Ok((used, Chunk::Done)) => {
+                client.input.consume(used);
+                Ok(BodyStep::Done)
+            }
+            Ok((used, Chunk::NeedMore)) => {
+                client.input.consume(used);
+                match client.read(room, cx) {
+                    ReadOutcome::Data => Ok(BodyStep::Read),
+                    ReadOutcome::Blocked => Ok(BodyStep::Blocked),
+                    ReadOutcome::Closed => Err(BodyError::Closed),
+                }
+            }
+            Err(_) => Err(BodyError::Status(400)),
+        }
+    }
 }
 
 pub struct Conn {
@@ -470,10 +555,8 @@ impl Conn {
             b""
         };
         self.phase = Phase::Body(Box::new(BodyRead {
-            decoder: BodyDecoder::new(request.framing),
+            input: BodyIn::new(request.framing, limit),
             request,
-            received: 0,
-            limit,
             sink,
             interim,
         }));
@@ -512,53 +595,28 @@ impl Conn {
                 Err(_) => Step::Close,
             };
         }
-        let decoded = body.decoder.step(self.client.input.data());
-        // A chunk announced past the limit is refused before its data. A
-        // chunk size may be anything up to `u64::MAX`: saturate.
-        let announced = body.received.saturating_add(body.decoder.announced());
-        if body.limit.is_some_and(|max| announced > max) {
-            self.fail(413, LINGER_CLOSE, cx);
-            return Step::Progress;
-        }
-        match decoded {
-            Ok((used, Chunk::Data(range))) => {
-                body.received += range.len() as u64;
-                if body.limit.is_some_and(|max| body.received > max) {
-                    self.fail(413, LINGER_CLOSE, cx);
-                    return Step::Progress;
-                }
-                let data = &self.client.input.data()[range];
-                let stored = match &mut body.sink {
-                    Sink::Discard(_) => Ok(()),
-                    Sink::Upload(upload) => upload.write(data).map_err(|e| e.status()),
-                    Sink::Spool { file, .. } => file.write_all(data).map_err(|_| 500),
-                };
-                if let Err(status) = stored {
-                    self.fail(status, LINGER_CLOSE, cx);
-                    return Step::Progress;
-                }
-                self.client.input.consume(used);
-                Step::Progress
-            }
-            Ok((used, Chunk::Done)) => {
-                self.client.input.consume(used);
+        let sink = &mut body.sink;
+        let step = body
+            .input
+            .step(&mut self.client, BODY_BUFFER, cx, |data| match sink {
+                Sink::Discard(_) => Ok(()),
+                Sink::Upload(upload) => upload.write(data).map_err(|e| e.status()),
+                Sink::Spool { file, .. } => file.write_all(data).map_err(|_| 500),
+            });
+        match step {
+            Ok(BodyStep::Data | BodyStep::Read) => Step::Progress,
+            Ok(BodyStep::Done) => {
                 self.finish_body(cx);
                 Step::Progress
             }
-            Ok((used, Chunk::NeedMore)) => {
-                self.client.input.consume(used);
-                match self.client.read(BODY_BUFFER, cx) {
-                    ReadOutcome::Data => Step::Progress,
-                    ReadOutcome::Blocked => Step::Blocked,
-                    // An aborted body: the sink is dropped, and with it any
-                    // temporary file.
-                    ReadOutcome::Closed => Step::Close,
-                }
-            }
-            Err(_) => {
-                self.fail(400, LINGER_CLOSE, cx);
+            Ok(BodyStep::Blocked) => Step::Blocked,
+            Err(BodyError::Status(status)) => {
+                self.fail(status, LINGER_CLOSE, cx);
                 Step::Progress
             }
+            // An aborted body: the sink is dropped, and with it any
+            // temporary file.
+            Err(BodyError::Closed) => Step::Close,
         }
     }
 
@@ -569,9 +627,10 @@ impl Conn {
         let BodyRead {
             request,
             sink,
-            received,
+            input,
             ..
         } = *body;
+        let received = input.received();
         let reply = match sink {
             Sink::Discard(reply) => reply,
             Sink::Upload(upload) => upload.finish().unwrap_or_else(|err| {
@@ -605,11 +664,7 @@ impl Conn {
                 Err(_) => self.fail_request(500, request, LINGER_CLOSE, cx),
             },
             Framing::Length(n) if n > 0 => {
-                let feed = Feed::Client {
-                    decoder: BodyDecoder::new(request.framing),
-                    received: 0,
-                    limit,
-                };
+                let feed = Feed::Client(BodyIn::new(request.framing, limit));
                 self.spawn_cgi(request, &script, feed, Some(n), cx);
             }
             Framing::None | Framing::Length(_) => {
@@ -654,7 +709,7 @@ impl Conn {
                 } else {
                     502
                 };
-                let ending = if matches!(feed, Feed::Client { .. }) {
+                let ending = if matches!(feed, Feed::Client(_)) {
                     LINGER_CLOSE
                 } else {
                     KEEP

@@ -25,14 +25,13 @@ use mio::{Interest, Registry, Token};
 use crate::handlers::proxy::{
     parse_response_head, request_head, Balancer, BodyFraming, Pool, ResponseFraming, UpstreamHead,
 };
-use crate::http::body::BodyDecoder;
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
 use crate::routing::{Location, ProxyPass, RoutingTable};
-use crate::server::conn::{read_edge, Client, Cx, ReadOutcome, Readiness};
+use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, Readiness};
 use crate::server::relay::Relay;
 
 /// The most request body bytes buffered on their way upstream.
@@ -90,10 +89,9 @@ pub struct ProxyRun {
     out_pos: usize,
     /// Bytes `out` held before the first body byte: what a retry resends.
     head_len: usize,
-    feed: Option<BodyDecoder>,
+    /// The client's body still to read, counted against its limit.
+    feed: Option<BodyIn>,
     body_framing: BodyFraming,
-    received: u64,
-    limit: Option<u64>,
     /// The response head read so far (until `relay` exists).
     head: Vec<u8>,
     relay: Option<Relay>,
@@ -127,8 +125,8 @@ impl ProxyRun {
             Framing::Chunked => BodyFraming::Chunked,
         };
         let out = request_head(&request, location, proxy, peer, body_framing);
-        let feed =
-            (!matches!(body_framing, BodyFraming::None)).then(|| BodyDecoder::new(request.framing));
+        let feed = (!matches!(body_framing, BodyFraming::None))
+            .then(|| BodyIn::new(request.framing, location.client_max_body_size));
         Box::new(ProxyRun {
             interim: if request.expect_continue && feed.is_some() {
                 b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -151,8 +149,6 @@ impl ProxyRun {
             out_pos: 0,
             feed,
             body_framing,
-            received: 0,
-            limit: location.client_max_body_size,
             head: Vec::new(),
             relay: None,
             up_body: None,
@@ -397,44 +393,34 @@ impl ProxyRun {
     /// Moves decoded body bytes from the client into `out`.
     fn fill_out(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, ProxyStep> {
         let mut progress = false;
-        while let Some(decoder) = &mut self.feed {
+        while let Some(body) = &mut self.feed {
             if self.out.len() - self.out_pos >= SEND_BUFFER {
                 break;
             }
-            match decoder.step(client.input.data()) {
-                Ok((used, Chunk::Data(range))) => {
-                    self.received += range.len() as u64;
-                    if self.limit.is_some_and(|max| self.received > max) {
-                        return Err(refuse(self.relay.is_some(), 413));
-                    }
-                    let data = &client.input.data()[range];
-                    if matches!(self.body_framing, BodyFraming::Chunked) {
-                        chunk_size_line(data.len(), &mut self.out);
-                        self.out.extend_from_slice(data);
-                        self.out.extend_from_slice(b"\r\n");
-                    } else {
-                        self.out.extend_from_slice(data);
-                    }
-                    client.input.consume(used);
-                    progress = true;
+            let chunked = matches!(self.body_framing, BodyFraming::Chunked);
+            let out = &mut self.out;
+            let step = body.step(client, SEND_BUFFER, cx, |data| {
+                if chunked {
+                    chunk_size_line(data.len(), out);
+                    out.extend_from_slice(data);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    out.extend_from_slice(data);
                 }
-                Ok((used, Chunk::Done)) => {
-                    client.input.consume(used);
-                    if matches!(self.body_framing, BodyFraming::Chunked) {
+                Ok(())
+            });
+            match step {
+                Ok(BodyStep::Data | BodyStep::Read) => progress = true,
+                Ok(BodyStep::Done) => {
+                    if chunked {
                         self.out.extend_from_slice(b"0\r\n\r\n");
                     }
                     self.feed = None;
                     progress = true;
                 }
-                Ok((used, Chunk::NeedMore)) => {
-                    client.input.consume(used);
-                    match client.read(SEND_BUFFER, cx) {
-                        ReadOutcome::Data => progress = true,
-                        ReadOutcome::Blocked => break,
-                        ReadOutcome::Closed => return Err(ProxyStep::Abort),
-                    }
-                }
-                Err(_) => return Err(refuse(self.relay.is_some(), 400)),
+                Ok(BodyStep::Blocked) => break,
+                Err(BodyError::Status(status)) => return Err(refuse(self.relay.is_some(), status)),
+                Err(BodyError::Closed) => return Err(ProxyStep::Abort),
             }
         }
         Ok(progress)
