@@ -80,6 +80,7 @@ pub struct Limits {
 /// One `location` block with its effective settings. Paths and lists a
 /// location inherits are shared with its server (`Arc`), not copied.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct Location {
     /// The location's URI; `/` for a server's fallback.
     pub uri: String,

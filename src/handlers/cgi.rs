@@ -611,8 +611,7 @@ fn parse_status(value: &str) -> Result<u16, CgiHeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::MethodSet;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     use std::fs;
     use std::io::{Read, Write};
     use std::os::unix::fs::PermissionsExt;
@@ -629,16 +628,8 @@ mod tests {
         };
         Location {
             uri: uri.to_string(),
-            exact: false,
             root: root.map(Into::into),
             alias: alias.map(Into::into),
-            index: Vec::new().into(),
-            autoindex: false,
-            methods: MethodSet::empty(),
-            ret: None,
-            error_pages: HashMap::new().into(),
-            client_max_body_size: None,
-            upload_store: None,
             cgi: vec![
                 handler(".py", Some("python3")),
                 handler(".test.py", Some("/bin/sh")),
@@ -647,10 +638,7 @@ mod tests {
             .into(),
             cgi_timeout: Duration::from_secs(5),
             cgi_check_script: check,
-            proxy: None,
-            proxy_set_header: Vec::new().into(),
-            proxy_connect_timeout: Duration::from_secs(5),
-            proxy_read_timeout: Duration::from_secs(5),
+            ..Location::default()
         }
     }
 

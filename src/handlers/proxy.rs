@@ -772,7 +772,7 @@ impl<T> Default for Pool<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::{MethodSet, UpstreamServer};
+    use crate::routing::UpstreamServer;
 
     const CLIENT: &str = "10.0.0.1:5555";
 
@@ -780,25 +780,13 @@ mod tests {
         Location {
             uri: uri.to_owned(),
             exact,
-            root: None,
-            alias: None,
-            index: Vec::new().into(),
-            autoindex: false,
-            methods: MethodSet::empty(),
-            ret: None,
-            error_pages: HashMap::new().into(),
-            client_max_body_size: None,
-            upload_store: None,
-            cgi: Vec::new().into(),
-            cgi_timeout: Duration::from_secs(30),
-            cgi_check_script: true,
-            proxy: None,
             proxy_set_header: set
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
             proxy_connect_timeout: Duration::from_secs(5),
             proxy_read_timeout: Duration::from_secs(60),
+            ..Location::default()
         }
     }
 
