@@ -145,6 +145,37 @@ fn locations_share_what_they_inherit() {
     assert_eq!(z.root.as_deref(), Some(Path::new("/tmp")));
 }
 
+#[test]
+fn each_missing_error_page_is_warned_once_where_it_is_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(tmp.path().join("pages")).expect("mkdir");
+    write(&tmp.path().join("pages"), "ok.html", b"ok");
+    // The top-level page is missing under `.` and inherited by 50
+    // locations; the location-level one exists under its own root; the
+    // other location-level one is missing.
+    let mut text =
+        String::from("error_page 404 /gone.html;\nserver {\n listen 127.0.0.1:9;\n root .;\n");
+    for i in 0..50 {
+        text.push_str(&format!(" location /l{i}/ {{ }}\n"));
+    }
+    text.push_str(" location /pages/ { root .; error_page 500 /pages/ok.html; }\n");
+    text.push_str(" location /x/ { error_page 502 /x/none.html; }\n}\n");
+    let (table, report) = load(&write(tmp.path(), "t.conf", text.as_bytes()));
+    assert!(table.is_some(), "{}", report.render_text());
+    let warnings: Vec<(Option<usize>, &str)> = report
+        .located()
+        .iter()
+        .map(|d| (d.line, d.message.split(" (").next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            (Some(1), "error page \"/gone.html\" not found"),
+            (Some(56), "error page \"/x/none.html\" not found"),
+        ]
+    );
+}
+
 fn sorted_keys(map: &std::collections::HashMap<u16, String>) -> String {
     let mut keys: Vec<u16> = map.keys().copied().collect();
     keys.sort();
