@@ -242,10 +242,10 @@ fn location(
     proxy: Option<ProxyPass>,
 ) -> Location {
     let own = s.own;
-    // An `alias` here hides an inherited `root` (as in `Settings::inherit`).
-    let root = match (&own.root, &own.alias) {
-        (None, Some(_)) => None,
-        (root, _) => own_path_or(root, &shared.root),
+    let root = if own.inherits_root() {
+        own_path_or(&own.root, &shared.root)
+    } else {
+        own.root.as_deref().map(path)
     };
     Location {
         uri: uri.to_string(),

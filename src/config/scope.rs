@@ -124,11 +124,17 @@ macro_rules! inherit_fields {
 }
 
 impl Settings {
+    /// Whether an unset `root` comes from the parent: not when this level
+    /// sets an `alias`, which hides it.
+    pub fn inherits_root(&self) -> bool {
+        self.alias.is_none()
+    }
+
     /// Fills what this level leaves unset from `parent`. Lists (`error_page`,
     /// `cgi`, `proxy_set_header`) are replaced as a whole, not merged; an
     /// `alias` here hides an inherited `root`.
     pub fn inherit(&mut self, parent: &Settings) {
-        if self.alias.is_none() {
+        if self.inherits_root() {
             inherit_fields!(self, parent; root);
         }
         inherit_fields!(self, parent;
@@ -165,12 +171,11 @@ impl<'a> Effective<'a> {
         field(self.own).as_ref().or(field(self.parent).as_ref())
     }
 
-    /// An `alias` here hides an inherited `root`.
     pub fn root(self) -> Option<&'a At<PathArg>> {
-        if self.own.alias.is_some() {
-            self.own.root.as_deref()
-        } else {
+        if self.own.inherits_root() {
             self.get(|s| &s.root).map(|r| &**r)
+        } else {
+            self.own.root.as_deref()
         }
     }
 }
