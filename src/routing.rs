@@ -31,6 +31,8 @@ pub struct RoutingTable {
     pub upstreams: Vec<Upstream>,
     pub max_connections: usize,
     pub error_log: LogTarget,
+    /// The least severe level `error_log` writes.
+    pub error_log_level: LogLevel,
 }
 
 /// A listening socket and the servers that share it.
@@ -41,6 +43,9 @@ pub struct ListenSocket {
     pub servers: Vec<usize>,
     /// The `default_server` of this address, else the first server.
     pub default_server: usize,
+    /// The largest `client_max_header_size` of these servers: how much of
+    /// a head is read before `Host` says whose limit applies.
+    pub max_header_size: usize,
 }
 
 /// One `server { }` block.
@@ -162,6 +167,40 @@ pub enum LogTarget {
     Stdout,
     Stderr,
     File(PathBuf),
+}
+
+/// The severity of an error log line, least severe first (nginx's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        Some(match name {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "notice" => LogLevel::Notice,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 /// A small set of methods, as allowed by `methods`.

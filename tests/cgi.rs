@@ -339,6 +339,59 @@ fn every_spec_variable_reaches_the_script_and_nothing_else() {
     assert_eq!(r.header("x-arg0"), Some(script.as_str()));
 }
 
+/// The environment a script printed (`cat /proc/$$/environ`), as a map.
+fn env_map(text: &str) -> BTreeMap<&str, &str> {
+    text.split('\0')
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+/// SPEC §9.6: `X_Forwarded_For` would become `HTTP_X_FORWARDED_FOR`,
+/// merged with the real header: a client could spoof what scripts trust.
+/// A header whose name holds `_` never becomes a variable.
+#[test]
+fn headers_with_underscores_never_become_variables() {
+    let s = server();
+    let r = s.send(
+        b"GET /cgi/env.sh HTTP/1.1\r\nHost: localhost\r\n\
+          X-Forwarded-For: 1.1.1.1\r\nX_Forwarded_For: 6.6.6.6\r\n\
+          Content_Length: 5\r\nMy_Only_Header: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let env = env_map(&text);
+    assert_eq!(
+        env.get("HTTP_X_FORWARDED_FOR"),
+        Some(&"1.1.1.1"),
+        "{env:#?}"
+    );
+    assert!(!env.contains_key("HTTP_MY_ONLY_HEADER"), "{env:#?}");
+    assert!(!env.contains_key("CONTENT_LENGTH"), "{env:#?}");
+    assert!(!env.contains_key("HTTP_CONTENT_LENGTH"), "{env:#?}");
+    assert!(!text.contains("6.6.6.6"));
+}
+
+/// `REQUEST_URI` is path and query as sent, also for an absolute-form
+/// target (as nginx's `$request_uri`).
+#[test]
+fn request_uri_of_an_absolute_form_target_is_path_and_query() {
+    let s = server();
+    let r = s.send(
+        b"GET http://localhost/cgi/env.sh/p?q=1 HTTP/1.1\r\nHost: localhost\r\n\
+          Connection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let env = env_map(&text);
+    assert_eq!(
+        env.get("REQUEST_URI"),
+        Some(&"/cgi/env.sh/p?q=1"),
+        "{env:#?}"
+    );
+    assert_eq!(env.get("QUERY_STRING"), Some(&"q=1"), "{env:#?}");
+}
+
 #[test]
 fn a_request_without_body_has_no_content_length_and_empty_path_info() {
     let s = server();

@@ -101,6 +101,9 @@ fn framing_errors_are_400_and_close() {
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
         b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nab\r\n0\r\n\r\n",
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
+        // framing, whatever the connection asks for.
+        b"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     ];
     for case in cases {
         let raw = s.raw(case);
@@ -294,6 +297,73 @@ fn idle_keep_alive_connection_is_closed() {
     assert_eq!(read_response(&mut stream, false).status, 200);
     let mut buf = [0u8; 16];
     assert_eq!(stream.read(&mut buf).expect("closed, not timed out"), 0);
+}
+
+/// Two servers on one address with different limits: the one `Host`
+/// chooses sets the idle wait after its response (nginx does the same).
+const TWO_LIMITS: &str = r#"
+server {
+    listen 127.0.0.1:{port};
+    server_name a.test;
+    root {dir};
+    keepalive_timeout 60s;
+    client_max_header_size 1k;
+}
+server {
+    listen 127.0.0.1:{port};
+    server_name b.test;
+    root {dir};
+    keepalive_timeout 300ms;
+    client_max_header_size 8k;
+}
+server {
+    listen 127.0.0.1:{port};
+    server_name c.test;
+    root {dir};
+    client_max_header_size 1k;
+}
+"#;
+
+#[test]
+fn keepalive_timeout_is_the_chosen_servers() {
+    let s = Server::start(TWO_LIMITS, &[("index.html", b"x")]);
+    let mut stream = s.connect();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream, false).status, 200);
+    // b.test idles 300 ms; the default server (a.test) would wait 60 s.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(stream.read(&mut buf).expect("closed well before 5 s"), 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn client_max_header_size_is_the_chosen_servers() {
+    let s = Server::start(TWO_LIMITS, &[("index.html", b"x")]);
+    let big = "v".repeat(4000);
+    let ask = |host: &str| {
+        s.send(
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .status
+    };
+    // 4 kB of head: within b.test's 8k, over a.test's (default) and c.test's 1k.
+    assert_eq!(ask("b.test"), 200);
+    assert_eq!(ask("a.test"), 431);
+    assert_eq!(ask("c.test"), 431);
+    assert_eq!(ask("unknown.test"), 431);
+    let long_target = format!("/{}", "t".repeat(2000));
+    let r = s.send(
+        format!("GET {long_target} HTTP/1.1\r\nHost: c.test\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 414);
 }
 
 #[test]

@@ -59,6 +59,20 @@ struct Upstream {
 
 impl Upstream {
     fn start(script: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static) -> Upstream {
+        Upstream::start_reading(Reading::Strict, script)
+    }
+
+    /// An upstream as many CGI- and WSGI-style servers are: it reads `_` in
+    /// a header name as `-`, and lets `Transfer-Encoding` win over
+    /// `Content-Length`.
+    fn lenient(script: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static) -> Upstream {
+        Upstream::start_reading(Reading::Lenient, script)
+    }
+
+    fn start_reading(
+        reading: Reading,
+        script: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let port = listener.local_addr().expect("local addr").port();
         let accepts = Arc::new(AtomicUsize::new(0));
@@ -73,7 +87,7 @@ impl Upstream {
                 let script = Arc::clone(&script);
                 let seen_tx = seen_tx.clone();
                 let closed_tx = closed_tx.clone();
-                thread::spawn(move || serve(stream, &*script, &seen_tx, &closed_tx));
+                thread::spawn(move || serve(stream, reading, &*script, &seen_tx, &closed_tx));
             }
         });
         Upstream {
@@ -96,11 +110,24 @@ impl Upstream {
     }
 }
 
-fn serve(mut stream: TcpStream, script: &Script, seen: &Sender<Seen>, closed: &Sender<()>) {
+/// How an upstream frames the requests it reads.
+#[derive(Clone, Copy)]
+enum Reading {
+    Strict,
+    Lenient,
+}
+
+fn serve(
+    mut stream: TcpStream,
+    reading: Reading,
+    script: &Script,
+    seen: &Sender<Seen>,
+    closed: &Sender<()>,
+) {
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let mut buf = Vec::new();
     loop {
-        match read_request(&mut stream, &mut buf) {
+        match read_request(&mut stream, &mut buf, reading) {
             Some(request) => {
                 let _ = seen.send(request.clone());
                 if !script(&request, &mut stream) {
@@ -117,7 +144,7 @@ fn serve(mut stream: TcpStream, script: &Script, seen: &Sender<Seen>, closed: &S
 
 /// Reads one request (head, then a body by `Content-Length` or chunked,
 /// kept as sent). `None` when the peer closes or times out first.
-fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, reading: Reading) -> Option<Seen> {
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
@@ -130,17 +157,37 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
         head,
         body: Vec::new(),
     };
-    if let Some(len) = seen.values("content-length").first() {
+    let framing = match reading {
+        Reading::Strict => seen.clone(),
+        Reading::Lenient => Seen {
+            head: seen
+                .head
+                .split("\r\n")
+                .map(|line| match line.split_once(':') {
+                    Some((name, value)) => format!("{}:{value}", name.replace('_', "-")),
+                    None => line.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\r\n"),
+            body: Vec::new(),
+        },
+    };
+    let chunked = framing
+        .values("transfer-encoding")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case("chunked"));
+    let lenient_chunked = matches!(reading, Reading::Lenient) && chunked;
+    if let Some(len) = framing
+        .values("content-length")
+        .first()
+        .filter(|_| !lenient_chunked)
+    {
         let len: usize = len.parse().expect("numeric Content-Length");
         while buf.len() < len {
             fill(stream, buf)?;
         }
         seen.body = buf.drain(..len).collect();
-    } else if seen
-        .values("transfer-encoding")
-        .iter()
-        .any(|v| v.eq_ignore_ascii_case("chunked"))
-    {
+    } else if chunked {
         // The body ends with the last chunk and an empty trailer section.
         let end = loop {
             if let Some(i) = find(buf, b"\r\n0\r\n\r\n") {
@@ -615,6 +662,63 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
     assert!(head.contains("X-Up-Keep: yes\r\n"), "{head}");
     assert!(head.contains("Connection: close\r\n"), "{head}");
     assert_eq!(body, b"ok");
+}
+
+/// SPEC §9.6: `Transfer_Encoding: chunked` framed by `Content-Length` here
+/// but read as chunked by a lenient upstream would end client A's body
+/// early and make the rest a request of its own, answered to client B on
+/// the pooled connection. Headers with `_` are dropped, so B gets its own
+/// answer and the upstream never sees such a header.
+#[test]
+fn underscore_headers_cannot_smuggle_a_request_through_the_pool() {
+    let up = Upstream::lenient(|seen, s| {
+        let body = format!("answer to {}", seen.request_line());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    });
+    let s = front(up.port, "");
+    let smuggled = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nX-Ignore: x";
+    let mut a = format!(
+        "PUT /up/smuggle.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer_Encoding: chunked\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    a.extend_from_slice(smuggled);
+    let ra = s.send(&a);
+    assert_eq!(ra.status, 200, "{}", ra.text());
+    let rb = s.send(&get_close("/victim"));
+    assert_eq!(rb.status, 200);
+    assert_eq!(rb.text(), "answer to GET /victim HTTP/1.1");
+    assert_eq!(
+        up.accepts(),
+        1,
+        "both requests went on one pooled connection"
+    );
+    for seen in [up.next_seen(), up.next_seen()] {
+        assert!(
+            !seen.head.contains('_'),
+            "underscore header upstream:\n{}",
+            seen.head
+        );
+    }
+}
+
+/// `$request_uri` is path and query as sent, also for an absolute-form
+/// target (as nginx's), and so is the request line sent upstream.
+#[test]
+fn request_uri_of_an_absolute_form_target_is_path_and_query() {
+    let up = fixed(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let s = front(up.port, "proxy_set_header X-Uri $request_uri;");
+    let r =
+        s.send(b"GET http://front.test/a/b?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 204);
+    let seen = up.next_seen();
+    assert_eq!(seen.request_line(), "GET /a/b?q=1 HTTP/1.1");
+    assert_eq!(seen.values("x-uri"), ["/a/b?q=1"]);
 }
 
 #[test]

@@ -33,14 +33,23 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
         servers.push(server);
         merged.push(settings);
     }
-    let sockets = group_sockets(&server_scopes, report);
+    let mut sockets = group_sockets(&server_scopes, report);
+    for socket in &mut sockets {
+        socket.max_header_size = socket
+            .servers
+            .iter()
+            .map(|&i| servers[i].limits.client_max_header_size)
+            .max()
+            .unwrap_or(0);
+    }
     warn_error_pages(&servers, &merged, report);
     RoutingTable {
         sockets,
         servers,
         upstreams: upstreams.list,
         max_connections: top.max_connections.expect(HAS_DEFAULT),
-        error_log: top.error_log.expect(HAS_DEFAULT),
+        error_log: top.error_log.as_ref().expect(HAS_DEFAULT).0.clone(),
+        error_log_level: top.error_log.expect(HAS_DEFAULT).1,
     }
 }
 
@@ -368,6 +377,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                         addr,
                         servers: Vec::new(),
                         default_server: i,
+                        max_header_size: 0,
                     });
                     explicit_default.push(None);
                     names.push(HashMap::new());

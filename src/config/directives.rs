@@ -10,7 +10,7 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
 use crate::http::Method;
-use crate::routing::{LogTarget, MethodSet, Return};
+use crate::routing::{LogLevel, LogTarget, MethodSet, Return};
 
 /// A set of [`Context`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,19 +497,27 @@ pub const DIRECTIVES: &[Directive] = &[
     Directive {
         name: "error_log",
         contexts: G,
-        arity: Exactly(1),
+        arity: Between(1, 2),
         repeatable: false,
         action: Action::Set(|scope, args| {
             let target = match args.text(0) {
                 "stderr" => LogTarget::Stderr,
                 _ => LogTarget::File(args.path(0).path),
             };
-            scope.settings.error_log = Some(target);
+            let level = match args.values.len() {
+                2 => args.parse(1, |t| {
+                    LogLevel::from_name(t).ok_or_else(|| {
+                        format!("unknown log level \"{t}\" (one of debug info notice warn error)")
+                    })
+                })?,
+                _ => LogLevel::Notice,
+            };
+            scope.settings.error_log = Some((target, level));
             Ok(())
         }),
-        usage: "PATH | stderr",
+        usage: "PATH | stderr [LEVEL]",
         default: DefaultValue::Value("stderr"),
-        doc: "Where the server reports its own problems.",
+        doc: "Where the server reports its own problems, from LEVEL up (debug, info, notice, warn, error; default notice).",
     },
     Directive {
         name: "proxy_pass",

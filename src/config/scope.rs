@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::diag::Span;
 use super::values::ProxyUrl;
-use crate::routing::{LogTarget, MethodSet, Return};
+use crate::routing::{LogLevel, LogTarget, MethodSet, Return};
 
 /// The four kinds of block a directive can appear in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub struct Settings {
     pub keepalive_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
     pub access_log: Option<LogTarget>,
-    pub error_log: Option<LogTarget>,
+    pub error_log: Option<(LogTarget, LogLevel)>,
     pub proxy_pass: Option<Box<At<ProxyUrl>>>,
     pub proxy_set_header: Option<Vec<(String, String)>>,
     pub proxy_connect_timeout: Option<Duration>,

@@ -157,7 +157,7 @@ pub fn request_head(
 /// origin form (nginx sends the unparsed URI).
 pub fn upstream_uri(request: &Request, location: &Location, proxy: &ProxyPass) -> String {
     let Some(prefix) = &proxy.prefix else {
-        return original_uri(request);
+        return request.request_uri().into_owned();
     };
     let rest = if location.exact {
         ""
@@ -174,23 +174,6 @@ pub fn upstream_uri(request: &Request, location: &Location, proxy: &ProxyPass) -
     if let Some(query) = request.query() {
         uri.push('?');
         uri.push_str(query);
-    }
-    uri
-}
-
-/// The target without the scheme and authority of an absolute-form
-/// target (RFC 9112 §3.2.2), which is for proxies, not origin servers.
-/// Should `Request` ever be unable to show its target as text, the encoded
-/// normalised path keeps the request line well-formed.
-fn original_uri(request: &Request) -> String {
-    let (path, query) = path::split_target(request.target().as_bytes());
-    if path.is_empty() {
-        return path::percent_encode_path(&request.path);
-    }
-    let mut uri = String::from_utf8_lossy(path).into_owned();
-    if let Some(query) = query {
-        uri.push('?');
-        uri.push_str(&String::from_utf8_lossy(query));
     }
     uri
 }
@@ -362,7 +345,7 @@ fn variable(name: &str, ctx: &Context<'_>, out: &mut Vec<u8>) {
         "proxy_host" => out.extend_from_slice(ctx.proxy.host.as_bytes()),
         "proxy_add_x_forwarded_for" => out.extend_from_slice(&ctx.forwarded_for),
         "scheme" => out.extend_from_slice(b"http"),
-        "request_uri" => out.extend_from_slice(request.target().as_bytes()),
+        "request_uri" => out.extend_from_slice(request.request_uri().as_bytes()),
         "request_method" => out.extend_from_slice(request.method_str().as_bytes()),
         _ => {
             if let Some(field) = name.strip_prefix("http_") {

@@ -82,6 +82,16 @@ pub fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
     })
 }
 
+/// The target without the scheme and authority of an absolute-form target
+/// (`http://host/p?q` gives `/p?q`, `http://host` gives ``); any other
+/// target as it is.
+pub fn origin_form(target: &[u8]) -> &[u8] {
+    match authority_end(target) {
+        Some(end) => &target[end..],
+        None => target,
+    }
+}
+
 /// Length of `http://` or `https://` (scheme case-insensitive, RFC 3986
 /// §3.1) at the start of `target`.
 fn scheme_len(target: &[u8]) -> Option<usize> {

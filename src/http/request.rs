@@ -8,6 +8,7 @@
 //! 4. validate: version, `Host`, target, framing (`Content-Length`,
 //!    `Transfer-Encoding`), `Connection`, `Expect`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::http::parse_content_length;
@@ -80,6 +81,9 @@ pub struct Request {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     headers: Vec<(Range<usize>, Range<usize>)>,
+    /// Headers whose name holds `_`, dropped (SPEC §9.6): kept only so the
+    /// connection can log them.
+    dropped: Vec<Range<usize>>,
     /// Lower-cased host without port, from the target or `Host`.
     pub host: Option<String>,
     pub framing: Framing,
@@ -113,11 +117,17 @@ impl Request {
         let minor_version = raw.version.ok_or(HeadError::Malformed)?;
         let method_token = offset(method_str.as_bytes());
         let target = offset(target_str.as_bytes());
-        let headers = raw
+        // A name with `_` could stand for one with `-` behind us (CGI and
+        // WSGI servers read them alike): `Transfer_Encoding` would frame a
+        // body differently upstream, `X_Forwarded_For` would spoof a CGI
+        // variable. Dropped here, such a header reaches nothing (as nginx's
+        // `underscores_in_headers off`).
+        let (dropped, headers): (Vec<_>, Vec<_>) = raw
             .headers
             .iter()
             .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
-            .collect();
+            .partition(|(name, _)| buf[name.clone()].contains(&b'_'));
+        let dropped = dropped.into_iter().map(|(name, _)| name).collect();
         let mut request = Request {
             head: buf[..len].to_vec(),
             method_token,
@@ -127,6 +137,7 @@ impl Request {
             path: String::new(),
             minor_version,
             headers,
+            dropped,
             host: None,
             framing: Framing::None,
             expect_continue: false,
@@ -139,6 +150,20 @@ impl Request {
         Ok(Some((request, len)))
     }
 
+    /// The error for a head of `len` bytes under a limit of `max_head`
+    /// (the limit of the server `Host` chose, known only after parsing).
+    pub fn over_limit(&self, len: usize, max_head: usize) -> Option<HeadError> {
+        if len <= max_head {
+            return None;
+        }
+        let line = memchr::memchr(b'\n', &self.head).unwrap_or(self.head.len());
+        Some(if line >= max_head {
+            HeadError::UriTooLong
+        } else {
+            HeadError::HeadTooLarge
+        })
+    }
+
     pub fn method_str(&self) -> &str {
         self.str_at(&self.method_token)
     }
@@ -146,6 +171,24 @@ impl Request {
     /// The request target as sent (for logs and `REQUEST_URI`).
     pub fn target(&self) -> &str {
         self.str_at(&self.target)
+    }
+
+    /// The target as nginx's `$request_uri` and CGI's `REQUEST_URI` give
+    /// it: path and query as sent, without the scheme and authority of an
+    /// absolute-form target.
+    pub fn request_uri(&self) -> Cow<'_, str> {
+        let rest = path::origin_form(self.target().as_bytes());
+        let rest = std::str::from_utf8(rest).unwrap_or("");
+        match rest.as_bytes().first() {
+            Some(b'/') => Cow::Borrowed(rest),
+            // `http://host` or `http://host?q`: the path is `/`.
+            _ => Cow::Owned(format!("/{rest}")),
+        }
+    }
+
+    /// Names of the headers that were dropped for holding `_`.
+    pub fn dropped_headers(&self) -> impl Iterator<Item = &str> + '_ {
+        self.dropped.iter().map(|r| self.str_at(r))
     }
 
     /// The query string without `?`, as sent.
@@ -238,7 +281,9 @@ impl Request {
         let mut codings = self.values("transfer-encoding").peekable();
         let mut lengths = self.values("content-length").peekable();
         if codings.peek().is_some() {
-            if lengths.peek().is_some() {
+            // RFC 9112 §6.1: a 1.0 message with Transfer-Encoding has faulty
+            // framing (an HTTP/1.0 intermediary may not have understood it).
+            if lengths.peek().is_some() || self.minor_version == 0 {
                 return Err(HeadError::BadFraming);
             }
             // Only `chunked`, once, is understood; anything else is 501.
@@ -388,6 +433,9 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", 200),
             ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+            // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\n\r\n", 200),
         ];
         for (input, expected) in cases {
             assert_eq!(status(input), *expected, "{input:?}");
@@ -434,6 +482,32 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(parse(input).unwrap().keep_alive, *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn headers_with_underscores_are_dropped() {
+        let r = parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent_Length: 9\r\nContent-Length: 3\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n").unwrap();
+        assert_eq!(r.framing, Framing::Length(3));
+        assert_eq!(r.header_str("x-forwarded-for"), Some("1.1.1.1"));
+        assert!(r.headers().all(|(name, _)| !name.contains('_')));
+        assert_eq!(
+            r.dropped_headers().collect::<Vec<_>>(),
+            ["Transfer_Encoding", "Content_Length", "X_Forwarded_For"]
+        );
+    }
+
+    #[test]
+    fn request_uri_is_path_and_query_in_every_form() {
+        let cases = [
+            ("/a/b?q=1", "/a/b?q=1"),
+            ("http://h:81/a/b?q=1", "/a/b?q=1"),
+            ("HTTP://h", "/"),
+            ("http://h?q", "/?q"),
+        ];
+        for (target, expected) in cases {
+            let r = parse(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n")).unwrap();
+            assert_eq!(r.request_uri(), expected, "{target}");
         }
     }
 

@@ -38,7 +38,7 @@ use crate::http::chunked::Chunk;
 use crate::http::date::DateCache;
 use crate::http::request::{Framing, Request};
 use crate::http::response::{write_head, Body, Length, Reply};
-use crate::routing::{Limits, RoutingTable, Server};
+use crate::routing::{Limits, LogLevel, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
 use crate::server::proxy::{ProxyRun, ProxyStep, Upstreams};
@@ -336,6 +336,8 @@ pub struct Conn {
     close_after: bool,
     phase: Phase,
     requests: u64,
+    /// `keepalive_timeout` of the server that answered the last request.
+    idle_timeout: Duration,
     redirects: u8,
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
@@ -372,6 +374,7 @@ impl Conn {
             close_after: false,
             phase: Phase::Head,
             requests: 0,
+            idle_timeout: Duration::ZERO,
             redirects: 0,
             accepted_at: now,
             head_started: None,
@@ -483,7 +486,7 @@ impl Conn {
             Phase::Head => match self.head_started {
                 Some(at) => at + limits.client_header_timeout,
                 None if self.requests == 0 => self.accepted_at + limits.client_header_timeout,
-                None => last + limits.keepalive_timeout,
+                None => last + self.idle_timeout,
             },
             Phase::Body(_) => last + limits.client_body_timeout,
             Phase::Cgi(run) if run.waiting_on_client() => last + limits.send_timeout,
@@ -498,12 +501,31 @@ impl Conn {
     // --- Phase::Head ----------------------------------------------------
 
     fn step_head(&mut self, cx: &mut Cx) -> Step {
-        let max_head = self.limits().client_max_header_size;
+        // The head is read up to the largest limit of the servers on this
+        // address; once `Host` has chosen one, its own limit applies.
+        let max_head = self.table.sockets[self.socket_index].max_header_size;
         if !self.client.input.is_empty() {
             self.head_started.get_or_insert(cx.now);
             match Request::parse(self.client.input.data(), max_head) {
                 Ok(Some((request, len))) => {
                     self.client.input.consume(len);
+                    self.server = self
+                        .table
+                        .server_for(self.socket_index, request.host.as_deref());
+                    if let Some(err) = request.over_limit(len, self.limits().client_max_header_size)
+                    {
+                        self.fail_request(err.status(), request, LINGER_CLOSE, cx);
+                        return Step::Progress;
+                    }
+                    if cx.logs.enabled(LogLevel::Info) {
+                        for name in request.dropped_headers() {
+                            cx.logs.info(format_args!(
+                                "client {} sent a header with \"_\" in its name, dropped: \"{}\"",
+                                self.client.peer,
+                                name.escape_debug()
+                            ));
+                        }
+                    }
                     self.requests += 1;
                     self.redirects = 0;
                     self.close_after = false;
@@ -999,6 +1021,9 @@ impl Conn {
         match after {
             After::KeepAlive => {
                 self.phase = Phase::Head;
+                // The server that answered sets how long the connection
+                // may idle; the next head then starts from the default.
+                self.idle_timeout = self.limits().keepalive_timeout;
                 self.server = self.table.sockets[self.socket_index].default_server;
                 self.head_started = (!self.client.input.is_empty()).then_some(cx.now);
                 self.client.last_activity = cx.now;

@@ -12,11 +12,12 @@ use std::path::PathBuf;
 
 use chrono::Local;
 
-use crate::routing::{LogTarget, RoutingTable};
+use crate::routing::{LogLevel, LogTarget, RoutingTable};
 
 #[derive(Debug)]
 pub struct Logs {
     error: LogTarget,
+    level: LogLevel,
     files: HashMap<PathBuf, File>,
 }
 
@@ -55,6 +56,7 @@ impl Logs {
         }
         Ok(Logs {
             error: table.error_log.clone(),
+            level: table.error_log_level,
             files,
         })
     }
@@ -63,21 +65,38 @@ impl Logs {
     pub fn stderr() -> Logs {
         Logs {
             error: LogTarget::Stderr,
+            level: LogLevel::Notice,
             files: HashMap::new(),
         }
     }
 
     pub fn error(&mut self, message: fmt::Arguments) {
-        self.error_log("error", message);
+        self.error_log(LogLevel::Error, message);
+    }
+
+    /// Something a client did that the server refused or repaired (a
+    /// dropped header): not the server's problem, so below `notice`.
+    pub fn info(&mut self, message: fmt::Arguments) {
+        self.error_log(LogLevel::Info, message);
+    }
+
+    /// Whether lines of `level` are written (so callers can skip building
+    /// a message nobody reads).
+    pub fn enabled(&self, level: LogLevel) -> bool {
+        level >= self.level
     }
 
     /// What the operator asked for happened (shutdown, reload), as nginx
     /// logs it: not an error.
     pub fn notice(&mut self, message: fmt::Arguments) {
-        self.error_log("notice", message);
+        self.error_log(LogLevel::Notice, message);
     }
 
-    fn error_log(&mut self, level: &str, message: fmt::Arguments) {
+    fn error_log(&mut self, level: LogLevel, message: fmt::Arguments) {
+        if !self.enabled(level) {
+            return;
+        }
+        let level = level.name();
         let line = format!(
             "{} [{level}] {message}\n",
             Local::now().format("%Y/%m/%d %H:%M:%S")

@@ -150,8 +150,17 @@ pub fn spawn(config: &Path) -> Child {
     spawn_with_env(config, &[])
 }
 
+/// The binary under test: this build's, or `WEBSERV_TEST_BIN` (to show that
+/// a new test fails on an older build).
+pub fn binary() -> PathBuf {
+    std::env::var_os("WEBSERV_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_webserv")),
+        PathBuf::from,
+    )
+}
+
 pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_webserv"))
+    Command::new(binary())
         .arg(config)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
