@@ -64,6 +64,19 @@ const SLEEP_AFTER_HEAD_SH: &str =
     printf 'Content-Type: text/plain\\r\\n\\r\\nstarted\\n'\n\
     sleep 30\n";
 
+/// 5,000 bytes of output, then death by SIGKILL.
+const DIES_SH: &str = "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+    head -c 5000 /dev/zero | tr '\\0' x\n\
+    kill -KILL $$\n";
+const DIES_WITH_LENGTH_SH: &str =
+    "printf 'Content-Type: text/plain\\r\\nContent-Length: 10000\\r\\n\\r\\n'\n\
+    head -c 5000 /dev/zero | tr '\\0' x\n\
+    kill -KILL $$\n";
+/// 5,000 bytes of output, then exit status 3.
+const FAILS_SH: &str = "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+    head -c 5000 /dev/zero | tr '\\0' x\n\
+    exit 3\n";
+
 fn files() -> Vec<(&'static str, &'static [u8])> {
     vec![
         ("www/static.txt", b"static file\n"),
@@ -77,6 +90,9 @@ fn files() -> Vec<(&'static str, &'static [u8])> {
             b"echo '<html>no header block</html>'\n",
         ),
         ("www/cgi/crash.sh", b"kill -SEGV $$\n"),
+        ("www/cgi/dies.sh", DIES_SH.as_bytes()),
+        ("www/cgi/dieslen.sh", DIES_WITH_LENGTH_SH.as_bytes()),
+        ("www/cgi/fails.sh", FAILS_SH.as_bytes()),
         ("www/cgi/silent.sh", b"exit 3\n"),
         (
             "www/cgi/status.sh",
@@ -569,6 +585,43 @@ fn garbage_output_crash_and_silence_are_502() {
         let r = request(&s, "GET", &format!("/cgi/{script}"), "", b"");
         assert_eq!(r.status, 502, "{script}: {}", r.text());
     }
+}
+
+/// SPEC §9.6: a script that dies after its output began must not look
+/// like one that finished: no final chunk, and the connection closes.
+#[test]
+fn a_script_that_dies_mid_output_gets_no_valid_end() {
+    let s = server();
+    for script in ["dies.sh", "fails.sh"] {
+        // Keep-alive asked for: only a close can tell the body was cut.
+        let raw =
+            s.raw(format!("GET /cgi/{script} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{script}: {head}");
+        assert!(
+            head.contains("Transfer-Encoding: chunked"),
+            "{script}: {head}"
+        );
+        assert!(
+            body.contains(&"x".repeat(1000)),
+            "{script}: the output began"
+        );
+        assert!(
+            !body.ends_with("0\r\n\r\n"),
+            "{script}: a truncated body got a final chunk"
+        );
+    }
+    // With the script's own Content-Length: fewer bytes, then the close.
+    let raw = s.raw(b"GET /cgi/dieslen.sh HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.contains("Content-Length: 10000"), "{head}");
+    assert_eq!(body.len(), 5000);
+    // A script that ends well still gets its final chunk (see
+    // output_without_length_arrives_chunked_and_complete), and the server
+    // goes on serving.
+    assert_eq!(s.get("/static.txt").status, 200);
 }
 
 #[test]

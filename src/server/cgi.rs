@@ -13,16 +13,24 @@
 //!    chunked (HTTP/1.1), or until close (HTTP/1.0); stdout is not read
 //!    while the client is slow, so memory stays bounded.
 //!
-//! A script that ends before a valid header block is a 502. The child is
+//! A script that ends before a valid header block is a 502. One that ends
+//! abnormally after its output began (killed by a signal, or an exit
+//! status other than 0) gets no valid end: no final chunk, the connection
+//! closes (SPEC §9.6), so no client takes the truncated body for a whole
+//! one. Its exit is known from a pidfd in the same `Poll`; if it still runs
+//! [`EXIT_GRACE`] after closing its stdout, the body counts as whole. The
+//! child is
 //! killed (its whole process group) when the exchange is abandoned, and is
 //! always handed to the event loop's reaper: no zombie survives.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mio::unix::pipe::{Receiver, Sender};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::cgi::{self, CgiHead};
@@ -31,11 +39,15 @@ use crate::http::response::{write_head_end, write_head_start, write_header, Leng
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, ReadOutcome};
 use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
+use crate::server::sys;
 
 /// The most bytes buffered on their way to the script's stdin.
 const STDIN_BUFFER: usize = 64 * 1024;
 /// The most bytes of a CGI header block.
 const HEAD_LIMIT: usize = 16 * 1024;
+/// How long the end of a body waits for the script's exit status once its
+/// output has ended.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the script's stdin comes from.
 pub enum Feed {
@@ -71,6 +83,12 @@ pub struct CgiRun {
     stdout: Option<Receiver>,
     stdout_ready: bool,
     stdout_closed: bool,
+    /// Readable when the child exits; `None` where pidfds do not exist.
+    exit_fd: Option<OwnedFd>,
+    exit_ready: bool,
+    /// stdout ended after the response began: the body ends once the exit
+    /// status says it is whole, or at this instant.
+    exit_wait: Option<Instant>,
     feed: Feed,
     /// Bytes on their way to stdin.
     pending: Vec<u8>,
@@ -96,7 +114,7 @@ impl CgiRun {
         child: cgi::CgiChild,
         feed: Feed,
         registry: &Registry,
-        tokens: (Token, Token),
+        tokens: (Token, Token, Token),
         timeout: Duration,
         now: Instant,
     ) -> io::Result<CgiRun> {
@@ -107,6 +125,7 @@ impl CgiRun {
         } = child;
         let mut stdin = Sender::from(stdin);
         let mut stdout = Receiver::from(stdout);
+        let exit_fd = sys::pidfd_open(child.id()).ok();
         let mut run = CgiRun {
             interim: if request.expect_continue && matches!(feed, Feed::Client(_)) {
                 b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -120,6 +139,9 @@ impl CgiRun {
             stdout: None,
             stdout_ready: false,
             stdout_closed: false,
+            exit_fd,
+            exit_ready: false,
+            exit_wait: None,
             feed,
             pending: Vec::new(),
             pending_pos: 0,
@@ -135,7 +157,13 @@ impl CgiRun {
         // child (through `run`'s owner, who reaps it).
         let registered = registry
             .register(&mut stdin, tokens.0, Interest::WRITABLE)
-            .and_then(|()| registry.register(&mut stdout, tokens.1, Interest::READABLE));
+            .and_then(|()| registry.register(&mut stdout, tokens.1, Interest::READABLE))
+            .and_then(|()| match &run.exit_fd {
+                Some(fd) => {
+                    registry.register(&mut SourceFd(&fd.as_raw_fd()), tokens.2, Interest::READABLE)
+                }
+                None => Ok(()),
+            });
         run.stdin = Some(stdin);
         run.stdout = Some(stdout);
         match registered {
@@ -156,6 +184,30 @@ impl CgiRun {
     pub fn stdout_ready(&mut self, closed: bool) {
         self.stdout_ready = true;
         self.stdout_closed |= closed;
+    }
+
+    pub fn exit_ready(&mut self) {
+        self.exit_ready = true;
+    }
+
+    /// The output ended and the run waits for the script's exit status.
+    pub fn awaiting_exit(&self) -> bool {
+        self.exit_wait.is_some()
+    }
+
+    /// The script outlived [`EXIT_GRACE`] after its output: the body ends
+    /// as it is (the reaper kills the script at `cgi_timeout`).
+    pub fn stop_awaiting_exit(&mut self) {
+        self.exit_wait = None;
+        if let Some(relay) = &mut self.relay {
+            relay.end();
+        }
+    }
+
+    /// When the run gives up: `cgi_timeout` after the last progress, or the
+    /// end of the wait for the exit status.
+    pub fn deadline(&self) -> Instant {
+        self.exit_wait.unwrap_or(self.last_progress + self.timeout)
     }
 
     /// Whether a response head has gone out (then a failure can only close).
@@ -192,6 +244,12 @@ impl CgiRun {
         match self.read_stdout(cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
+        }
+        if self.exit_wait.is_some() {
+            match self.settle_exit(cx) {
+                Ok(moved) => progress |= moved,
+                Err(step) => return step,
+            }
         }
         if let Some(relay) = &mut self.relay {
             match client.flush(relay, cx.now) {
@@ -329,10 +387,10 @@ impl CgiRun {
             if let Some(mut stdout) = self.stdout.take() {
                 let _ = cx.registry.deregister(&mut stdout);
             }
-            return match &mut self.relay {
-                Some(relay) => {
-                    relay.end();
-                    Ok(true)
+            return match &self.relay {
+                Some(_) => {
+                    self.exit_wait = Some(cx.now + EXIT_GRACE);
+                    self.settle_exit(cx).map(|_| true)
                 }
                 None => Err(CgiStep::Fail(502)),
             };
@@ -348,6 +406,34 @@ impl CgiRun {
             }
         }
         Ok(true)
+    }
+
+    /// The output has ended: end the body if the script exited with 0,
+    /// abort (no valid end, close) if it failed, wait if it still runs.
+    fn settle_exit(&mut self, cx: &mut Cx) -> Result<bool, CgiStep> {
+        let status = match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => status,
+            // Still running: the pidfd (or the grace deadline) wakes us.
+            Some(Ok(None)) if self.exit_fd.is_some() => return Ok(false),
+            // No way to learn the exit: the body ends with the output.
+            Some(Ok(None) | Err(_)) | None => {
+                self.stop_awaiting_exit();
+                return Ok(true);
+            }
+        };
+        self.exit_wait = None;
+        if status.success() {
+            if let Some(relay) = &mut self.relay {
+                relay.end();
+            }
+            return Ok(true);
+        }
+        cx.logs.error(format_args!(
+            "cgi script for \"{}\" ended abnormally ({status}) after its output began; \
+             the response is cut off",
+            self.request.request_line().escape_debug()
+        ));
+        Err(CgiStep::Abort)
     }
 
     fn parse_head(&mut self, cx: &mut Cx) -> Result<(), CgiStep> {
@@ -418,6 +504,9 @@ impl CgiRun {
 
     fn release(&mut self, registry: &Registry, reaper: &mut Reaper, kill_at: Option<Instant>) {
         self.close_stdin(registry);
+        if let Some(fd) = self.exit_fd.take() {
+            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
         if let Some(mut stdout) = self.stdout.take() {
             let _ = registry.deregister(&mut stdout);
         }

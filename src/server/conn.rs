@@ -61,10 +61,12 @@ pub enum Source {
     CgiStdin,
     CgiStdout,
     Upstream,
+    /// The CGI child's exit (a pidfd).
+    CgiExit,
 }
 
 impl Source {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     pub fn from_index(i: usize) -> Option<Source> {
         [
@@ -72,6 +74,7 @@ impl Source {
             Source::CgiStdin,
             Source::CgiStdout,
             Source::Upstream,
+            Source::CgiExit,
         ]
         .get(i)
         .copied()
@@ -398,9 +401,12 @@ impl Conn {
             }
             (Source::CgiStdin, Phase::Cgi(run)) => run.stdin_ready(),
             (Source::CgiStdout, Phase::Cgi(run)) => run.stdout_ready(ready.read_closed),
+            (Source::CgiExit, Phase::Cgi(run)) => run.exit_ready(),
             (Source::Upstream, Phase::Proxy(run)) => run.upstream_ready(ready),
             // A pipe or socket of an exchange that already ended.
-            (Source::CgiStdin | Source::CgiStdout | Source::Upstream, _) => return Verdict::Keep,
+            (Source::CgiStdin | Source::CgiStdout | Source::CgiExit | Source::Upstream, _) => {
+                return Verdict::Keep
+            }
         }
         self.run(cx)
     }
@@ -413,6 +419,9 @@ impl Conn {
             Phase::Head if self.head_started.is_some() => self.fail(408, CLOSE, cx),
             Phase::Body(_) => self.fail(408, CLOSE, cx),
             Phase::Cgi(run) if !run.responded() => self.fail(504, CLOSE, cx),
+            // The output ended and the script still runs after the grace:
+            // the body is whole as far as anyone can tell.
+            Phase::Cgi(run) if run.awaiting_exit() => run.stop_awaiting_exit(),
             Phase::Proxy(run) if !run.responded() => {
                 let table = Arc::clone(&self.table);
                 let bodyless = run.request.framing == Framing::None;
@@ -490,7 +499,7 @@ impl Conn {
             },
             Phase::Body(_) => last + limits.client_body_timeout,
             Phase::Cgi(run) if run.waiting_on_client() => last + limits.send_timeout,
-            Phase::Cgi(run) => run.last_progress + run.timeout,
+            Phase::Cgi(run) => run.deadline(),
             Phase::Proxy(run) if run.waiting_on_client() => last + limits.send_timeout,
             Phase::Proxy(run) => run.last_progress.max(last) + run.timeout(),
             Phase::Write(_) => last + limits.send_timeout,
@@ -742,6 +751,7 @@ impl Conn {
         let tokens = (
             (cx.token)(self.key, Source::CgiStdin),
             (cx.token)(self.key, Source::CgiStdout),
+            (cx.token)(self.key, Source::CgiExit),
         );
         match CgiRun::start(
             request,

@@ -1,10 +1,11 @@
-//! The few system calls std does not offer: `send` with `MSG_MORE` and
-//! `sendfile`. Both work on non-blocking sockets and report `WouldBlock`
-//! like any other write.
+//! The few system calls std does not offer: `send` with `MSG_MORE`,
+//! `sendfile` (both work on non-blocking sockets and report `WouldBlock`
+//! like any other write) and `pidfd_open` (a child's exit as a readable
+//! descriptor for the event loop).
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Sends `buf`, telling the kernel more data follows at once (a file body),
 /// so the head and the first bytes of the body leave in one segment.
@@ -46,4 +47,20 @@ pub fn sendfile(
     }
     *offset = off as u64;
     Ok(n as usize)
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+;
+/// `Err` on older kernels, where callers do without). Close-on-exec.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor
+    // (close-on-exec by definition) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
