@@ -29,7 +29,7 @@ const MULTIPART_PENDING: usize = 64 * 1024;
 const MAX_LISTED_FIELDS: usize = 100;
 
 /// Why an upload failed, as a status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum UploadError {
     /// A malformed multipart body.
     BadBody,
@@ -40,8 +40,9 @@ pub enum UploadError {
     NameTooLong,
     /// The name of another upload's temporary file.
     Forbidden,
-    /// Writing failed: disk full, permissions.
-    Io,
+    /// Writing failed: disk full, file size limit or quota (507), anything
+    /// else (500). The error names the file where it can.
+    Io(io::Error),
 }
 
 /// Temporary upload files start with this: no request may name one.
@@ -54,15 +55,33 @@ pub fn is_temp_name(path: &str) -> bool {
 }
 
 impl UploadError {
-    pub fn status(self) -> u16 {
+    pub fn status(&self) -> u16 {
         match self {
             UploadError::BadBody => 400,
             UploadError::Conflict => 409,
             UploadError::NameTooLong => 414,
             UploadError::Forbidden => 403,
-            UploadError::Io => 500,
+            UploadError::Io(err) if is_storage_full(err) => 507,
+            UploadError::Io(_) => 500,
         }
     }
+
+    /// What the error log should say, for failures that are the server's.
+    pub fn log_message(&self) -> Option<String> {
+        match self {
+            UploadError::Io(err) => Some(format!("upload failed: {err}")),
+            _ => None,
+        }
+    }
+}
+
+/// Out of room: disk or inodes full, `RLIMIT_FSIZE` reached (EFBIG, with
+/// SIGXFSZ caught), or a quota (SPEC §9.6: 507).
+fn is_storage_full(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl From<io::Error> for UploadError {
@@ -72,7 +91,7 @@ impl From<io::Error> for UploadError {
             | io::ErrorKind::NotADirectory
             | io::ErrorKind::IsADirectory => UploadError::Conflict,
             _ if err.raw_os_error() == Some(libc::ENAMETOOLONG) => UploadError::NameTooLong,
-            _ => UploadError::Io,
+            _ => UploadError::Io(err),
         }
     }
 }
@@ -114,11 +133,18 @@ impl TempFile {
         }
     }
 
+    /// Appends `data`; an error names the file.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        match &mut self.file {
+        let result = match &mut self.file {
             Some(file) => file.write_all(data),
             None => Err(io::Error::other("write to a closed temporary file")),
-        }
+        };
+        result.map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("writing {}: {err}", self.path.display()),
+            )
+        })
     }
 
     /// Closes the descriptor; the file stays until committed or dropped.
@@ -562,7 +588,9 @@ mod tests {
             (io::ErrorKind::NotADirectory.into(), 409),
             (io::ErrorKind::IsADirectory.into(), 409),
             (io::Error::from_raw_os_error(libc::ENAMETOOLONG), 414),
-            (io::Error::from_raw_os_error(libc::ENOSPC), 500),
+            (io::Error::from_raw_os_error(libc::ENOSPC), 507),
+            (io::Error::from_raw_os_error(libc::EFBIG), 507),
+            (io::Error::from_raw_os_error(libc::EDQUOT), 507),
             (io::ErrorKind::PermissionDenied.into(), 500),
         ];
         for (err, status) in table {

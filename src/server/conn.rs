@@ -627,13 +627,24 @@ impl Conn {
             };
         }
         let sink = &mut body.sink;
+        let mut failure = None;
         let step = body
             .input
             .step(&mut self.client, BODY_BUFFER, cx, |data| match sink {
                 Sink::Discard(_) => Ok(()),
-                Sink::Upload(upload) => upload.write(data).map_err(|e| e.status()),
-                Sink::Spool { file, .. } => file.write_all(data).map_err(|_| 500),
+                Sink::Upload(upload) => upload.write(data).map_err(|err| {
+                    let status = err.status();
+                    failure = err.log_message();
+                    status
+                }),
+                Sink::Spool { file, .. } => file.write_all(data).map_err(|err| {
+                    failure = Some(format!("spooling a chunked CGI body: {err}"));
+                    500
+                }),
             });
+        if let Some(message) = failure {
+            cx.logs.error(format_args!("{message}"));
+        }
         match step {
             Ok(BodyStep::Data | BodyStep::Read) => Step::Progress,
             Ok(BodyStep::Done) => {
@@ -665,6 +676,9 @@ impl Conn {
         let reply = match sink {
             Sink::Discard(reply) => reply,
             Sink::Upload(upload) => upload.finish().unwrap_or_else(|err| {
+                if let Some(message) = err.log_message() {
+                    cx.logs.error(format_args!("{message}"));
+                }
                 let server = &self.table.servers[self.server];
                 error_page::reply(err.status(), server, server.select_location(&request.path))
             }),

@@ -22,6 +22,7 @@ use crate::config;
 /// errors prints the same diagnostics as `check` and fails.
 pub fn run(config: &Path) -> anyhow::Result<()> {
     crate::handlers::cgi::cloexec_inherited_fds();
+    sys::survive_file_size_limit()?;
     let (table, report) = config::load(config);
     eprint!("{}", report.render_text());
     let Some(table) = table else {

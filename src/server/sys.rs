@@ -64,3 +64,12 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Catches SIGXFSZ with a handler that does nothing: a write past
+/// `RLIMIT_FSIZE` then fails with EFBIG (an upload answered 507) instead of
+/// killing the server. A caught signal, unlike an ignored one, is back to
+/// its default in the programs the server executes (CGI scripts).
+pub fn survive_file_size_limit() -> io::Result<()> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(libc::SIGXFSZ, flag).map(drop)
+}

@@ -42,6 +42,18 @@ impl Server {
     /// Like [`Server::start`], with extra variables in the server's own
     /// environment (to prove they do not reach a CGI script).
     pub fn start_with_env(template: &str, files: &[(&str, &[u8])], env: &[(&str, &str)]) -> Server {
+        Server::start_with(template, files, |command| {
+            command.envs(env.iter().copied());
+        })
+    }
+
+    /// Like [`Server::start`], with the command adjusted before it runs (a
+    /// resource limit, variables).
+    pub fn start_with(
+        template: &str,
+        files: &[(&str, &[u8])],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         for (path, content) in files {
             let path = dir.path().join(path);
@@ -54,7 +66,9 @@ impl Server {
             .replace("{port}", &port.to_string())
             .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
         fs::write(&config, text).expect("write config");
-        let child = spawn_with_env(&config, env);
+        let mut command = command_for(&config);
+        configure(&mut command);
+        let child = command.spawn().expect("spawn webserv");
         let mut server = Server {
             child,
             port,
@@ -160,14 +174,21 @@ pub fn binary() -> PathBuf {
 }
 
 pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(binary())
-        .arg(config)
+    command_for(config)
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn webserv")
+}
+
+/// `webserv CONFIG`, stdout and stderr piped, nothing on stdin.
+pub fn command_for(config: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
