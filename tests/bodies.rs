@@ -304,6 +304,61 @@ fn multipart_file_names_stay_inside_the_store() {
     assert_eq!(listing(&s.path("store")).len(), cases.len());
 }
 
+/// A client cannot claim the name of a temporary file: it would be stored,
+/// then hidden from listings and refused to DELETE.
+#[test]
+fn multipart_file_name_with_the_reserved_prefix_is_renamed() {
+    let s = server();
+    let r = post_multipart(
+        &s,
+        "/uploads/",
+        &[("f", Some(".webserv-1-99.part"), b"claimed")],
+    );
+    assert_created_at(&r, "/uploads/webserv-1-99.part");
+    assert_eq!(listing(&s.path("store")), ["webserv-1-99.part"]);
+    assert_eq!(delete(&s, "/uploads/webserv-1-99.part").status, 204);
+    assert_eq!(listing(&s.path("store")), Vec::<String>::new());
+}
+
+/// Another client's upload in progress cannot be read by its (guessable)
+/// temporary name.
+#[test]
+fn an_upload_in_progress_cannot_be_read() {
+    let s = server();
+    let mut uploader = s.connect();
+    uploader
+        .write_all(
+            b"PUT /uploads/big.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\npartial-secret",
+        )
+        .expect("send");
+    let store = s.path("store");
+    let deadline = Instant::now() + TIMEOUT;
+    let temp = loop {
+        if let Some(name) = listing(&store)
+            .into_iter()
+            .find(|n| n.starts_with(".webserv-"))
+        {
+            if fs::metadata(store.join(&name)).map_or(0, |m| m.len()) > 0 {
+                break name;
+            }
+        }
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        thread::sleep(Duration::from_millis(10));
+    };
+    for method in ["GET", "HEAD"] {
+        let r = s.send(
+            format!(
+                "{method} /uploads/{temp} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{method} {temp}");
+        assert!(!r.text().contains("partial-secret"));
+    }
+    drop(uploader);
+    wait_listing(&store, &[]);
+}
+
 #[test]
 fn multipart_name_needing_percent_encoding_round_trips() {
     let s = server();

@@ -53,6 +53,11 @@ pub fn handle(request: &Request, server: &Server) -> Action {
         }
     }
     match method {
+        // Another upload's file in progress is not there to be read (its
+        // name is guessable); PUT and DELETE refuse it alike.
+        Method::Get | Method::Head if upload::is_temp_name(&request.path) => {
+            Action::Reply(error_page::reply(403, server, location))
+        }
         Method::Get | Method::Head => Action::Reply(static_file::get(request, server, location)),
         Method::Post | Method::Put => match &location.upload_store {
             Some(store) => {

@@ -383,7 +383,8 @@ impl MultipartUpload {
                     let name = info
                         .filename
                         .as_deref()
-                        .and_then(multipart::sanitize_filename);
+                        .and_then(multipart::sanitize_filename)
+                        .map(unreserved);
                     match name {
                         Some(name) => self.current = Some((TempFile::create_in(&self.dir)?, name)),
                         None if self.fields.len() < MAX_LISTED_FIELDS => {
@@ -415,6 +416,16 @@ impl MultipartUpload {
             return Err(UploadError::BadBody);
         }
         Ok(())
+    }
+}
+
+/// A client's file name that claims the prefix of temporary files would be
+/// stored, then hidden and undeletable: it loses its leading dot
+/// (`.webserv-1-2.part` is stored as `webserv-1-2.part`).
+fn unreserved(name: String) -> String {
+    match name.strip_prefix('.') {
+        Some(rest) if name.starts_with(TEMP_PREFIX) => rest.to_owned(),
+        _ => name,
     }
 }
 
