@@ -1,7 +1,8 @@
 //! Faults of the environment (SPEC §9.6): a file-size limit and a full
 //! filesystem while storing uploads and PUTs. Each answers 507, leaves
 //! nothing in the store, says in the error log which file and why, and the
-//! server goes on serving.
+//! server goes on serving. Also: binding what the kernel could refuse
+//! (IPv6 and IPv4 wildcards on one port).
 
 mod common;
 
@@ -175,4 +176,75 @@ fn a_full_filesystem_gives_507_and_the_server_survives() {
     let r = post_multipart(&s, "big.bin", &big);
     assert_eq!(r.status, 507, "{}", r.text());
     assert_refused_cleanly(&s, &store, "No space left on device");
+}
+
+/// `listen [::]:P` beside `listen P` binds both (IPv6 sockets are
+/// IPv6-only, as nginx's). Wildcard addresses are bound only inside a
+/// network namespace of the test's own (`unshare -n`), which reaches no
+/// other host; where one cannot be made, the test says why and passes.
+#[test]
+fn ipv6_and_ipv4_wildcards_on_one_port_both_listen() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::thread;
+
+    if !Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: cannot make a network namespace (unshare -n)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("dual.conf");
+    fs::write(
+        &config,
+        "server { listen [::]:8080; listen 8080; return 200 ok; }\n",
+    )
+    .expect("write config");
+    let mut child = Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(common::binary())
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut err);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("listening on http://[::]:8080"))
+            && lines
+                .iter()
+                .any(|l| l.contains("listening on http://0.0.0.0:8080")),
+        "not both listening: {lines:?}, {status}, stderr: {err}"
+    );
 }

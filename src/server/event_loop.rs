@@ -467,6 +467,5 @@ impl EventLoop {
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    // mio sets SO_REUSEADDR and a backlog of 1024.
-    TcpListener::bind(addr)
+    crate::server::sys::listen_on(addr).map(TcpListener::from_std)
 }
