@@ -22,6 +22,11 @@ $(NAME): build-release
 build-release:
 	$(CARGO) build --release
 
+# A self-signed certificate for conf.d/examples/tls.conf (never committed).
+.PHONY: cert
+cert:
+	$(CARGO) run --release --example selfsigned -- conf.d/examples/tls
+
 clean:
 	$(CARGO) clean
 

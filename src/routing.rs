@@ -46,6 +46,56 @@ pub struct ListenSocket {
     /// The largest `client_max_header_size` of these servers: how much of
     /// a head is read before `Host` says whose limit applies.
     pub max_header_size: usize,
+    /// `listen ... ssl`: the TLS config its connections handshake with.
+    #[serde(rename = "ssl", serialize_with = "ser_is_some")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The server names of one listen address, by position in its server
+/// list: SNI picks a certificate with them as `Host` picks a server.
+#[derive(Debug, Clone)]
+pub struct NameTable {
+    names: Vec<Vec<String>>,
+}
+
+impl NameTable {
+    pub fn of(socket: &ListenSocket, servers: &[Server]) -> NameTable {
+        NameTable {
+            names: socket
+                .servers
+                .iter()
+                .map(|&i| servers[i].names.clone())
+                .collect(),
+        }
+    }
+
+    /// The position of the server that `host` names.
+    pub fn position(&self, host: &str) -> Option<usize> {
+        let host = host.trim_end_matches('.');
+        self.names
+            .iter()
+            .position(|names| names.iter().any(|n| n.eq_ignore_ascii_case(host)))
+    }
+}
+
+/// `ssl_protocols`: which TLS versions a server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TlsVersions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for TlsVersions {
+    fn default() -> Self {
+        TlsVersions {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
+fn ser_is_some<T, S: serde::Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(value.is_some())
 }
 
 /// One `server { }` block.
@@ -65,6 +115,10 @@ pub struct Server {
     pub fallback: Location,
     pub limits: Limits,
     pub access_log: LogTarget,
+    /// `ssl_certificate` and its key, loaded.
+    #[serde(skip)]
+    pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
+    pub tls_versions: TlsVersions,
 }
 
 /// Limits that apply per connection, before a location is known.

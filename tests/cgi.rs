@@ -325,6 +325,7 @@ fn every_spec_variable_reaches_the_script_and_nothing_else() {
         ("REMOTE_ADDR", "127.0.0.1"),
         ("REMOTE_PORT", &client_port),
         ("REDIRECT_STATUS", "200"),
+        ("REQUEST_SCHEME", "http"),
         ("HTTP_HOST", "localhost"),
         ("HTTP_X_CUSTOM_HEADER", "hello"),
         ("HTTP_COOKIE", "a=1; b=2"),

@@ -8,6 +8,9 @@
 //! `UPDATE_EXPECTED=1` to rewrite the `.expected` files after a deliberate
 //! change, then review the diff.
 
+#[path = "common/certs.rs"]
+mod certs;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -84,6 +87,12 @@ fn warnings_alone_do_not_fail() {
 
 #[test]
 fn every_shipped_config_passes() {
+    // What `make cert` writes for the TLS demo (never committed).
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.d/examples/tls");
+    if !tls.join("localhost.crt").exists() {
+        certs::write_self_signed(&tls, "localhost", &["localhost", "127.0.0.1", "::1"])
+            .expect("demo certificate");
+    }
     let mut files = configs("conf.d");
     files.extend(configs("conf.d/examples"));
     assert!(files.len() >= 9);

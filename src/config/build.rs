@@ -42,6 +42,7 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
             .max()
             .unwrap_or(0);
     }
+    super::tls::attach(&server_scopes, &mut servers, &mut sockets, report);
     warn_error_pages(&servers, &merged, report);
     RoutingTable {
         sockets,
@@ -159,6 +160,8 @@ fn build_server<'a>(
         locations,
         limits: limits(&own),
         access_log: own.access_log.clone().expect(HAS_DEFAULT),
+        tls: None,
+        tls_versions: own.ssl_protocols.expect(HAS_DEFAULT),
     };
     let merged = Merged {
         server: own,
@@ -378,6 +381,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                         servers: Vec::new(),
                         default_server: i,
                         max_header_size: 0,
+                        tls: None,
                     });
                     explicit_default.push(None);
                     names.push(HashMap::new());

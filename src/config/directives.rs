@@ -10,7 +10,7 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
 use crate::http::Method;
-use crate::routing::{LogLevel, LogTarget, MethodSet, Return};
+use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions};
 
 /// A set of [`Context`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,10 +230,10 @@ pub const DIRECTIVES: &[Directive] = &[
     Directive {
         name: "listen",
         contexts: S,
-        arity: Between(1, 2),
+        arity: Between(1, 3),
         repeatable: true,
         action: Action::Set(listen),
-        usage: "[ADDR:]PORT [default_server]",
+        usage: "[ADDR:]PORT [ssl] [default_server]",
         default: DefaultValue::Unset,
         doc: "Required. ADDR is IPv4, `[IPv6]`, `*` or `localhost`; a bare PORT listens on all interfaces.",
     },
@@ -573,6 +573,63 @@ pub const DIRECTIVES: &[Directive] = &[
         default: DefaultValue::Value("60s"),
         doc: "Longest gap between two reads from a backend. Slower: 504.",
     },
+    Directive {
+        name: "ssl_certificate",
+        contexts: S,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.ssl_certificate = Some(Box::new(args.at(args.path(0))));
+            Ok(())
+        }),
+        usage: "PATH",
+        default: DefaultValue::Unset,
+        doc: "PEM certificate chain (leaf first) for this server's `ssl` listen addresses.",
+    },
+    Directive {
+        name: "ssl_certificate_key",
+        contexts: S,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.ssl_certificate_key = Some(Box::new(args.at(args.path(0))));
+            Ok(())
+        }),
+        usage: "PATH",
+        default: DefaultValue::Unset,
+        doc: "PEM private key (PKCS#8, PKCS#1 or SEC1) of `ssl_certificate`.",
+    },
+    Directive {
+        name: "ssl_protocols",
+        contexts: GS,
+        arity: Between(1, 2),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            let mut versions = TlsVersions {
+                tls12: false,
+                tls13: false,
+            };
+            for i in 0..args.values.len() {
+                match args.text(i) {
+                    "TLSv1.2" => versions.tls12 = true,
+                    "TLSv1.3" => versions.tls13 = true,
+                    other => {
+                        return Err(ArgError {
+                            arg: i,
+                            message: format!(
+                                "unsupported protocol \"{other}\" (TLSv1.2 and/or TLSv1.3)"
+                            ),
+                        })
+                    }
+                }
+            }
+            scope.settings.ssl_protocols = Some(versions);
+            Ok(())
+        }),
+        usage: "TLSv1.2 | TLSv1.3 ...",
+        default: DefaultValue::Value("TLSv1.2 TLSv1.3"),
+        doc: "TLS versions offered on `ssl` addresses (the address's default server decides).",
+    },
 ];
 
 /// The directive called `name` allowed in `context`, else any called `name`
@@ -656,19 +713,34 @@ fn member(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
 
 fn listen(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
     let addr = args.parse(0, values::listen_addr)?;
-    let default_server = match args.values.get(1) {
-        Some(t) if t.text == "default_server" => Some(t.span),
-        Some(t) => {
+    let mut default_server = None;
+    let mut ssl = None;
+    for (i, t) in args.values.iter().enumerate().skip(1) {
+        let slot = match t.text.as_ref() {
+            "default_server" => &mut default_server,
+            "ssl" => &mut ssl,
+            _ => {
+                return Err(ArgError {
+                    arg: i,
+                    message: format!(
+                        "expected \"ssl\" or \"default_server\", found \"{}\"",
+                        t.text
+                    ),
+                })
+            }
+        };
+        if slot.is_some() {
             return Err(ArgError {
-                arg: 1,
-                message: format!("expected \"default_server\", found \"{}\"", t.text),
-            })
+                arg: i,
+                message: format!("\"{}\" given twice", t.text),
+            });
         }
-        None => None,
-    };
+        *slot = Some(t.span);
+    }
     scope.listen.push(args.at(Listen {
         addr,
         default_server,
+        ssl,
     }));
     Ok(())
 }

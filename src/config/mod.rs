@@ -23,6 +23,7 @@ mod readme;
 mod scope;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod validate;
 mod values;
 mod walk;

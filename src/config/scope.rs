@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::diag::Span;
 use super::values::ProxyUrl;
-use crate::routing::{LogLevel, LogTarget, MethodSet, Return};
+use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions};
 
 /// The four kinds of block a directive can appear in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// Where `default_server` was written, if it was.
     pub default_server: Option<Span>,
+    /// Where `ssl` was written, if it was.
+    pub ssl: Option<Span>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +115,9 @@ pub struct Settings {
     pub proxy_set_header: Option<Vec<(String, String)>>,
     pub proxy_connect_timeout: Option<Duration>,
     pub proxy_read_timeout: Option<Duration>,
+    pub ssl_certificate: Option<Box<At<PathArg>>>,
+    pub ssl_certificate_key: Option<Box<At<PathArg>>>,
+    pub ssl_protocols: Option<TlsVersions>,
 }
 
 macro_rules! inherit_fields {
@@ -142,7 +147,7 @@ impl Settings {
             client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script,
             client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
             max_connections, access_log, error_log, proxy_pass, proxy_set_header,
-            proxy_connect_timeout, proxy_read_timeout,
+            proxy_connect_timeout, proxy_read_timeout, ssl_protocols,
         );
     }
 }

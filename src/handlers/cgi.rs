@@ -168,6 +168,11 @@ pub fn environment(
     if let Some(content_type) = request.header("content-type") {
         env.push(var("CONTENT_TYPE", String::from_utf8_lossy(content_type)));
     }
+    // As nginx's fastcgi_params: `REQUEST_SCHEME` always, `HTTPS` over TLS.
+    env.push(var("REQUEST_SCHEME", request.scheme()));
+    if request.via.https {
+        env.push(var("HTTPS", "on"));
+    }
     env.extend([
         var("REMOTE_ADDR", remote.ip().to_canonical().to_string()),
         var("REMOTE_PORT", remote.port().to_string()),
@@ -845,6 +850,7 @@ mod tests {
             ("PATH_TRANSLATED", "/srv/www/a b"),
             ("CONTENT_LENGTH", "5"),
             ("CONTENT_TYPE", "text/plain"),
+            ("REQUEST_SCHEME", "http"),
             ("REMOTE_ADDR", "10.0.0.7"),
             ("REMOTE_PORT", "4242"),
             ("REDIRECT_STATUS", "200"),
@@ -882,6 +888,7 @@ mod tests {
                 "SCRIPT_NAME",
                 "SCRIPT_FILENAME",
                 "PATH_INFO",
+                "REQUEST_SCHEME",
                 "REMOTE_ADDR",
                 "REMOTE_PORT",
                 "REDIRECT_STATUS",

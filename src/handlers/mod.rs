@@ -17,6 +17,7 @@ use crate::handlers::cgi::Script;
 use crate::handlers::upload::{Upload, UploadError};
 use crate::http::request::Request;
 use crate::http::response::Reply;
+use crate::http::vars;
 use crate::http::Method;
 use crate::routing::{Location, MethodSet, Return, Server};
 
@@ -39,7 +40,7 @@ pub fn handle(request: &Request, server: &Server) -> Action {
         return Action::Reply(error_page::reply(501, server, location));
     };
     if let Some(ret) = &location.ret {
-        return Action::Reply(redirect_or_text(ret, server, location));
+        return Action::Reply(redirect_or_text(ret, request, server, location));
     }
     if !location.methods.contains(method) {
         return Action::Reply(method_not_allowed(location.methods, server, location));
@@ -104,13 +105,31 @@ fn upload_action(
 
 /// `return CODE [URL or TEXT]`: a redirect with `Location`, a text body, or
 /// the code's error page (as nginx does for `return 404;`).
-fn redirect_or_text(ret: &Return, server: &Server, location: &Location) -> Reply {
+fn redirect_or_text(
+    ret: &Return,
+    request: &Request,
+    server: &Server,
+    location: &Location,
+) -> Reply {
     let is_redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
+    // `return 301 https://$host$request_uri;`: variables are expanded per
+    // request; a value without any is used as written.
+    let expanded = |value: &String| {
+        if vars::has_variables(value) {
+            vars::expand(value, request, |_, _| false)
+        } else {
+            value.clone().into_bytes()
+        }
+    };
     match &ret.target {
         Some(url) if is_redirect => {
-            error_page::builtin(ret.code).with_header("Location", url.clone())
+            // A byte that could end the header early never reaches it.
+            let mut url = expanded(url);
+            url.retain(|&b| !matches!(b, b'\r' | b'\n' | 0));
+            let url = String::from_utf8_lossy(&url).into_owned();
+            error_page::builtin(ret.code).with_header("Location", url)
         }
-        Some(text) => Reply::new(ret.code).with_body("text/plain", text.clone().into_bytes()),
+        Some(text) => Reply::new(ret.code).with_body("text/plain", expanded(text)),
         None if ret.code >= 400 => error_page::reply(ret.code, server, location),
         None => error_page::builtin(ret.code),
     }

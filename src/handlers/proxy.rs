@@ -32,6 +32,7 @@ use crate::http::path;
 use crate::http::request::Request;
 use crate::http::response::write_header;
 use crate::http::trim_ows as trim;
+use crate::http::vars;
 use crate::routing::{Location, ProxyPass, Upstream};
 
 /// An upstream response head larger than this is a 502 (nginx's
@@ -221,7 +222,7 @@ fn write_default_headers(out: &mut Vec<u8>, ctx: &Context<'_>, location: &Locati
         ("Host", ctx.proxy.host.as_bytes()),
         ("X-Forwarded-For", &ctx.forwarded_for),
         ("X-Real-IP", ip.as_bytes()),
-        ("X-Forwarded-Proto", b"http"),
+        ("X-Forwarded-Proto", ctx.request.scheme().as_bytes()),
     ];
     for (name, value) in defaults {
         if !is_configured(location, name) {
@@ -306,56 +307,25 @@ fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> 
         .collect()
 }
 
-/// Expands nginx variables in a `proxy_set_header` value: `$host`,
-/// `$http_NAME` (a client header, `_` for `-`), `$remote_addr`,
-/// `$remote_port`, `$proxy_host`, `$proxy_add_x_forwarded_for`, `$scheme`,
-/// `$request_uri` and `$request_method`. An unknown or absent variable is
-/// empty, as in nginx; a `$` not followed by a name stays as written.
+/// Expands the variables of a `proxy_set_header` value: the proxy's own
+/// (`$proxy_host`, `$proxy_add_x_forwarded_for`, and `$remote_addr` /
+/// `$remote_port` of the client this request came from), then the request
+/// variables every configured value knows ([`vars`]).
 fn expand(value: &str, ctx: &Context<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(dollar) = rest.find('$') {
-        out.extend_from_slice(&rest.as_bytes()[..dollar]);
-        let after = &rest[dollar + 1..];
-        let len = after
-            .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-            .count();
-        if len == 0 {
-            out.push(b'$');
-        } else {
-            variable(&after[..len], ctx, &mut out);
-        }
-        rest = &after[len..];
-    }
-    out.extend_from_slice(rest.as_bytes());
-    out
-}
-
-fn variable(name: &str, ctx: &Context<'_>, out: &mut Vec<u8>) {
-    let request = ctx.request;
-    match name {
-        "host" => out.extend_from_slice(request.host.as_deref().unwrap_or("").as_bytes()),
-        "remote_addr" => {
-            let _ = write!(out, "{}", client_ip(ctx.client));
-        }
-        "remote_port" => {
-            let _ = write!(out, "{}", ctx.client.port());
-        }
-        "proxy_host" => out.extend_from_slice(ctx.proxy.host.as_bytes()),
-        "proxy_add_x_forwarded_for" => out.extend_from_slice(&ctx.forwarded_for),
-        "scheme" => out.extend_from_slice(b"http"),
-        "request_uri" => out.extend_from_slice(request.request_uri().as_bytes()),
-        "request_method" => out.extend_from_slice(request.method_str().as_bytes()),
-        _ => {
-            if let Some(field) = name.strip_prefix("http_") {
-                let wanted = field.replace('_', "-");
-                if let Some(value) = request.header(&wanted) {
-                    out.extend_from_slice(value);
-                }
+    vars::expand(value, ctx.request, |name, out| {
+        match name {
+            "proxy_host" => out.extend_from_slice(ctx.proxy.host.as_bytes()),
+            "proxy_add_x_forwarded_for" => out.extend_from_slice(&ctx.forwarded_for),
+            "remote_addr" => {
+                let _ = write!(out, "{}", client_ip(ctx.client));
             }
+            "remote_port" => {
+                let _ = write!(out, "{}", ctx.client.port());
+            }
+            _ => return false,
         }
-    }
+        true
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 //!    `Transfer-Encoding`), `Connection`, `Expect`.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::ops::Range;
 
 use crate::http::parse_content_length;
@@ -66,6 +67,17 @@ impl HeadError {
     }
 }
 
+/// How a request reached the server: what the head cannot say, set by the
+/// connection after parsing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Via {
+    /// Over TLS.
+    pub https: bool,
+    pub peer: Option<SocketAddr>,
+    /// The local port the connection arrived on.
+    pub server_port: u16,
+}
+
 /// A parsed request head. It owns a copy of the head bytes, so the
 /// connection's input buffer can move on to the body and the next request.
 #[derive(Debug)]
@@ -90,6 +102,7 @@ pub struct Request {
     pub expect_continue: bool,
     /// Whether the client allows the connection to persist.
     pub keep_alive: bool,
+    pub via: Via,
 }
 
 impl Request {
@@ -142,6 +155,7 @@ impl Request {
             framing: Framing::None,
             expect_continue: false,
             keep_alive: minor_version == 1,
+            via: Via::default(),
         };
         request.resolve_target()?;
         request.resolve_host()?;
@@ -162,6 +176,15 @@ impl Request {
         } else {
             HeadError::HeadTooLarge
         })
+    }
+
+    /// `https` or `http`, as nginx's `$scheme`.
+    pub fn scheme(&self) -> &'static str {
+        if self.via.https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn method_str(&self) -> &str {

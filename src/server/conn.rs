@@ -22,7 +22,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Seek, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +36,7 @@ use crate::handlers::{self, error_page, Action};
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::Chunk;
 use crate::http::date::DateCache;
-use crate::http::request::{Framing, Request};
+use crate::http::request::{Framing, Request, Via};
 use crate::http::response::{write_head, Body, Length, Reply};
 use crate::routing::{Limits, LogLevel, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
@@ -46,6 +46,7 @@ use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
 use crate::server::sys;
 use crate::server::timers::Deadline;
+use crate::server::transport::Transport;
 
 /// How long a closing connection reads and discards input.
 const LINGER: Duration = Duration::from_secs(2);
@@ -53,6 +54,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const BODY_BUFFER: usize = 64 * 1024;
 /// How many CGI local redirects one request may follow.
 const MAX_REDIRECTS: u8 = 5;
+/// How much of a file one write reads when it goes through TLS.
+const TLS_FILE_CHUNK: usize = 16 * 1024;
 
 /// Which of a connection's sources an event is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +218,7 @@ pub struct InBuf {
 /// The client's side of a connection: its socket, what was read from it,
 /// and what its readiness is known to be.
 pub struct Client {
-    pub socket: TcpStream,
+    pub transport: Transport,
     pub peer: SocketAddr,
     pub input: InBuf,
     pub readable: bool,
@@ -351,7 +354,7 @@ pub struct Conn {
 impl Conn {
     pub fn new(
         key: usize,
-        socket: TcpStream,
+        transport: Transport,
         peer: SocketAddr,
         table: Arc<RoutingTable>,
         socket_index: usize,
@@ -361,7 +364,7 @@ impl Conn {
         let mut conn = Conn {
             key,
             client: Client {
-                socket,
+                transport,
                 peer,
                 input: InBuf::default(),
                 readable: false,
@@ -388,7 +391,7 @@ impl Conn {
     }
 
     pub fn socket(&mut self) -> &mut TcpStream {
-        &mut self.client.socket
+        self.client.transport.socket_mut()
     }
 
     /// One of the connection's sources reported readiness.
@@ -484,6 +487,16 @@ impl Conn {
         }
     }
 
+    /// How this connection's requests arrive.
+    fn via(&self) -> Via {
+        Via {
+            https: self.client.transport.is_tls(),
+            peer: Some(self.client.peer),
+            // The listen address's port: no system call per request.
+            server_port: self.table.sockets[self.socket_index].addr.port(),
+        }
+    }
+
     fn limits(&self) -> &Limits {
         &self.table.servers[self.server].limits
     }
@@ -510,14 +523,21 @@ impl Conn {
     // --- Phase::Head ----------------------------------------------------
 
     fn step_head(&mut self, cx: &mut Cx) -> Step {
+        if self.client.transport.plain_on_tls_port() && !self.client.input.is_empty() {
+            // SPEC §9.2: a plain 400 page, then close (nginx's 497 case).
+            self.client.input = InBuf::default();
+            self.fail(400, LINGER_CLOSE, cx);
+            return Step::Progress;
+        }
         // The head is read up to the largest limit of the servers on this
         // address; once `Host` has chosen one, its own limit applies.
         let max_head = self.table.sockets[self.socket_index].max_header_size;
         if !self.client.input.is_empty() {
             self.head_started.get_or_insert(cx.now);
             match Request::parse(self.client.input.data(), max_head) {
-                Ok(Some((request, len))) => {
+                Ok(Some((mut request, len))) => {
                     self.client.input.consume(len);
+                    request.via = self.via();
                     self.server = self
                         .table
                         .server_for(self.socket_index, request.host.as_deref());
@@ -729,7 +749,7 @@ impl Conn {
         let table = Arc::clone(&self.table);
         let server = &table.servers[self.server];
         let location = server.select_location(&request.path);
-        let local_port = self.client.socket.local_addr().map_or(0, |a| a.port());
+        let local_port = request.via.server_port;
         let server_name = server
             .names
             .first()
@@ -842,7 +862,8 @@ impl Conn {
             original.minor_version
         );
         match Request::parse(head.as_bytes(), head.len()) {
-            Ok(Some((request, _))) if self.redirects <= MAX_REDIRECTS => {
+            Ok(Some((mut request, _))) if self.redirects <= MAX_REDIRECTS => {
+                request.via = original.via;
                 self.start_request(request, cx)
             }
             _ => self.fail(500, CLOSE, cx),
@@ -1027,7 +1048,7 @@ impl Conn {
             let after = out.after;
             return self.finish_response(after, cx);
         }
-        match write_some(&mut self.client.socket, out) {
+        match write_some(&mut self.client.transport, out) {
             Ok(_) => {
                 self.client.last_activity = cx.now;
                 Step::Progress
@@ -1042,6 +1063,27 @@ impl Conn {
     }
 
     fn finish_response(&mut self, after: After, cx: &mut Cx) -> Step {
+        if after == After::Close {
+            self.client.transport.close_notify();
+        }
+        // Encrypted bytes still held for the socket must reach it before
+        // the connection ends or waits for the next request.
+        if self.client.transport.wants_write() {
+            match self.client.transport.flush() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.client.writable = false;
+                    self.phase = Phase::Write(Box::new(Outgoing {
+                        head: Vec::new(),
+                        written: 0,
+                        body: OutBody::None,
+                        after,
+                    }));
+                    return Step::Blocked;
+                }
+                Err(_) => return Step::Close,
+            }
+        }
         match after {
             After::KeepAlive => {
                 self.phase = Phase::Head;
@@ -1056,7 +1098,7 @@ impl Conn {
             }
             After::Close => Step::Close,
             After::Linger => {
-                let _ = self.client.socket.shutdown(Shutdown::Write);
+                self.client.transport.shutdown_write();
                 self.client.input = InBuf::default();
                 self.phase = Phase::Linger {
                     until: cx.now + LINGER,
@@ -1087,12 +1129,26 @@ impl Client {
         if self.peer_closed {
             return ReadOutcome::Closed;
         }
-        if !self.readable {
+        // TLS records still to send (a handshake answer) go out first.
+        if self.writable && self.transport.wants_write() {
+            match self.transport.flush() {
+                Ok(true) => {}
+                Ok(false) => self.writable = false,
+                Err(_) => {
+                    self.peer_closed = true;
+                    return ReadOutcome::Closed;
+                }
+            }
+        }
+        if !self.readable && !self.transport.has_buffered() {
             return ReadOutcome::Blocked;
         }
         let n = room.min(cx.scratch.len());
         let buf = &mut cx.scratch[..n];
-        match read_edge(&mut self.socket, buf, &mut self.readable, self.read_closed) {
+        match self
+            .transport
+            .read_edge(buf, &mut self.readable, self.read_closed)
+        {
             Ok(None) => ReadOutcome::Blocked,
             Ok(Some(k)) if k > 0 => {
                 self.input.extend(&buf[..k]);
@@ -1113,7 +1169,7 @@ impl Client {
         if !self.writable || !relay.has_pending() {
             return Ok(false);
         }
-        match relay.write_to(&mut self.socket) {
+        match relay.write_to(&mut self.transport) {
             Ok(n) => {
                 self.last_activity = now;
                 Ok(n > 0)
@@ -1130,7 +1186,7 @@ impl Client {
     /// `Ok(false)`: the socket is full; wait for it.
     pub fn write_all_now(&mut self, bytes: &mut &'static [u8]) -> io::Result<bool> {
         while !bytes.is_empty() {
-            match self.socket.write(bytes) {
+            match self.transport.write(bytes) {
                 Ok(n) => *bytes = &bytes[n..],
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -1231,7 +1287,10 @@ impl Outgoing {
 
 /// One write of what is left of `out` (not done yet): the head together
 /// with the first body bytes when it can.
-fn write_some(socket: &mut TcpStream, out: &mut Outgoing) -> io::Result<usize> {
+fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
+    let Some(socket) = transport.raw_socket() else {
+        return write_some_tls(transport, out);
+    };
     let head = &out.head[out.written..];
     match &mut out.body {
         OutBody::Bytes { data, pos } => {
@@ -1266,6 +1325,50 @@ fn write_some(socket: &mut TcpStream, out: &mut Outgoing) -> io::Result<usize> {
                 // kept, so the connection must end.
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            *remaining -= n as u64;
+            Ok(n)
+        }
+        OutBody::File { .. } | OutBody::None => Ok(0),
+    }
+}
+
+/// [`write_some`] through TLS: no `sendfile`; a file goes through a
+/// bounded buffer, read at its offset, so memory does not grow with it.
+fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
+    let head = &out.head[out.written..];
+    if !head.is_empty() {
+        let n = match &out.body {
+            OutBody::Bytes { data, pos } => {
+                transport.write_vectored(&[IoSlice::new(head), IoSlice::new(&data[*pos..])])?
+            }
+            _ => transport.write(head)?,
+        };
+        let from_head = n.min(head.len());
+        out.written += from_head;
+        if let OutBody::Bytes { pos, .. } = &mut out.body {
+            *pos += n - from_head;
+        }
+        return Ok(n);
+    }
+    match &mut out.body {
+        OutBody::Bytes { data, pos } => {
+            let n = transport.write(&data[*pos..])?;
+            *pos += n;
+            Ok(n)
+        }
+        OutBody::File {
+            file,
+            offset,
+            remaining,
+        } if *remaining > 0 => {
+            let mut buf = [0u8; TLS_FILE_CHUNK];
+            let want = usize::try_from(*remaining).map_or(buf.len(), |r| r.min(buf.len()));
+            let got = std::os::unix::fs::FileExt::read_at(&*file, &mut buf[..want], *offset)?;
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let n = transport.write(&buf[..got])?;
+            *offset += n as u64;
             *remaining -= n as u64;
             Ok(n)
         }

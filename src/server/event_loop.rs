@@ -34,6 +34,7 @@ use crate::server::log::Logs;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
 use crate::server::timers::Timers;
+use crate::server::transport::Transport;
 
 const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
@@ -271,7 +272,7 @@ impl EventLoop {
                 self.accept_paused = Some(now + Duration::from_secs(3600));
                 return;
             }
-            let (mut stream, peer) = match listener.socket.accept() {
+            let (stream, peer) = match listener.socket.accept() {
                 Ok(pair) => pair,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err)
@@ -301,11 +302,22 @@ impl EventLoop {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let tls = listener.table.sockets[listener.index].tls.as_ref();
+            let mut transport = match tls {
+                None => Transport::Plain(stream),
+                Some(config) => match Transport::tls(stream, config) {
+                    Ok(transport) => transport,
+                    Err(err) => {
+                        self.logs.error(format_args!("TLS session: {err}"));
+                        continue;
+                    }
+                },
+            };
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             let token = token_of(key, Source::Client);
             if let Err(err) = self.poll.registry().register(
-                &mut stream,
+                transport.socket_mut(),
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
@@ -315,7 +327,7 @@ impl EventLoop {
             }
             let conn = entry.insert(Conn::new(
                 key,
-                stream,
+                transport,
                 peer,
                 Arc::clone(&listener.table),
                 listener.index,

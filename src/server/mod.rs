@@ -11,6 +11,7 @@ pub mod reaper;
 pub mod relay;
 pub mod sys;
 pub mod timers;
+pub mod transport;
 
 use std::path::Path;
 

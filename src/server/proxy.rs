@@ -693,7 +693,7 @@ fn client_gone(client: &mut Client) -> bool {
         return false;
     }
     let mut probe = [0u8; 1];
-    match client.socket.peek(&mut probe) {
+    match client.transport.socket().peek(&mut probe) {
         Ok(0) => true,
         Ok(_) => false,
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {

@@ -1,0 +1,378 @@
+//! TLS as configuration data (SPEC §9.2): certificates and keys are read,
+//! parsed and checked when the configuration loads, so `check` reports what
+//! the server would trip on, at the directive's line and column; the
+//! server then shares the loaded keys (`Arc`) with every connection.
+//!
+//! One rustls [`ServerConfig`] per `ssl` listen address: its certificate
+//! resolver picks among the servers of that address by SNI with the same
+//! rule as `Host` ([`RoutingTable::choose_server`]); without SNI, or for an
+//! unknown name, the default server's certificate answers.
+
+use std::fs;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::diag::{Diagnostic, Report};
+use super::scope::{At, PathArg, Scope};
+use crate::routing::{ListenSocket, NameTable, Server, TlsVersions};
+
+/// A certificate expiring sooner than this is warned about.
+const EXPIRY_WARNING: u64 = 30 * 24 * 3600;
+
+/// The crypto provider every TLS config uses: rustls's default (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Loads the certificate of each server that has one, and builds the TLS
+/// config of each `ssl` address. `scopes[i]` is the block of `servers[i]`.
+pub fn attach(
+    scopes: &[&Scope],
+    servers: &mut [Server],
+    sockets: &mut [ListenSocket],
+    report: &mut Report,
+) {
+    let provider = provider();
+    for (scope, server) in scopes.iter().zip(servers.iter_mut()) {
+        let ssl_listen = scope.listen.iter().find(|l| l.value.ssl.is_some());
+        let cert = scope.settings.ssl_certificate.as_deref();
+        let key = scope.settings.ssl_certificate_key.as_deref();
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                server.tls = load(cert, key, &server.names, &provider, report).map(Arc::new);
+            }
+            (Some(cert), None) => report.push(Diagnostic::error(
+                cert.name,
+                "\"ssl_certificate\" without \"ssl_certificate_key\"",
+            )),
+            (None, Some(key)) => report.push(Diagnostic::error(
+                key.name,
+                "\"ssl_certificate_key\" without \"ssl_certificate\"",
+            )),
+            (None, None) => {
+                if let Some(listen) = ssl_listen {
+                    let at = listen.value.ssl.unwrap_or(listen.arg);
+                    report.push(Diagnostic::error(
+                        at,
+                        "\"ssl\" listen address without \"ssl_certificate\" and \"ssl_certificate_key\" in its server",
+                    ));
+                }
+            }
+        }
+    }
+    for socket in sockets.iter_mut() {
+        let ssl = socket.servers.iter().any(|&i| {
+            scopes[i]
+                .listen
+                .iter()
+                .any(|l| l.value.addr == socket.addr && l.value.ssl.is_some())
+        });
+        if !ssl {
+            continue;
+        }
+        let default = &servers[socket.default_server];
+        let Some(default_key) = default.tls.clone() else {
+            // Reported above (a server without certificate), or the
+            // default server of an ssl address has none: say so once.
+            if !socket
+                .servers
+                .iter()
+                .any(|&i| servers[i].tls.is_none() && has_ssl(scopes[i]))
+            {
+                report.push(Diagnostic::error(
+                    scopes[socket.default_server].at,
+                    format!(
+                        "the default server of ssl address {} has no \"ssl_certificate\"",
+                        socket.addr
+                    ),
+                ));
+            }
+            continue;
+        };
+        let resolver = SniResolver {
+            names: NameTable::of(socket, servers),
+            keys: socket
+                .servers
+                .iter()
+                .map(|&i| servers[i].tls.clone())
+                .collect(),
+            default: default_key,
+        };
+        let versions = default.tls_versions.protocol_versions();
+        let config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .map(|b| {
+                b.with_no_client_auth()
+                    .with_cert_resolver(Arc::new(resolver))
+            });
+        match config {
+            Ok(mut config) => {
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                socket.tls = Some(Arc::new(config));
+            }
+            Err(err) => report.push(Diagnostic::error(
+                scopes[socket.default_server].at,
+                format!("TLS for {}: {err}", socket.addr),
+            )),
+        }
+    }
+}
+
+fn has_ssl(scope: &Scope) -> bool {
+    scope.listen.iter().any(|l| l.value.ssl.is_some())
+}
+
+/// Chooses the certificate for a ClientHello, as `Host` chooses a server.
+#[derive(Debug)]
+struct SniResolver {
+    names: NameTable,
+    /// By position in the socket's server list.
+    keys: Vec<Option<Arc<CertifiedKey>>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = hello
+            .server_name()
+            .and_then(|name| self.names.position(name))
+            .and_then(|i| self.keys[i].clone());
+        Some(chosen.unwrap_or_else(|| self.default.clone()))
+    }
+}
+
+/// Reads, parses and checks one certificate chain and its key. Problems are
+/// reported at the directive that names the file.
+fn load(
+    cert: &At<PathArg>,
+    key: &At<PathArg>,
+    names: &[String],
+    provider: &CryptoProvider,
+    report: &mut Report,
+) -> Option<CertifiedKey> {
+    let chain = read_chain(cert, report);
+    let private = read_key(key, report);
+    let (chain, private) = (chain?, private?);
+    let certified = match CertifiedKey::from_der(chain, private, provider) {
+        Ok(certified) => certified,
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            report.push(Diagnostic::error(
+                key.arg,
+                format!(
+                    "the key in \"{}\" does not match the certificate in \"{}\"",
+                    key.value.written, cert.value.written
+                ),
+            ));
+            return None;
+        }
+        Err(err) => {
+            report.push(Diagnostic::error(
+                key.arg,
+                format!("unusable key in \"{}\": {err}", key.value.written),
+            ));
+            return None;
+        }
+    };
+    check_leaf(&certified.cert[0], cert, names, report).then_some(certified)
+}
+
+fn read_file(at: &At<PathArg>, what: &str, report: &mut Report) -> Option<Vec<u8>> {
+    match fs::read(&at.value.path) {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            report.push(Diagnostic::error(
+                at.arg,
+                format!("cannot read {what} \"{}\": {err}", at.value.written),
+            ));
+            None
+        }
+    }
+}
+
+fn read_chain(at: &At<PathArg>, report: &mut Report) -> Option<Vec<CertificateDer<'static>>> {
+    let pem = read_file(at, "certificate", report)?;
+    let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match chain {
+        Ok(chain) if !chain.is_empty() => Some(chain),
+        Ok(_) => {
+            report.push(Diagnostic::error(
+                at.arg,
+                format!("no PEM certificate in \"{}\"", at.value.written),
+            ));
+            None
+        }
+        Err(err) => {
+            report.push(Diagnostic::error(
+                at.arg,
+                format!("unparsable certificate \"{}\": {err}", at.value.written),
+            ));
+            None
+        }
+    }
+}
+
+fn read_key(at: &At<PathArg>, report: &mut Report) -> Option<PrivateKeyDer<'static>> {
+    let pem = read_file(at, "key", report)?;
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            report.push(Diagnostic::error(
+                at.arg,
+                format!(
+                    "no usable PEM private key (PKCS#8, PKCS#1 or SEC1) in \"{}\": {err}",
+                    at.value.written
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Validity and names of the end-entity certificate: expired is an error;
+/// expiring within 30 days, or names that do not cover every `server_name`,
+/// a warning. Returns false on an error.
+fn check_leaf(
+    der: &CertificateDer<'_>,
+    at: &At<PathArg>,
+    names: &[String],
+    report: &mut Report,
+) -> bool {
+    let Ok((_, leaf)) = X509Certificate::from_der(der) else {
+        report.push(Diagnostic::error(
+            at.arg,
+            format!("unparsable certificate \"{}\"", at.value.written),
+        ));
+        return false;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let not_after = leaf.validity().not_after.timestamp();
+    let written = &at.value.written;
+    if not_after < now {
+        report.push(Diagnostic::error(
+            at.arg,
+            format!(
+                "certificate \"{written}\" expired on {}",
+                leaf.validity().not_after
+            ),
+        ));
+        return false;
+    }
+    if not_after - now < EXPIRY_WARNING as i64 {
+        report.push(Diagnostic::warning(
+            at.arg,
+            format!(
+                "certificate \"{written}\" expires on {}, within 30 days",
+                leaf.validity().not_after
+            ),
+        ));
+    }
+    let covered = cert_names(&leaf);
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|name| !covered.iter().any(|c| name_matches(c, name)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        report.push(Diagnostic::warning(
+            at.arg,
+            format!(
+                "certificate \"{written}\" does not cover server_name {} (it names {})",
+                missing.join(", "),
+                if covered.is_empty() {
+                    "no host".to_string()
+                } else {
+                    covered.join(", ")
+                }
+            ),
+        ));
+    }
+    true
+}
+
+/// DNS names of the certificate: its subjectAltName entries, else its
+/// common name (as clients did before SANs).
+fn cert_names(leaf: &X509Certificate<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push(dns.to_ascii_lowercase()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Ok(octets) = <[u8; 4]>::try_from(*bytes) {
+                        names.push(std::net::Ipv4Addr::from(octets).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in leaf.subject().iter_common_name() {
+            if let Ok(cn) = cn.as_str() {
+                names.push(cn.to_ascii_lowercase());
+            }
+        }
+    }
+    names
+}
+
+/// Whether certificate name `pattern` (`host` or `*.domain`, RFC 6125)
+/// covers `server_name` (which may itself be `*.domain`, `.domain` or
+/// `name.*` in nginx's syntax: then the same wildcard must be there).
+fn name_matches(pattern: &str, server_name: &str) -> bool {
+    let server_name = server_name.strip_prefix('.').unwrap_or(server_name);
+    if pattern == server_name {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(domain) => server_name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && label != "*" && rest == domain),
+        None => false,
+    }
+}
+
+impl TlsVersions {
+    fn protocol_versions(self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        let mut versions = Vec::new();
+        if self.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if self.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        versions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_names_cover_server_names() {
+        let cases = [
+            ("localhost", "localhost", true),
+            ("*.example.com", "www.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "a.b.example.com", false),
+            ("*.example.com", "*.example.com", true),
+            ("example.com", ".example.com", true),
+            ("example.com", "other.com", false),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(name_matches(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! nginx-style variables in configured values: one expander for `return`
+//! URLs and texts and `proxy_set_header` values (and, later, `add_header`).
+//!
+//! `$name` is replaced by the variable's value; an unknown or absent
+//! variable is empty, as in nginx; a `$` not followed by a name stays as
+//! written. The request variables are those of SPEC §9.5: `$host`,
+//! `$scheme`, `$https`, `$request_uri`, `$uri`, `$args` (`$query_string`),
+//! `$remote_addr`, `$remote_port`, `$server_port`, `$request_method` and
+//! `$http_NAME` (a request header, `_` for `-`). Callers add their own
+//! (the proxy's `$proxy_host`) in front of them.
+
+use std::io::Write;
+
+use crate::http::request::Request;
+
+/// Whether `value` holds a variable to expand (so a plain value can be used
+/// as it is).
+pub fn has_variables(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'$' && bytes.get(i + 1).is_some_and(|&c| is_name_byte(c)))
+}
+
+/// Expands every `$name` of `value`: `own` first (it returns false for a
+/// name it does not know), then the request variables.
+pub fn expand(
+    value: &str,
+    request: &Request,
+    mut own: impl FnMut(&str, &mut Vec<u8>) -> bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 32);
+    let mut rest = value;
+    while let Some(dollar) = rest.find('$') {
+        out.extend_from_slice(&rest.as_bytes()[..dollar]);
+        let after = &rest[dollar + 1..];
+        let len = after.bytes().take_while(|&b| is_name_byte(b)).count();
+        if len == 0 {
+            out.push(b'$');
+        } else {
+            let name = &after[..len];
+            if !own(name, &mut out) {
+                request_variable(name, request, &mut out);
+            }
+        }
+        rest = &after[len..];
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Appends the value of request variable `name`; nothing for an unknown one.
+pub fn request_variable(name: &str, request: &Request, out: &mut Vec<u8>) {
+    match name {
+        "host" => out.extend_from_slice(request.host.as_deref().unwrap_or("").as_bytes()),
+        "scheme" => out.extend_from_slice(request.scheme().as_bytes()),
+        "https" if request.via.https => out.extend_from_slice(b"on"),
+        "request_uri" => out.extend_from_slice(request.request_uri().as_bytes()),
+        "uri" => out.extend_from_slice(request.path.as_bytes()),
+        "args" | "query_string" => out.extend_from_slice(request.query().unwrap_or("").as_bytes()),
+        "request_method" => out.extend_from_slice(request.method_str().as_bytes()),
+        "remote_addr" => {
+            if let Some(peer) = request.via.peer {
+                let _ = write!(out, "{}", peer.ip().to_canonical());
+            }
+        }
+        "remote_port" => {
+            if let Some(peer) = request.via.peer {
+                let _ = write!(out, "{}", peer.port());
+            }
+        }
+        "server_port" => {
+            let _ = write!(out, "{}", request.via.server_port);
+        }
+        _ => {
+            if let Some(field) = name.strip_prefix("http_") {
+                let wanted = field.replace('_', "-");
+                if let Some(value) = request.header(&wanted) {
+                    out.extend_from_slice(value);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::Via;
+
+    #[test]
+    fn request_variables_expand() {
+        let head = "GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8443\r\nUser-Agent: t/1\r\n\r\n";
+        let (mut request, _) = Request::parse(head.as_bytes(), 8192).unwrap().unwrap();
+        request.via = Via {
+            https: true,
+            peer: Some("10.0.0.7:4242".parse().unwrap()),
+            server_port: 8443,
+        };
+        let cases = [
+            ("https://$host$request_uri", "https://example.com/a/b?x=1"),
+            ("$scheme $https $uri $args", "https on /a/b x=1"),
+            (
+                "$remote_addr:$remote_port on $server_port",
+                "10.0.0.7:4242 on 8443",
+            ),
+            ("$http_user_agent|$http_absent|$nope|$|$1x", "t/1|||$|"),
+            ("cost: 5$", "cost: 5$"),
+        ];
+        for (value, expected) in cases {
+            let out = expand(value, &request, |_, _| false);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{value}");
+        }
+        assert!(has_variables("a$host") && !has_variables("5$") && !has_variables("plain"));
+    }
+}
