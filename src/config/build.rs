@@ -255,7 +255,7 @@ fn location(
         index: own_or(&own.index, &shared.index, |i| i.as_slice().into()),
         autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
         methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
-        ret: s.get(|s| &s.ret).cloned(),
+        ret: s.ret().cloned(),
         error_pages: own_or(&own.error_pages, &shared.error_pages, |p| error_pages(p)),
         client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
         upload_store: own_path_or(&own.upload_store, &shared.upload_store),
@@ -456,7 +456,7 @@ fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<St
         .iter()
         .position(|l| std::ptr::eq(l, chosen));
     let settings = merged.effective(index);
-    if settings.get(|s| &s.ret).is_some() || settings.get(|s| &s.proxy_pass).is_some() {
+    if settings.ret().is_some() || settings.get(|s| &s.proxy_pass).is_some() {
         return None;
     }
     let (base, rest) = match (settings.get(|s| &s.alias), settings.root()) {

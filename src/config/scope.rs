@@ -171,6 +171,13 @@ impl<'a> Effective<'a> {
         field(self.own).as_ref().or(field(self.parent).as_ref())
     }
 
+    /// The `return` in force: the server's own comes first, since nginx runs
+    /// a server-level `return` before choosing a location at all; a
+    /// location's `return` answers only where its server has none.
+    pub fn ret(self) -> Option<&'a Return> {
+        self.parent.ret.as_ref().or(self.own.ret.as_ref())
+    }
+
     pub fn root(self) -> Option<&'a At<PathArg>> {
         if self.own.inherits_root() {
             self.get(|s| &s.root).map(|r| &**r)

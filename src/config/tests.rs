@@ -426,3 +426,29 @@ fn pathological() -> Vec<Vec<u8>> {
         vec![0; 1000],
     ]
 }
+
+/// nginx runs a server-level `return` before it chooses a location: a
+/// location's own `return` never answers in such a server.
+#[test]
+fn a_server_return_answers_before_any_location() {
+    let (table, report) = load_text(
+        "server {\n listen 127.0.0.1:9;\n return 200 server;\n\
+         location /loc { return 200 location; }\n location /other { root .; }\n}\n\
+         server {\n listen 127.0.0.1:10;\n location /loc { return 200 location; }\n}\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let target = |server: usize, path: &str| {
+        let location = table.servers[server].select_location(path);
+        location.ret.as_ref().and_then(|r| r.target.clone())
+    };
+    let cases: &[(usize, &str, Option<&str>)] = &[
+        (0, "/loc", Some("server")),
+        (0, "/other", Some("server")),
+        (0, "/", Some("server")),
+        (1, "/loc", Some("location")),
+        (1, "/", None),
+    ];
+    for &(server, path, expected) in cases {
+        assert_eq!(target(server, path).as_deref(), expected, "{server} {path}");
+    }
+}
