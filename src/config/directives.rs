@@ -485,7 +485,7 @@ pub const DIRECTIVES: &[Directive] = &[
             let target = match args.text(0) {
                 "off" => LogTarget::Off,
                 "stdout" => LogTarget::Stdout,
-                _ => LogTarget::File(args.path(0).path),
+                _ => log_file(scope, args, "access_log"),
             };
             scope.settings.access_log = Some(target);
             Ok(())
@@ -502,7 +502,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(|scope, args| {
             let target = match args.text(0) {
                 "stderr" => LogTarget::Stderr,
-                _ => LogTarget::File(args.path(0).path),
+                _ => log_file(scope, args, "error_log"),
             };
             scope.settings.error_log = Some(target);
             Ok(())
@@ -674,6 +674,15 @@ fn server_name(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
         });
     }
     Ok(())
+}
+
+/// A log file, also kept in the scope so `validate` can check that the
+/// server will be able to open it.
+fn log_file(scope: &mut Scope, args: &Args, directive: &'static str) -> LogTarget {
+    let path = args.path(0);
+    let target = LogTarget::File(path.path.clone());
+    scope.log_files.push((directive, args.at(path)));
+    target
 }
 
 fn methods(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {

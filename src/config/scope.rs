@@ -206,6 +206,9 @@ pub struct Scope {
     pub listen: Vec<At<Listen>>,
     pub server_names: Vec<At<String>>,
     pub members: Vec<At<Member>>,
+    /// The files `access_log` and `error_log` name here, to check that the
+    /// server will be able to open them.
+    pub log_files: Vec<(&'static str, At<PathArg>)>,
     pub settings: Settings,
     /// Every directive applied in this block, in order: duplicates and
     /// "which came later" are decided from it.
@@ -223,6 +226,7 @@ impl Scope {
             listen: Vec::new(),
             server_names: Vec::new(),
             members: Vec::new(),
+            log_files: Vec::new(),
             settings: Settings::default(),
             seen: Vec::new(),
             blocks: Vec::new(),
