@@ -125,12 +125,14 @@ fn build_server<'a>(
         .filter(|&i| !locations[i].exact)
         .collect();
     prefixes.sort_by_key(|&i| std::cmp::Reverse(locations[i].uri.len()));
-    let mut names: Vec<String> = Vec::new();
-    for name in &scope.server_names {
-        if !names.contains(&name.value) {
-            names.push(name.value.clone());
-        }
-    }
+    // A set, not `Vec::contains`: 200,000 names must not cost 200,000².
+    let mut seen_names = HashSet::with_capacity(scope.server_names.len());
+    let names: Vec<String> = scope
+        .server_names
+        .iter()
+        .filter(|name| seen_names.insert(name.value.as_str()))
+        .map(|name| name.value.clone())
+        .collect();
     let server = Server {
         names,
         listen: scope.listen.iter().map(|l| l.value.addr).collect(),
