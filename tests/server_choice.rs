@@ -33,3 +33,37 @@ server {
         );
     }
 }
+
+#[test]
+fn wildcard_server_names_choose_the_server() {
+    let server = Server::start(
+        r#"
+server { listen 127.0.0.1:{port}; return 200 "first"; }
+server { listen 127.0.0.1:{port}; server_name *.example.com; return 200 "leading"; }
+server { listen 127.0.0.1:{port}; server_name *.www.example.com; return 200 "longer leading"; }
+server { listen 127.0.0.1:{port}; server_name www.example.*; return 200 "trailing"; }
+server { listen 127.0.0.1:{port}; server_name .example.org; return 200 "dot"; }
+server { listen 127.0.0.1:{port}; server_name exact.example.com; return 200 "exact"; }
+"#,
+        &[],
+    );
+    let cases = [
+        ("exact.example.com", "exact"),
+        ("a.example.com", "leading"),
+        ("www.example.com", "leading"),
+        ("a.www.example.com", "longer leading"),
+        ("www.example.net:8080", "trailing"),
+        ("example.org", "dot"),
+        ("sub.example.org", "dot"),
+        ("example.com", "first"),
+        ("unknown.test", "first"),
+    ];
+    for (host, expected) in cases {
+        let response = get(&server, host, "/");
+        assert_eq!(
+            (response.status, response.text()),
+            (200, expected.into()),
+            "{host}"
+        );
+    }
+}

@@ -15,8 +15,8 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
-    CgiHandler, Limits, ListenSocket, Location, ProxyPass, RoutingTable, Server, Upstream,
-    UpstreamServer,
+    CgiHandler, Limits, ListenSocket, Location, NamePattern, ProxyPass, RoutingTable, Server,
+    ServerNames, Upstream, UpstreamServer,
 };
 
 const HAS_DEFAULT: &str = "the directive table gives this setting a default";
@@ -358,24 +358,24 @@ impl Upstreams {
 /// checking what servers sharing an address must not share.
 fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
     let mut sockets: Vec<ListenSocket> = Vec::new();
+    let mut by_addr: HashMap<SocketAddr, usize> = HashMap::new();
     let mut explicit_default: Vec<Option<Span>> = Vec::new();
     let mut names: Vec<HashMap<String, Span>> = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         for listen in &server.listen {
             let addr = listen.value.addr;
-            let s = match sockets.iter().position(|s| s.addr == addr) {
-                Some(s) => s,
-                None => {
-                    sockets.push(ListenSocket {
-                        addr,
-                        servers: Vec::new(),
-                        default_server: i,
-                    });
-                    explicit_default.push(None);
-                    names.push(HashMap::new());
-                    sockets.len() - 1
-                }
-            };
+            let s = *by_addr.entry(addr).or_insert_with(|| {
+                sockets.push(ListenSocket {
+                    addr,
+                    servers: Vec::new(),
+                    default_server: i,
+                    explicit_default: false,
+                    names: ServerNames::default(),
+                });
+                explicit_default.push(None);
+                names.push(HashMap::new());
+                sockets.len() - 1
+            });
             if sockets[s].servers.contains(&i) {
                 report.push(Diagnostic::error(
                     listen.arg,
@@ -396,37 +396,62 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                     None => {
                         explicit_default[s] = Some(at);
                         sockets[s].default_server = i;
+                        sockets[s].explicit_default = true;
                     }
                 }
             }
-            claim_names(server, addr, &mut names[s], report);
+            claim_names(server, i, &mut sockets[s], &mut names[s], report);
         }
     }
     sockets
 }
 
+/// Adds the names of `server` (index `i`) to `socket`, reporting a name that
+/// another server on that address already has. Claims are keyed by what
+/// they match: `.example.com` claims both `example.com` and `*.example.com`.
 fn claim_names(
     server: &Scope,
-    addr: SocketAddr,
+    i: usize,
+    socket: &mut ListenSocket,
     taken: &mut HashMap<String, Span>,
     report: &mut Report,
 ) {
-    let mut own = HashSet::new();
+    let mut own = HashSet::with_capacity(server.server_names.len());
     for name in &server.server_names {
-        if !own.insert(&name.value) {
+        // Refused (and reported) by the `server_name` directive.
+        let Ok(pattern) = NamePattern::parse(&name.value) else {
             continue;
+        };
+        let claims = match pattern {
+            NamePattern::Exact(n) => [Some(n.to_string()), None],
+            NamePattern::Leading(n) => [Some(format!("*.{n}")), None],
+            NamePattern::ExactAndLeading(n) => [Some(n.to_string()), Some(format!("*.{n}"))],
+            NamePattern::Trailing(n) => [Some(format!("{n}.*")), None],
+        };
+        let mut conflict = None;
+        for claim in claims.into_iter().flatten() {
+            if !own.insert(claim.clone()) {
+                continue;
+            }
+            match taken.get(&claim) {
+                Some(&first) => conflict = conflict.or(Some(first)),
+                None => {
+                    taken.insert(claim, name.arg);
+                }
+            }
         }
-        if let Some(&first) = taken.get(&name.value) {
-            let first = report.where_is(first, name.arg);
-            report.push(Diagnostic::error(
-                name.arg,
-                format!(
-                    "server name \"{}\" is already used on {addr} (at {first})",
-                    name.value
-                ),
-            ));
-        } else {
-            taken.insert(name.value.clone(), name.arg);
+        match conflict {
+            Some(first) => {
+                let first = report.where_is(first, name.arg);
+                report.push(Diagnostic::error(
+                    name.arg,
+                    format!(
+                        "server name \"{}\" is already used on {} (at {first})",
+                        name.value, socket.addr
+                    ),
+                ));
+            }
+            None => socket.names.insert(pattern, i),
         }
     }
 }

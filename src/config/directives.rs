@@ -10,7 +10,7 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
 use crate::http::Method;
-use crate::routing::{LogTarget, MethodSet, Return};
+use crate::routing::{LogTarget, MethodSet, NamePattern, Return};
 
 /// A set of [`Context`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +245,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(server_name),
         usage: "NAME...",
         default: DefaultValue::Unset,
-        doc: "Host names this server answers (case-insensitive).",
+        doc: "Host names this server answers (case-insensitive): exact, `*.example.com`, `www.example.*`, or `.example.com` (both `example.com` and `*.example.com`).",
     },
     Directive {
         name: "root",
@@ -666,9 +666,12 @@ fn listen(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
 }
 
 fn server_name(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    scope.server_names.reserve_exact(args.values.len());
     for (i, token) in args.values.iter().enumerate() {
+        let value = token.text.to_ascii_lowercase();
+        NamePattern::parse(&value).map_err(|message| ArgError { arg: i, message })?;
         scope.server_names.push(At {
-            value: token.text.to_ascii_lowercase(),
+            value,
             name: args.name.span,
             arg: args.span(i),
         });

@@ -479,3 +479,66 @@ fn many_server_names_load_and_match() {
         assert_eq!(table.server_for(0, Some(host)), server, "{host}");
     }
 }
+
+/// Wildcard names are matched by nginx's rules, and the rule that chose the
+/// server is reported; a conflicting or malformed wildcard is refused.
+#[test]
+fn wildcard_server_names() {
+    use crate::routing::ServerMatch::{
+        DefaultServer, ExactName, FirstServer, LeadingWildcard, TrailingWildcard,
+    };
+    let (table, report) = load_text(
+        "server { listen 127.0.0.1:9; server_name first.test; }\n\
+         server { listen 127.0.0.1:9; server_name *.example.com; }\n\
+         server { listen 127.0.0.1:9; server_name www.example.*; }\n\
+         server { listen 127.0.0.1:9; server_name .example.org WWW.Example.com; }\n\
+         server { listen 127.0.0.1:10; listen 127.0.0.1:9; server_name www.example.org; }\n\
+         server { listen 127.0.0.1:10 default_server; }\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let cases: &[(usize, Option<&str>, (usize, crate::routing::ServerMatch))] = &[
+        (0, Some("first.test"), (0, ExactName)),
+        (0, Some("a.example.com"), (1, LeadingWildcard)),
+        (0, Some("a.b.example.com"), (1, LeadingWildcard)),
+        (0, Some("www.example.com"), (3, ExactName)),
+        (0, Some("WWW.EXAMPLE.NET"), (2, TrailingWildcard)),
+        (0, Some("example.org"), (3, ExactName)),
+        (0, Some("x.example.org"), (3, LeadingWildcard)),
+        (0, Some("www.example.org"), (4, ExactName)),
+        (0, Some("example.com"), (0, FirstServer)),
+        (0, None, (0, FirstServer)),
+        (1, Some("www.example.org"), (4, ExactName)),
+        (1, Some("x.example.org"), (5, DefaultServer)),
+    ];
+    for &(socket, host, expected) in cases {
+        assert_eq!(table.choose_server(socket, host), expected, "{host:?}");
+    }
+
+    let (table, report) = load_text(
+        "server { listen 9; server_name example.org *.x.test; }\n\
+         server { listen 9; server_name .example.org www.*.test; }\n\
+         server { listen 9; server_name *.x.test; }\n",
+    );
+    assert!(table.is_none());
+    let errors: Vec<(Option<usize>, Option<usize>, &str)> = report
+        .located()
+        .iter()
+        .map(|d| (d.line, d.column, d.message.split(" (").next().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                Some(2),
+                Some(32),
+                "server name \".example.org\" is already used on 0.0.0.0:9"
+            ),
+            (Some(2), Some(45), "invalid server name \"www.*.test\""),
+            (
+                Some(3),
+                Some(32),
+                "server name \"*.x.test\" is already used on 0.0.0.0:9"
+            ),
+        ]
+    );
+}
