@@ -225,7 +225,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Include,
         usage: "PATTERN",
         default: DefaultValue::Unset,
-        doc: "Splices the matching files here (glob, sorted). A plain path must exist.",
+        doc: "Splices the matching files here (glob, sorted; wildcards skip dot files). A plain path must exist.",
     },
     Directive {
         name: "listen",

@@ -2,9 +2,10 @@
 //! `include PATTERN;` resolution.
 //!
 //! A pattern is relative to the directory of the file that names it. One
-//! with wildcards (`*`, `?`, `[`) may match nothing (as nginx); a plain path
-//! must exist. Matches are spliced in sorted order. The files being read form
-//! a stack: meeting one of them again is a cycle. Depth and the number of
+//! with wildcards (`*`, `?`, `[`) may match nothing (as nginx), and matches
+//! a dot file only where the pattern writes the dot (as glob(3)); a plain
+//! path must exist. Matches are spliced in sorted order. The files being
+//! read form a stack: meeting one of them again is a cycle. Depth and the number of
 //! files are capped so a hostile set of includes cannot explode.
 
 use std::fs;
@@ -223,8 +224,19 @@ fn glob_sorted(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, glob::PatternE
             glob::Pattern::escape(&dir.to_string_lossy())
         )
     };
+    // As glob(3) and nginx: a wildcard does not match a leading dot, so
+    // `sites/*.conf` skips `sites/.disabled.conf` (`sites/.*.conf` takes it).
+    // Filtered after the walk: the glob crate's own `require_literal_leading_dot`
+    // (0.3.4) also drops the dot files a pattern names with a literal dot.
+    let strict = glob::MatchOptions {
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
+    let compiled = glob::Pattern::new(&full)?;
     let mut paths: Vec<PathBuf> = glob::glob(&full)?
         .filter_map(Result::ok)
+        .filter(|p| compiled.matches_path_with(p, strict))
         .filter(|p| p.is_file())
         .collect();
     paths.sort();
@@ -257,7 +269,7 @@ mod tests {
     fn resolves_sorted_relative_to_the_file() {
         let tmp = tempfile::tempdir().expect("tempdir");
         fs::create_dir(tmp.path().join("sites")).expect("mkdir");
-        for name in ["b.conf", "a.conf", "c.txt"] {
+        for name in ["b.conf", "a.conf", "c.txt", ".hidden.conf"] {
             fs::write(tmp.path().join("sites").join(name), "").expect("write");
         }
         let dir = canonical(tmp.path());
@@ -268,6 +280,14 @@ mod tests {
                 false,
             ),
             ("sites/*.none", &[], false),
+            ("sites/.*.conf", &["conf.d/sites/.hidden.conf"], false),
+            (
+                "./sites/*.conf",
+                &["conf.d/sites/a.conf", "conf.d/sites/b.conf"],
+                false,
+            ),
+            ("sites/?hidden.conf", &[], false),
+            ("sites/.hidden.conf", &["conf.d/sites/.hidden.conf"], false),
             ("sites/c.txt", &["conf.d/sites/c.txt"], false),
             ("sites/missing.conf", &[], true),
             ("sites/[", &[], true),
