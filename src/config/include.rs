@@ -63,10 +63,17 @@ impl Includes {
         let paths = if written.contains(['*', '?', '[']) {
             glob_sorted(&dir, written)
                 .map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
-        } else if dir.join(written).is_file() {
-            Ok(vec![dir.join(written)])
         } else {
-            Err(format!("included file \"{written}\" not found"))
+            let path = dir.join(written);
+            match path.metadata() {
+                Ok(m) if m.is_file() => Ok(vec![path]),
+                Ok(m) if m.is_dir() => Err(format!(
+                    "included path \"{written}\" is a directory (to include its files, use a pattern such as \"{}/*.conf\")",
+                    written.trim_end_matches('/')
+                )),
+                Ok(_) => Err(format!("included path \"{written}\" is not a regular file")),
+                Err(_) => Err(format!("included file \"{written}\" not found")),
+            }
         };
         match paths {
             Ok(paths) => paths
@@ -290,6 +297,7 @@ mod tests {
             ("sites/.hidden.conf", &["conf.d/sites/.hidden.conf"], false),
             ("sites/c.txt", &["conf.d/sites/c.txt"], false),
             ("sites/missing.conf", &[], true),
+            ("sites", &[], true),
             ("sites/[", &[], true),
         ];
         for (pattern, expected, fails) in cases {
