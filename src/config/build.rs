@@ -279,6 +279,9 @@ struct Upstreams {
     list: Vec<Upstream>,
     by_name: HashMap<String, usize>,
     direct: HashMap<String, usize>,
+    /// A top-level include failed (reported): an unknown name may be
+    /// declared in the missing file, so it is not reported again.
+    incomplete: bool,
 }
 
 impl Upstreams {
@@ -287,6 +290,7 @@ impl Upstreams {
             list: Vec::new(),
             by_name: HashMap::new(),
             direct: HashMap::new(),
+            incomplete: main.incomplete,
         };
         for block in main.blocks_of(Context::Upstream) {
             let Some(name) = &block.upstream_name else {
@@ -326,10 +330,12 @@ impl Upstreams {
                 }
             }
         } else {
-            report.push(Diagnostic::error(
-                url.arg,
-                format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
-            ));
+            if !self.incomplete {
+                report.push(Diagnostic::error(
+                    url.arg,
+                    format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
+                ));
+            }
             return None;
         };
         Some(ProxyPass {

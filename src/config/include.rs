@@ -36,7 +36,11 @@ pub struct Match {
 pub struct Includes {
     stack: Vec<PathBuf>,
     files: usize,
-    /// Set once any file had a syntax error or could not be read.
+    /// Set once any file had a syntax error (or bytes that cannot be text),
+    /// or the limits on includes were hit: later checks would only report
+    /// consequences. An include that names nothing, or a file that cannot
+    /// be read, does not set it: its directive is reported, and so is every
+    /// other problem (SPEC §1).
     pub failed: bool,
 }
 
@@ -51,8 +55,9 @@ impl Includes {
         Some(source)
     }
 
-    /// The files `token` (an include pattern in `file`) names, in order.
-    pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Vec<Match> {
+    /// The files `token` (an include pattern in `file`) names, in order;
+    /// `None` when it names none that it must (reported).
+    pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Option<Vec<Match>> {
         let source = &report.sources[token.span.file.0];
         let dir = source.dir.clone();
         let shown_dir = Path::new(&source.display)
@@ -76,18 +81,19 @@ impl Includes {
             }
         };
         match paths {
-            Ok(paths) => paths
-                .into_iter()
-                .map(|path| {
-                    let shown = path.strip_prefix(&dir).unwrap_or(&path);
-                    let display = shown_dir.join(shown).display().to_string();
-                    Match { path, display }
-                })
-                .collect(),
+            Ok(paths) => Some(
+                paths
+                    .into_iter()
+                    .map(|path| {
+                        let shown = path.strip_prefix(&dir).unwrap_or(&path);
+                        let display = shown_dir.join(shown).display().to_string();
+                        Match { path, display }
+                    })
+                    .collect(),
+            ),
             Err(message) => {
-                self.failed = true;
                 report.push(Diagnostic::error(token.span, message));
-                Vec::new()
+                None
             }
         }
     }
@@ -97,22 +103,22 @@ impl Includes {
     /// [`leave`](Self::leave).
     pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Source> {
         let canonical = canonical(&m.path);
-        let refusal = if self.stack.contains(&canonical) {
-            Some(format!(
-                "include cycle: \"{}\" is already being read",
-                m.display
-            ))
+        // A cycle is refused and reported; the file is being read anyway.
+        // The limits stop the load: past them, a hostile set of files could
+        // only make more of the same.
+        let (refusal, limit) = if self.stack.contains(&canonical) {
+            let message = format!("include cycle: \"{}\" is already being read", m.display);
+            (Some(message), false)
         } else if self.stack.len() >= MAX_INCLUDE_DEPTH {
-            Some(format!(
-                "includes nested more than {MAX_INCLUDE_DEPTH} deep"
-            ))
+            let message = format!("includes nested more than {MAX_INCLUDE_DEPTH} deep");
+            (Some(message), true)
         } else if self.files >= MAX_FILES {
-            Some(format!("more than {MAX_FILES} files included"))
+            (Some(format!("more than {MAX_FILES} files included")), true)
         } else {
-            None
+            (None, false)
         };
         if let Some(message) = refusal {
-            self.failed = true;
+            self.failed |= limit;
             report.push(Diagnostic::error(at, message));
             return None;
         }
@@ -147,9 +153,14 @@ impl Includes {
         report: &mut Report,
     ) -> Option<Source> {
         self.files += 1;
-        fs::read(path)
-            .map_err(|e| vec![read_error(file, at, path, &e)])
-            .and_then(|bytes| decode(bytes, file, report))
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                report.push(read_error(file, at, path, &e));
+                return None;
+            }
+        };
+        decode(bytes, file, report)
             .map_err(|diagnostics| self.fail(diagnostics, report))
             .ok()?;
         Some(Source {
@@ -306,6 +317,7 @@ mod tests {
             let got: Vec<String> = Includes::default()
                 .resolve(&t, &mut report)
                 .into_iter()
+                .flatten()
                 .map(|m| m.display)
                 .collect();
             assert_eq!(got, *expected, "{pattern}");
@@ -322,7 +334,7 @@ mod tests {
         let mut includes = Includes::default();
         includes.open_root(&a, &mut report).expect("readable");
         let t = token(&mut report, &canonical(tmp.path()), "a.conf", "a.conf");
-        let matches = includes.resolve(&t, &mut report);
+        let matches = includes.resolve(&t, &mut report).expect("a.conf exists");
         assert_eq!(matches.len(), 1);
         assert!(includes.enter(&matches[0], t.span, &mut report).is_none());
         let d = &report.diagnostics[0];

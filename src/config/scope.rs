@@ -213,6 +213,10 @@ pub struct Scope {
     /// Every directive applied in this block, in order: duplicates and
     /// "which came later" are decided from it.
     pub seen: Vec<(&'static str, Span)>,
+    /// An `include` here named no file it had to, or one that could not be
+    /// read (reported): what the block lacks may be in it, so checks for a
+    /// missing directive are skipped.
+    pub incomplete: bool,
     pub blocks: Vec<Scope>,
 }
 
@@ -229,6 +233,7 @@ impl Scope {
             log_files: Vec::new(),
             settings: Settings::default(),
             seen: Vec::new(),
+            incomplete: false,
             blocks: Vec::new(),
         }
     }

@@ -18,7 +18,7 @@ const ANSWERS: &[&str] = &["return", "proxy_pass"];
 const CONTENT: &[&str] = &["root", "alias", "index", "autoindex", "upload_store", "cgi"];
 
 pub fn validate(main: &Scope, report: &mut Report) {
-    if main.seen("server").is_none() {
+    if main.seen("server").is_none() && !main.incomplete {
         report.push(Diagnostic::file_error(
             main.at.file,
             "no \"server\" block: nothing to serve",
@@ -32,7 +32,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
 }
 
 fn server_checks(server: &Scope, report: &mut Report) {
-    if server.seen("listen").is_none() {
+    if server.seen("listen").is_none() && !server.incomplete {
         report.push(Diagnostic::error(
             server.at,
             "server has no \"listen\" directive",
@@ -40,6 +40,8 @@ fn server_checks(server: &Scope, report: &mut Report) {
     }
     let mut uris: HashMap<(&str, bool), Span> = HashMap::with_capacity(server.blocks.len());
     for location in server.blocks_of(Context::Location) {
+        conflicts(location, report);
+        // A location whose URI was refused (reported) has none to compare.
         let Some(loc) = &location.location else {
             continue;
         };
@@ -51,7 +53,6 @@ fn server_checks(server: &Scope, report: &mut Report) {
                 format!("duplicate location \"{eq}{}\" (first at {first})", loc.uri),
             ));
         }
-        conflicts(location, report);
     }
 }
 
@@ -94,7 +95,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
-        if upstream.seen("server").is_none() {
+        if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
