@@ -8,7 +8,9 @@
 //!
 //! Choosing where a request goes (SPEC §3), in order:
 //! 1. the listening socket gives the candidate servers ([`ListenSocket`]);
-//! 2. the `Host` header picks one of them ([`RoutingTable::select_server`]);
+//! 2. the `Host` header picks one of them ([`RoutingTable::choose_server`]):
+//!    exact name, longest `*.leading` wildcard, longest `trailing.*`
+//!    wildcard ([`ServerNames`]), else the default server;
 //! 3. in that server, an exact location, else the longest prefix, else the
 //!    server's own settings ([`Server::select_location`]).
 
@@ -49,59 +51,141 @@ pub struct ListenSocket {
     /// `listen ... ssl`: the TLS config its connections handshake with.
     #[serde(rename = "ssl", serialize_with = "ser_is_some")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Whether a `listen ... default_server` named it (else it is the first).
+    pub explicit_default: bool,
+    /// The `server_name`s of `servers`, indexed for the choice by `Host`.
+    #[serde(skip)]
+    pub names: ServerNames,
 }
 
-/// The server names of one listen address, by position in its server
-/// list: SNI picks a certificate with them as `Host` picks a server.
-#[derive(Debug, Clone)]
-pub struct NameTable {
-    names: Vec<Vec<String>>,
-}
-
-impl NameTable {
-    pub fn of(socket: &ListenSocket, servers: &[Server]) -> NameTable {
-        NameTable {
-            names: socket
-                .servers
-                .iter()
-                .map(|&i| servers[i].names.clone())
-                .collect(),
-        }
-    }
-
-    /// The position of the server that `host` names.
-    pub fn position(&self, host: &str) -> Option<usize> {
-        let host = host.trim_end_matches('.');
-        self.names
-            .iter()
-            .position(|names| names.iter().any(|n| n.eq_ignore_ascii_case(host)))
-    }
-}
-
-/// `ssl_protocols`: which TLS versions a server offers.
+/// Which rule chose the server for a request (SPEC §3 step 2, with nginx's
+/// wildcard names), for tools that explain a choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TlsVersions {
-    pub tls12: bool,
-    pub tls13: bool,
+pub enum ServerMatch {
+    /// `Host` is one of the server's names (`.example.com` also names
+    /// `example.com` itself).
+    ExactName,
+    /// The longest `*.example.com` (or `.example.com`) that `Host` ends in.
+    LeadingWildcard,
+    /// The longest `www.example.*` that `Host` starts with.
+    TrailingWildcard,
+    /// No name matched: the address's `default_server`.
+    DefaultServer,
+    /// No name matched and the address has no `default_server`: the first
+    /// server that listens there.
+    FirstServer,
 }
 
-impl Default for TlsVersions {
-    fn default() -> Self {
-        TlsVersions {
-            tls12: true,
-            tls13: true,
+/// One `server_name` value, as nginx reads it. Anything else with a `*` is
+/// refused by [`NamePattern::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamePattern<'a> {
+    /// `example.com`.
+    Exact(&'a str),
+    /// `*.example.com`, holding `example.com`.
+    Leading(&'a str),
+    /// `.example.com`, holding `example.com`: both `example.com` and
+    /// `*.example.com`.
+    ExactAndLeading(&'a str),
+    /// `www.example.*`, holding `www.example`.
+    Trailing(&'a str),
+}
+
+impl<'a> NamePattern<'a> {
+    /// Classifies a (lower-cased) `server_name` value. A wildcard is a whole
+    /// label at the start or the end, as nginx requires.
+    pub fn parse(name: &'a str) -> Result<Self, String> {
+        let pattern = if let Some(rest) = name.strip_prefix("*.") {
+            NamePattern::Leading(rest)
+        } else if let Some(rest) = name.strip_suffix(".*") {
+            NamePattern::Trailing(rest)
+        } else if let Some(rest) = name.strip_prefix('.') {
+            NamePattern::ExactAndLeading(rest)
+        } else {
+            NamePattern::Exact(name)
+        };
+        let inner = match pattern {
+            NamePattern::Exact(inner)
+            | NamePattern::Leading(inner)
+            | NamePattern::ExactAndLeading(inner)
+            | NamePattern::Trailing(inner) => inner,
+        };
+        let wildcard = !matches!(pattern, NamePattern::Exact(_));
+        let bad_wildcard =
+            wildcard && (inner.is_empty() || inner.starts_with('.') || inner.ends_with('.'));
+        if inner.contains('*') || bad_wildcard {
+            return Err(format!(
+                "invalid server name \"{name}\" (a wildcard is \"*.\" at the start or \".*\" at the end, as in \"*.example.com\" or \"www.example.*\")"
+            ));
         }
+        Ok(pattern)
     }
 }
 
-fn ser_is_some<T, S: serde::Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_bool(value.is_some())
+/// The names of the servers sharing one address, looked up by `Host` with
+/// a few hash probes (one per label at most), however many names there are.
+#[derive(Debug, Clone, Default)]
+pub struct ServerNames {
+    exact: HashMap<Box<str>, usize>,
+    /// `*.example.com` by `example.com`.
+    leading: HashMap<Box<str>, usize>,
+    /// `www.example.*` by `www.example`.
+    trailing: HashMap<Box<str>, usize>,
+}
+
+impl ServerNames {
+    /// Adds `pattern` for `server`; a key already taken keeps its first
+    /// server (the configuration check reports the conflict).
+    pub fn insert(&mut self, pattern: NamePattern, server: usize) {
+        let add = |map: &mut HashMap<Box<str>, usize>, key: &str| {
+            map.entry(key.into()).or_insert(server);
+        };
+        match pattern {
+            NamePattern::Exact(name) => add(&mut self.exact, name),
+            NamePattern::Leading(suffix) => add(&mut self.leading, suffix),
+            NamePattern::ExactAndLeading(name) => {
+                add(&mut self.exact, name);
+                add(&mut self.leading, name);
+            }
+            NamePattern::Trailing(prefix) => add(&mut self.trailing, prefix),
+        }
+    }
+
+    /// nginx's order: the exact name, then the longest leading wildcard,
+    /// then the longest trailing wildcard. `host` is lower-case without a
+    /// trailing dot, as [`crate::http::Request`] gives it.
+    pub fn find(&self, host: &str) -> Option<(usize, ServerMatch)> {
+        if let Some(&i) = self.exact.get(host) {
+            return Some((i, ServerMatch::ExactName));
+        }
+        if !self.leading.is_empty() {
+            // `a.b.example.com`: try `b.example.com`, then `example.com`, ...
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(&i) = self.leading.get(rest) {
+                    return Some((i, ServerMatch::LeadingWildcard));
+                }
+            }
+        }
+        if !self.trailing.is_empty() {
+            // `www.example.co.uk`: try `www.example.co`, then `www.example`, ...
+            let mut head = host;
+            while let Some(dot) = head.rfind('.') {
+                head = &head[..dot];
+                if let Some(&i) = self.trailing.get(head) {
+                    return Some((i, ServerMatch::TrailingWildcard));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// One `server { }` block.
 #[derive(Debug, Serialize)]
 pub struct Server {
-    /// Lower-cased `server_name` values.
+    /// Lower-cased `server_name` values, each once, in order.
     pub names: Vec<String>,
     pub listen: Vec<SocketAddr>,
     /// `location = URI` blocks, by URI.
@@ -290,7 +374,7 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 }
 
 impl RoutingTable {
-    /// SPEC §3 step 2: the server of `socket` whose `server_name` lists
+    /// SPEC §3 step 2: the server of `socket` whose `server_name` matches
     /// `host` (already without port), else the socket's default server.
     pub fn select_server(&self, socket: usize, host: Option<&str>) -> &Server {
         &self.servers[self.server_for(socket, host)]
@@ -298,16 +382,28 @@ impl RoutingTable {
 
     /// [`RoutingTable::select_server`], as an index into `servers`.
     pub fn server_for(&self, socket: usize, host: Option<&str>) -> usize {
+        self.choose_server(socket, host).0
+    }
+
+    /// The server for a request to `socket` with `host`, as an index into
+    /// `servers`, and the rule that chose it.
+    pub fn choose_server(&self, socket: usize, host: Option<&str>) -> (usize, ServerMatch) {
         let listen = &self.sockets[socket];
-        host.and_then(|host| {
-            listen.servers.iter().copied().find(|&i| {
-                self.servers[i]
-                    .names
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(host))
-            })
+        let found = host.and_then(|host| {
+            if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                listen.names.find(&host.to_ascii_lowercase())
+            } else {
+                listen.names.find(host)
+            }
+        });
+        found.unwrap_or_else(|| {
+            let rule = if listen.explicit_default {
+                ServerMatch::DefaultServer
+            } else {
+                ServerMatch::FirstServer
+            };
+            (listen.default_server, rule)
         })
-        .unwrap_or(listen.default_server)
     }
 }
 
@@ -323,5 +419,102 @@ impl Server {
             .map(|&i| &self.locations[i])
             .find(|l| path.starts_with(l.uri.as_str()))
             .unwrap_or(&self.fallback)
+    }
+}
+
+/// `ssl_protocols`: which TLS versions a server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TlsVersions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for TlsVersions {
+    fn default() -> Self {
+        TlsVersions {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
+fn ser_is_some<T, S: serde::Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(value.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_patterns() {
+        let cases: &[(&str, Result<NamePattern, ()>)] = &[
+            ("example.com", Ok(NamePattern::Exact("example.com"))),
+            ("*.example.com", Ok(NamePattern::Leading("example.com"))),
+            (
+                ".example.com",
+                Ok(NamePattern::ExactAndLeading("example.com")),
+            ),
+            ("www.example.*", Ok(NamePattern::Trailing("www.example"))),
+            ("", Ok(NamePattern::Exact(""))),
+            ("*", Err(())),
+            ("*.", Err(())),
+            (".*", Err(())),
+            (".", Err(())),
+            ("*.*", Err(())),
+            ("www.*.com", Err(())),
+            ("*example.com", Err(())),
+            ("www.example*", Err(())),
+            ("*..example.com", Err(())),
+            ("www..*", Err(())),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                NamePattern::parse(name).map_err(|_| ()),
+                *expected,
+                "{name:?}"
+            );
+        }
+    }
+
+    /// nginx's order: exact, longest leading wildcard, longest trailing one.
+    #[test]
+    fn names_match_exact_then_leading_then_trailing() {
+        let mut names = ServerNames::default();
+        let patterns = [
+            ("example.com", 0),
+            ("*.example.com", 1),
+            ("*.a.example.com", 2),
+            (".example.org", 3),
+            ("www.example.*", 4),
+            ("www.example.co.*", 5),
+            ("*.com", 6),
+            ("mail.*", 7),
+        ];
+        for (name, server) in patterns {
+            names.insert(NamePattern::parse(name).expect("valid"), server);
+        }
+        use ServerMatch::{ExactName, LeadingWildcard, TrailingWildcard};
+        let cases: &[(&str, Option<(usize, ServerMatch)>)] = &[
+            ("example.com", Some((0, ExactName))),
+            ("www.example.com", Some((1, LeadingWildcard))),
+            ("x.y.example.com", Some((1, LeadingWildcard))),
+            ("b.a.example.com", Some((2, LeadingWildcard))),
+            ("a.example.com", Some((1, LeadingWildcard))),
+            ("example.org", Some((3, ExactName))),
+            ("www.example.org", Some((3, LeadingWildcard))),
+            ("www.example.net", Some((4, TrailingWildcard))),
+            ("www.example.co.uk", Some((5, TrailingWildcard))),
+            ("www.example", None),
+            ("other.com", Some((6, LeadingWildcard))),
+            ("com", None),
+            ("mail.example.net", Some((7, TrailingWildcard))),
+            ("mail", None),
+            ("xexample.org", None),
+            ("", None),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(names.find(host), *expected, "{host:?}");
+        }
     }
 }

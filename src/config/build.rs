@@ -15,8 +15,8 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
-    CgiHandler, Limits, ListenSocket, Location, ProxyPass, RoutingTable, Server, Upstream,
-    UpstreamServer,
+    CgiHandler, Limits, ListenSocket, Location, NamePattern, ProxyPass, RoutingTable, Server,
+    ServerNames, Upstream, UpstreamServer,
 };
 
 const HAS_DEFAULT: &str = "the directive table gives this setting a default";
@@ -135,12 +135,14 @@ fn build_server<'a>(
         .filter(|&i| !locations[i].exact)
         .collect();
     prefixes.sort_by_key(|&i| std::cmp::Reverse(locations[i].uri.len()));
-    let mut names: Vec<String> = Vec::new();
-    for name in &scope.server_names {
-        if !names.contains(&name.value) {
-            names.push(name.value.clone());
-        }
-    }
+    // A set, not `Vec::contains`: 200,000 names must not cost 200,000².
+    let mut seen_names = HashSet::with_capacity(scope.server_names.len());
+    let names: Vec<String> = scope
+        .server_names
+        .iter()
+        .filter(|name| seen_names.insert(name.value.as_str()))
+        .map(|name| name.value.clone())
+        .collect();
     let server = Server {
         names,
         listen: scope.listen.iter().map(|l| l.value.addr).collect(),
@@ -267,7 +269,7 @@ fn location(
         index: own_or(&own.index, &shared.index, |i| i.as_slice().into()),
         autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
         methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
-        ret: s.get(|s| &s.ret).cloned(),
+        ret: s.ret().cloned(),
         error_pages: own_or(&own.error_pages, &shared.error_pages, |p| error_pages(p)),
         client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
         upload_store: own_path_or(&own.upload_store, &shared.upload_store),
@@ -289,6 +291,9 @@ struct Upstreams {
     list: Vec<Upstream>,
     by_name: HashMap<String, usize>,
     direct: HashMap<String, usize>,
+    /// A top-level include failed (reported): an unknown name may be
+    /// declared in the missing file, so it is not reported again.
+    incomplete: bool,
 }
 
 impl Upstreams {
@@ -297,6 +302,7 @@ impl Upstreams {
             list: Vec::new(),
             by_name: HashMap::new(),
             direct: HashMap::new(),
+            incomplete: main.incomplete,
         };
         for block in main.blocks_of(Context::Upstream) {
             let Some(name) = &block.upstream_name else {
@@ -336,10 +342,12 @@ impl Upstreams {
                 }
             }
         } else {
-            report.push(Diagnostic::error(
-                url.arg,
-                format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
-            ));
+            if !self.incomplete {
+                report.push(Diagnostic::error(
+                    url.arg,
+                    format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
+                ));
+            }
             return None;
         };
         Some(ProxyPass {
@@ -368,26 +376,26 @@ impl Upstreams {
 /// checking what servers sharing an address must not share.
 fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
     let mut sockets: Vec<ListenSocket> = Vec::new();
+    let mut by_addr: HashMap<SocketAddr, usize> = HashMap::new();
     let mut explicit_default: Vec<Option<Span>> = Vec::new();
     let mut names: Vec<HashMap<String, Span>> = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         for listen in &server.listen {
             let addr = listen.value.addr;
-            let s = match sockets.iter().position(|s| s.addr == addr) {
-                Some(s) => s,
-                None => {
-                    sockets.push(ListenSocket {
-                        addr,
-                        servers: Vec::new(),
-                        default_server: i,
-                        max_header_size: 0,
-                        tls: None,
-                    });
-                    explicit_default.push(None);
-                    names.push(HashMap::new());
-                    sockets.len() - 1
-                }
-            };
+            let s = *by_addr.entry(addr).or_insert_with(|| {
+                sockets.push(ListenSocket {
+                    addr,
+                    servers: Vec::new(),
+                    default_server: i,
+                    explicit_default: false,
+                    names: ServerNames::default(),
+                    max_header_size: 0,
+                    tls: None,
+                });
+                explicit_default.push(None);
+                names.push(HashMap::new());
+                sockets.len() - 1
+            });
             if sockets[s].servers.contains(&i) {
                 report.push(Diagnostic::error(
                     listen.arg,
@@ -408,37 +416,62 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                     None => {
                         explicit_default[s] = Some(at);
                         sockets[s].default_server = i;
+                        sockets[s].explicit_default = true;
                     }
                 }
             }
-            claim_names(server, addr, &mut names[s], report);
+            claim_names(server, i, &mut sockets[s], &mut names[s], report);
         }
     }
     sockets
 }
 
+/// Adds the names of `server` (index `i`) to `socket`, reporting a name that
+/// another server on that address already has. Claims are keyed by what
+/// they match: `.example.com` claims both `example.com` and `*.example.com`.
 fn claim_names(
     server: &Scope,
-    addr: SocketAddr,
+    i: usize,
+    socket: &mut ListenSocket,
     taken: &mut HashMap<String, Span>,
     report: &mut Report,
 ) {
-    let mut own = HashSet::new();
+    let mut own = HashSet::with_capacity(server.server_names.len());
     for name in &server.server_names {
-        if !own.insert(&name.value) {
+        // Refused (and reported) by the `server_name` directive.
+        let Ok(pattern) = NamePattern::parse(&name.value) else {
             continue;
+        };
+        let claims = match pattern {
+            NamePattern::Exact(n) => [Some(n.to_string()), None],
+            NamePattern::Leading(n) => [Some(format!("*.{n}")), None],
+            NamePattern::ExactAndLeading(n) => [Some(n.to_string()), Some(format!("*.{n}"))],
+            NamePattern::Trailing(n) => [Some(format!("{n}.*")), None],
+        };
+        let mut conflict = None;
+        for claim in claims.into_iter().flatten() {
+            if !own.insert(claim.clone()) {
+                continue;
+            }
+            match taken.get(&claim) {
+                Some(&first) => conflict = conflict.or(Some(first)),
+                None => {
+                    taken.insert(claim, name.arg);
+                }
+            }
         }
-        if let Some(&first) = taken.get(&name.value) {
-            let first = report.where_is(first, name.arg);
-            report.push(Diagnostic::error(
-                name.arg,
-                format!(
-                    "server name \"{}\" is already used on {addr} (at {first})",
-                    name.value
-                ),
-            ));
-        } else {
-            taken.insert(name.value.clone(), name.arg);
+        match conflict {
+            Some(first) => {
+                let first = report.where_is(first, name.arg);
+                report.push(Diagnostic::error(
+                    name.arg,
+                    format!(
+                        "server name \"{}\" is already used on {} (at {first})",
+                        name.value, socket.addr
+                    ),
+                ));
+            }
+            None => socket.names.insert(pattern, i),
         }
     }
 }
@@ -470,7 +503,7 @@ fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<St
         .iter()
         .position(|l| std::ptr::eq(l, chosen));
     let settings = merged.effective(index);
-    if settings.get(|s| &s.ret).is_some() || settings.get(|s| &s.proxy_pass).is_some() {
+    if settings.ret().is_some() || settings.get(|s| &s.proxy_pass).is_some() {
         return None;
     }
     let (base, rest) = match (settings.get(|s| &s.alias), settings.root()) {

@@ -10,7 +10,7 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
 use crate::http::Method;
-use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions};
+use crate::routing::{LogLevel, LogTarget, MethodSet, NamePattern, Return, TlsVersions};
 
 /// A set of [`Context`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +225,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Include,
         usage: "PATTERN",
         default: DefaultValue::Unset,
-        doc: "Splices the matching files here (glob, sorted). A plain path must exist.",
+        doc: "Splices the matching files here (glob, sorted; wildcards skip dot files). A plain path must exist.",
     },
     Directive {
         name: "listen",
@@ -245,7 +245,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(server_name),
         usage: "NAME...",
         default: DefaultValue::Unset,
-        doc: "Host names this server answers (case-insensitive).",
+        doc: "Host names this server answers (case-insensitive): exact, `*.example.com`, `www.example.*`, or `.example.com` (both `example.com` and `*.example.com`).",
     },
     Directive {
         name: "root",
@@ -485,7 +485,7 @@ pub const DIRECTIVES: &[Directive] = &[
             let target = match args.text(0) {
                 "off" => LogTarget::Off,
                 "stdout" => LogTarget::Stdout,
-                _ => LogTarget::File(args.path(0).path),
+                _ => log_file(scope, args, "access_log"),
             };
             scope.settings.access_log = Some(target);
             Ok(())
@@ -502,7 +502,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(|scope, args| {
             let target = match args.text(0) {
                 "stderr" => LogTarget::Stderr,
-                _ => LogTarget::File(args.path(0).path),
+                _ => log_file(scope, args, "error_log"),
             };
             let level = match args.values.len() {
                 2 => args.parse(1, |t| {
@@ -746,14 +746,26 @@ fn listen(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
 }
 
 fn server_name(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    scope.server_names.reserve_exact(args.values.len());
     for (i, token) in args.values.iter().enumerate() {
+        let value = token.text.to_ascii_lowercase();
+        NamePattern::parse(&value).map_err(|message| ArgError { arg: i, message })?;
         scope.server_names.push(At {
-            value: token.text.to_ascii_lowercase(),
+            value,
             name: args.name.span,
             arg: args.span(i),
         });
     }
     Ok(())
+}
+
+/// A log file, also kept in the scope so `validate` can check that the
+/// server will be able to open it.
+fn log_file(scope: &mut Scope, args: &Args, directive: &'static str) -> LogTarget {
+    let path = args.path(0);
+    let target = LogTarget::File(path.path.clone());
+    scope.log_files.push((directive, args.at(path)));
+    target
 }
 
 fn methods(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {

@@ -138,12 +138,12 @@ impl Converter {
             match part.as_rule() {
                 Rule::name => {
                     name = Some(Token {
-                        text: Cow::Borrowed(part.as_str()),
+                        text: unescape(part.as_str()),
                         span,
                     })
                 }
                 Rule::bare => args.push(Token {
-                    text: Cow::Borrowed(part.as_str()),
+                    text: unescape(part.as_str()),
                     span,
                 }),
                 Rule::dquoted | Rule::squoted => args.push(Token {
@@ -173,7 +173,8 @@ impl Converter {
     }
 }
 
-/// `\"`, `\'` and `\\` stand for the character; any other backslash is kept.
+/// `\"`, `\'` and `\\` stand for the character; any other backslash is kept
+/// (`x\;y` is `x\;y`), in quoted strings and bare words alike, as nginx does.
 fn unescape(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\\') {
         return Cow::Borrowed(raw);
@@ -207,13 +208,15 @@ fn too_deep(text: &str) -> Option<usize> {
             b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b'"' | b'\''
         )
     };
-    let special = |b: &u8| matches!(b, b'#' | b'"' | b'\'' | b'{' | b'}');
+    let special = |b: &u8| matches!(b, b'#' | b'"' | b'\'' | b'{' | b'}' | b'\\');
     let mut depth = 0usize;
     let mut i = 0;
-    // Only five bytes matter: jump from one to the next.
+    // Only six bytes matter: jump from one to the next.
     while let Some(skip) = bytes[i..].iter().position(special) {
         i += skip;
         match bytes[i] {
+            // Escapes the next byte, whatever it is (in a word, as nginx).
+            b'\\' if i + 1 < bytes.len() => i += 1,
             // `#` starts a comment only where a word could start.
             b'#' if i == 0 || separator(bytes[i - 1]) => {
                 i += memchr::memchr(b'\n', &bytes[i..]).unwrap_or(bytes.len() - i);
@@ -344,6 +347,14 @@ mod tests {
             ("a b#c;", &["a [\"b#c\"]"]),
             ("a \"\\n\";", &["a [\"\\\\n\"]"]),
             ("a\t\r\nb\n;", &["a [\"b\"]"]),
+            // A backslash in a bare word takes the next character in, as
+            // nginx: unescaped like quoted strings.
+            ("return 200 a\\\"b;", &["return [\"200\", \"a\\\"b\"]"]),
+            ("a x\\;y;", &["a [\"x\\\\;y\"]"]),
+            ("a x\\ y\\{z\\};", &["a [\"x\\\\ y\\\\{z\\\\}\"]"]),
+            ("a \\'q\\\\ \\#c;", &["a [\"'q\\\\\", \"\\\\#c\"]"]),
+            ("s { a b\\}; }", &["s [] {a [\"b\\\\}\"]}"]),
+            ("n\\;x y;", &["n\\;x [\"y\"]"]),
         ];
         for (text, expected) in cases {
             let tree = parse(text, FileId(0)).expect(text);
@@ -386,5 +397,8 @@ mod tests {
         assert!(parse(&ok, FileId(0)).is_ok());
         let quoted = format!("a \"{}\";", "{".repeat(100));
         assert!(parse(&quoted, FileId(0)).is_ok());
+        let escaped = format!("a {};", "\\{".repeat(100));
+        assert!(parse(&escaped, FileId(0)).is_ok());
+        assert!(parse("a \\", FileId(0)).is_err());
     }
 }

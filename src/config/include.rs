@@ -2,9 +2,10 @@
 //! `include PATTERN;` resolution.
 //!
 //! A pattern is relative to the directory of the file that names it. One
-//! with wildcards (`*`, `?`, `[`) may match nothing (as nginx); a plain path
-//! must exist. Matches are spliced in sorted order. The files being read form
-//! a stack: meeting one of them again is a cycle. Depth and the number of
+//! with wildcards (`*`, `?`, `[`) may match nothing (as nginx), and matches
+//! a dot file only where the pattern writes the dot (as glob(3)); a plain
+//! path must exist. Matches are spliced in sorted order. The files being
+//! read form a stack: meeting one of them again is a cycle. Depth and the number of
 //! files are capped so a hostile set of includes cannot explode.
 
 use std::fs;
@@ -35,7 +36,11 @@ pub struct Match {
 pub struct Includes {
     stack: Vec<PathBuf>,
     files: usize,
-    /// Set once any file had a syntax error or could not be read.
+    /// Set once any file had a syntax error (or bytes that cannot be text),
+    /// or the limits on includes were hit: later checks would only report
+    /// consequences. An include that names nothing, or a file that cannot
+    /// be read, does not set it: its directive is reported, and so is every
+    /// other problem (SPEC §1).
     pub failed: bool,
 }
 
@@ -50,8 +55,9 @@ impl Includes {
         Some(source)
     }
 
-    /// The files `token` (an include pattern in `file`) names, in order.
-    pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Vec<Match> {
+    /// The files `token` (an include pattern in `file`) names, in order;
+    /// `None` when it names none that it must (reported).
+    pub fn resolve(&mut self, token: &Token, report: &mut Report) -> Option<Vec<Match>> {
         let source = &report.sources[token.span.file.0];
         let dir = source.dir.clone();
         let shown_dir = Path::new(&source.display)
@@ -62,24 +68,32 @@ impl Includes {
         let paths = if written.contains(['*', '?', '[']) {
             glob_sorted(&dir, written)
                 .map_err(|e| format!("invalid include pattern \"{written}\": {e}"))
-        } else if dir.join(written).is_file() {
-            Ok(vec![dir.join(written)])
         } else {
-            Err(format!("included file \"{written}\" not found"))
+            let path = dir.join(written);
+            match path.metadata() {
+                Ok(m) if m.is_file() => Ok(vec![path]),
+                Ok(m) if m.is_dir() => Err(format!(
+                    "included path \"{written}\" is a directory (to include its files, use a pattern such as \"{}/*.conf\")",
+                    written.trim_end_matches('/')
+                )),
+                Ok(_) => Err(format!("included path \"{written}\" is not a regular file")),
+                Err(_) => Err(format!("included file \"{written}\" not found")),
+            }
         };
         match paths {
-            Ok(paths) => paths
-                .into_iter()
-                .map(|path| {
-                    let shown = path.strip_prefix(&dir).unwrap_or(&path);
-                    let display = shown_dir.join(shown).display().to_string();
-                    Match { path, display }
-                })
-                .collect(),
+            Ok(paths) => Some(
+                paths
+                    .into_iter()
+                    .map(|path| {
+                        let shown = path.strip_prefix(&dir).unwrap_or(&path);
+                        let display = shown_dir.join(shown).display().to_string();
+                        Match { path, display }
+                    })
+                    .collect(),
+            ),
             Err(message) => {
-                self.failed = true;
                 report.push(Diagnostic::error(token.span, message));
-                Vec::new()
+                None
             }
         }
     }
@@ -89,22 +103,22 @@ impl Includes {
     /// [`leave`](Self::leave).
     pub fn enter(&mut self, m: &Match, at: Span, report: &mut Report) -> Option<Source> {
         let canonical = canonical(&m.path);
-        let refusal = if self.stack.contains(&canonical) {
-            Some(format!(
-                "include cycle: \"{}\" is already being read",
-                m.display
-            ))
+        // A cycle is refused and reported; the file is being read anyway.
+        // The limits stop the load: past them, a hostile set of files could
+        // only make more of the same.
+        let (refusal, limit) = if self.stack.contains(&canonical) {
+            let message = format!("include cycle: \"{}\" is already being read", m.display);
+            (Some(message), false)
         } else if self.stack.len() >= MAX_INCLUDE_DEPTH {
-            Some(format!(
-                "includes nested more than {MAX_INCLUDE_DEPTH} deep"
-            ))
+            let message = format!("includes nested more than {MAX_INCLUDE_DEPTH} deep");
+            (Some(message), true)
         } else if self.files >= MAX_FILES {
-            Some(format!("more than {MAX_FILES} files included"))
+            (Some(format!("more than {MAX_FILES} files included")), true)
         } else {
-            None
+            (None, false)
         };
         if let Some(message) = refusal {
-            self.failed = true;
+            self.failed |= limit;
             report.push(Diagnostic::error(at, message));
             return None;
         }
@@ -139,9 +153,14 @@ impl Includes {
         report: &mut Report,
     ) -> Option<Source> {
         self.files += 1;
-        fs::read(path)
-            .map_err(|e| vec![read_error(file, at, path, &e)])
-            .and_then(|bytes| decode(bytes, file, report))
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                report.push(read_error(file, at, path, &e));
+                return None;
+            }
+        };
+        decode(bytes, file, report)
             .map_err(|diagnostics| self.fail(diagnostics, report))
             .ok()?;
         Some(Source {
@@ -223,8 +242,19 @@ fn glob_sorted(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, glob::PatternE
             glob::Pattern::escape(&dir.to_string_lossy())
         )
     };
+    // As glob(3) and nginx: a wildcard does not match a leading dot, so
+    // `sites/*.conf` skips `sites/.disabled.conf` (`sites/.*.conf` takes it).
+    // Filtered after the walk: the glob crate's own `require_literal_leading_dot`
+    // (0.3.4) also drops the dot files a pattern names with a literal dot.
+    let strict = glob::MatchOptions {
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
+    let compiled = glob::Pattern::new(&full)?;
     let mut paths: Vec<PathBuf> = glob::glob(&full)?
         .filter_map(Result::ok)
+        .filter(|p| compiled.matches_path_with(p, strict))
         .filter(|p| p.is_file())
         .collect();
     paths.sort();
@@ -257,7 +287,7 @@ mod tests {
     fn resolves_sorted_relative_to_the_file() {
         let tmp = tempfile::tempdir().expect("tempdir");
         fs::create_dir(tmp.path().join("sites")).expect("mkdir");
-        for name in ["b.conf", "a.conf", "c.txt"] {
+        for name in ["b.conf", "a.conf", "c.txt", ".hidden.conf"] {
             fs::write(tmp.path().join("sites").join(name), "").expect("write");
         }
         let dir = canonical(tmp.path());
@@ -268,8 +298,17 @@ mod tests {
                 false,
             ),
             ("sites/*.none", &[], false),
+            ("sites/.*.conf", &["conf.d/sites/.hidden.conf"], false),
+            (
+                "./sites/*.conf",
+                &["conf.d/sites/a.conf", "conf.d/sites/b.conf"],
+                false,
+            ),
+            ("sites/?hidden.conf", &[], false),
+            ("sites/.hidden.conf", &["conf.d/sites/.hidden.conf"], false),
             ("sites/c.txt", &["conf.d/sites/c.txt"], false),
             ("sites/missing.conf", &[], true),
+            ("sites", &[], true),
             ("sites/[", &[], true),
         ];
         for (pattern, expected, fails) in cases {
@@ -278,6 +317,7 @@ mod tests {
             let got: Vec<String> = Includes::default()
                 .resolve(&t, &mut report)
                 .into_iter()
+                .flatten()
                 .map(|m| m.display)
                 .collect();
             assert_eq!(got, *expected, "{pattern}");
@@ -294,7 +334,7 @@ mod tests {
         let mut includes = Includes::default();
         includes.open_root(&a, &mut report).expect("readable");
         let t = token(&mut report, &canonical(tmp.path()), "a.conf", "a.conf");
-        let matches = includes.resolve(&t, &mut report);
+        let matches = includes.resolve(&t, &mut report).expect("a.conf exists");
         assert_eq!(matches.len(), 1);
         assert!(includes.enter(&matches[0], t.span, &mut report).is_none());
         let d = &report.diagnostics[0];

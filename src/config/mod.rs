@@ -10,9 +10,13 @@
 //! 4. `build`: merge defaults → top level → server → location into the
 //!    routing table, with the checks that need the whole picture.
 //!
-//! A syntax error (or an unreadable include) stops after step 2: later
+//! A syntax error (or a file that is not text) stops after step 2: later
 //! checks would only report its consequences. Otherwise every problem of
-//! every step is reported together, sorted by file and position.
+//! every step is reported together, sorted by file and position: a missing
+//! include, or a block with a bad header (`location nos { ... }`), is one
+//! error among the others, and the directives inside that block are still
+//! checked. A block whose include failed skips only the checks for what is
+//! absent (no `listen`, no `server`), which the missing file may have held.
 
 mod build;
 mod diag;

@@ -176,6 +176,13 @@ impl<'a> Effective<'a> {
         field(self.own).as_ref().or(field(self.parent).as_ref())
     }
 
+    /// The `return` in force: the server's own comes first, since nginx runs
+    /// a server-level `return` before choosing a location at all; a
+    /// location's `return` answers only where its server has none.
+    pub fn ret(self) -> Option<&'a Return> {
+        self.parent.ret.as_ref().or(self.own.ret.as_ref())
+    }
+
     pub fn root(self) -> Option<&'a At<PathArg>> {
         if self.own.inherits_root() {
             self.get(|s| &s.root).map(|r| &**r)
@@ -204,10 +211,17 @@ pub struct Scope {
     pub listen: Vec<At<Listen>>,
     pub server_names: Vec<At<String>>,
     pub members: Vec<At<Member>>,
+    /// The files `access_log` and `error_log` name here, to check that the
+    /// server will be able to open them.
+    pub log_files: Vec<(&'static str, At<PathArg>)>,
     pub settings: Settings,
     /// Every directive applied in this block, in order: duplicates and
     /// "which came later" are decided from it.
     pub seen: Vec<(&'static str, Span)>,
+    /// An `include` here named no file it had to, or one that could not be
+    /// read (reported): what the block lacks may be in it, so checks for a
+    /// missing directive are skipped.
+    pub incomplete: bool,
     pub blocks: Vec<Scope>,
 }
 
@@ -221,8 +235,10 @@ impl Scope {
             listen: Vec::new(),
             server_names: Vec::new(),
             members: Vec::new(),
+            log_files: Vec::new(),
             settings: Settings::default(),
             seen: Vec::new(),
+            incomplete: false,
             blocks: Vec::new(),
         }
     }

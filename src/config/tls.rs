@@ -5,9 +5,10 @@
 //!
 //! One rustls [`ServerConfig`] per `ssl` listen address: its certificate
 //! resolver picks among the servers of that address by SNI with the same
-//! rule as `Host` ([`RoutingTable::choose_server`]); without SNI, or for an
+//! rule as `Host` ([`ServerNames::find`]); without SNI, or for an
 //! unknown name, the default server's certificate answers.
 
+use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,7 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::diag::{Diagnostic, Report};
 use super::scope::{At, PathArg, Scope};
-use crate::routing::{ListenSocket, NameTable, Server, TlsVersions};
+use crate::routing::{ListenSocket, Server, ServerNames, TlsVersions};
 
 /// A certificate expiring sooner than this is warned about.
 const EXPIRY_WARNING: u64 = 30 * 24 * 3600;
@@ -99,11 +100,11 @@ pub fn attach(
             continue;
         };
         let resolver = SniResolver {
-            names: NameTable::of(socket, servers),
+            names: socket.names.clone(),
             keys: socket
                 .servers
                 .iter()
-                .map(|&i| servers[i].tls.clone())
+                .filter_map(|&i| Some((i, servers[i].tls.clone()?)))
                 .collect(),
             default: default_key,
         };
@@ -134,18 +135,20 @@ fn has_ssl(scope: &Scope) -> bool {
 /// Chooses the certificate for a ClientHello, as `Host` chooses a server.
 #[derive(Debug)]
 struct SniResolver {
-    names: NameTable,
-    /// By position in the socket's server list.
-    keys: Vec<Option<Arc<CertifiedKey>>>,
+    /// The address's names, as `Host` looks them up.
+    names: ServerNames,
+    /// Server index → its certificate.
+    keys: HashMap<usize, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let chosen = hello
-            .server_name()
-            .and_then(|name| self.names.position(name))
-            .and_then(|i| self.keys[i].clone());
+        let chosen = hello.server_name().and_then(|name| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let (server, _) = self.names.find(&name)?;
+            self.keys.get(&server).cloned()
+        });
         Some(chosen.unwrap_or_else(|| self.default.clone()))
     }
 }

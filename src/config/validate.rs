@@ -18,7 +18,7 @@ const ANSWERS: &[&str] = &["return", "proxy_pass"];
 const CONTENT: &[&str] = &["root", "alias", "index", "autoindex", "upload_store", "cgi"];
 
 pub fn validate(main: &Scope, report: &mut Report) {
-    if main.seen("server").is_none() {
+    if main.seen("server").is_none() && !main.incomplete {
         report.push(Diagnostic::file_error(
             main.at.file,
             "no \"server\" block: nothing to serve",
@@ -32,7 +32,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
 }
 
 fn server_checks(server: &Scope, report: &mut Report) {
-    if server.seen("listen").is_none() {
+    if server.seen("listen").is_none() && !server.incomplete {
         report.push(Diagnostic::error(
             server.at,
             "server has no \"listen\" directive",
@@ -40,6 +40,8 @@ fn server_checks(server: &Scope, report: &mut Report) {
     }
     let mut uris: HashMap<(&str, bool), Span> = HashMap::with_capacity(server.blocks.len());
     for location in server.blocks_of(Context::Location) {
+        conflicts(location, report);
+        // A location whose URI was refused (reported) has none to compare.
         let Some(loc) = &location.location else {
             continue;
         };
@@ -51,7 +53,6 @@ fn server_checks(server: &Scope, report: &mut Report) {
                 format!("duplicate location \"{eq}{}\" (first at {first})", loc.uri),
             ));
         }
-        conflicts(location, report);
     }
 }
 
@@ -94,7 +95,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
-        if upstream.seen("server").is_none() {
+        if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
@@ -146,9 +147,57 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
             }
         }
     }
+    for (directive, log) in &scope.log_files {
+        if let Some(problem) = log_file_problem(&log.value.path) {
+            report.push(Diagnostic::error(
+                log.arg,
+                format!(
+                    "cannot open {directive} \"{}\": {problem}",
+                    log.value.written
+                ),
+            ));
+        }
+    }
     for block in &scope.blocks {
         warn_paths(block, seen, report);
     }
+}
+
+/// Why the server could not open `path` to append to it, if it could not,
+/// found without creating the file (`nginx -t` opens it; `check` should
+/// leave no trace): the file is writable, or it does not exist and its
+/// directory is writable.
+fn log_file_problem(path: &Path) -> Option<String> {
+    match path.metadata() {
+        Ok(m) if m.is_dir() => Some("it is a directory".to_string()),
+        Ok(_) => (!accessible(path, libc::W_OK)).then(|| "it is not writable".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            // A file on the way would have made `metadata` fail with
+            // ENOTDIR above: `dir` is a directory when it exists.
+            match dir.metadata() {
+                Ok(_) if !accessible(dir, libc::W_OK | libc::X_OK) => {
+                    Some("its directory is not writable".to_string())
+                }
+                Ok(_) => None,
+                Err(_) => Some("its directory does not exist".to_string()),
+            }
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// access(2): whether this process may use `path` in `mode`.
+fn accessible(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c_path.as_ptr(), mode) == 0 }
 }
 
 /// `is_dir`: `None` when the path does not exist.
@@ -189,4 +238,28 @@ fn interpreter_problem(interpreter: &PathArg) -> Option<String> {
 fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_files_are_checked_without_being_created() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        std::fs::write(dir.join("old.log"), "").expect("write");
+        let cases: &[(&str, Option<&str>)] = &[
+            ("old.log", None),
+            ("new.log", None),
+            ("", Some("it is a directory")),
+            ("no-dir/new.log", Some("its directory does not exist")),
+            ("old.log/x.log", Some("Not a directory (os error 20)")),
+        ];
+        for (name, expected) in cases {
+            let got = log_file_problem(&dir.join(name));
+            assert_eq!(got.as_deref(), *expected, "{name:?}");
+        }
+        assert!(!dir.join("new.log").exists(), "check created a log file");
+    }
 }

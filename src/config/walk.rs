@@ -69,8 +69,19 @@ impl Walker<'_> {
     }
 
     fn directive(&mut self, raw: &RawDirective, scope: &mut Scope) {
-        let Some(entry) = self.check_shape(raw, scope) else {
-            return;
+        let entry = match self.check_shape(raw, scope) {
+            Ok(entry) => entry,
+            Err(known) => {
+                // A known block in the wrong place or with the wrong number
+                // of arguments: its contents are still checked, for the
+                // context it opens, though it takes no part in the result.
+                if let (Some(entry), Some(body)) = (known, &raw.block) {
+                    if let Action::Open(context, _) = entry.action {
+                        self.block(body, &mut Scope::new(context, raw.name.span));
+                    }
+                }
+                return;
+            }
         };
         let dir = self.report.sources[raw.name.span.file.0].dir.clone();
         let args = Args {
@@ -86,10 +97,12 @@ impl Walker<'_> {
                 let mut child = Scope::new(context, raw.name.span);
                 let directives = raw.block.as_ref().map_or(0, Vec::len);
                 child.seen.reserve_exact(directives);
-                if self.apply(apply, &mut child, &args) {
-                    self.block(raw.block.as_deref().unwrap_or_default(), &mut child);
-                    scope.blocks.push(child);
-                }
+                // A bad header (`location nos`) is reported and leaves the
+                // block without its URI or name, which build skips; what is
+                // inside is checked all the same.
+                self.apply(apply, &mut child, &args);
+                self.block(raw.block.as_deref().unwrap_or_default(), &mut child);
+                scope.blocks.push(child);
             }
             Action::Include => self.include(raw, scope),
         }
@@ -116,26 +129,39 @@ impl Walker<'_> {
         let Some(pattern) = raw.args.first() else {
             return;
         };
-        for m in self.includes.resolve(pattern, self.report) {
-            if let Some(source) = self.includes.enter(&m, pattern.span, self.report) {
-                if let Some(tree) = self.includes.parse(&source, self.report) {
-                    self.block(&tree, scope);
-                }
-                self.includes.leave();
+        let Some(matches) = self.includes.resolve(pattern, self.report) else {
+            scope.incomplete = true;
+            return;
+        };
+        for m in matches {
+            let Some(source) = self.includes.enter(&m, pattern.span, self.report) else {
+                scope.incomplete = true;
+                continue;
+            };
+            match self.includes.parse(&source, self.report) {
+                Some(tree) => self.block(&tree, scope),
+                None => scope.incomplete = true,
             }
+            self.includes.leave();
         }
     }
 
     /// The table entry for `raw`, once its name, context, block, arity and
-    /// uniqueness are right; otherwise reports why not.
-    fn check_shape(&mut self, raw: &RawDirective, scope: &mut Scope) -> Option<&'static Directive> {
+    /// uniqueness are right; otherwise reports why not, and gives the entry
+    /// if the name is known.
+    fn check_shape(
+        &mut self,
+        raw: &RawDirective,
+        scope: &mut Scope,
+    ) -> Result<&'static Directive, Option<&'static Directive>> {
         let name: &str = &raw.name.text;
         let at = raw.name.span;
         let Some(entry) = directives::lookup(name, scope.context) else {
             let hint = directives::did_you_mean(name)
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
-            return self.fail(at, format!("unknown directive \"{name}\"{hint}"));
+            self.fail(at, format!("unknown directive \"{name}\"{hint}"));
+            return Err(None);
         };
         if !entry.contexts.contains(scope.context) {
             let place = match scope.context {
@@ -143,7 +169,8 @@ impl Walker<'_> {
                 other => format!("in {}", other.name()),
             };
             let allowed = directives::contexts_of(name).names();
-            return self.fail(
+            return self.fail_known(
+                entry,
                 at,
                 format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"),
             );
@@ -159,11 +186,12 @@ impl Walker<'_> {
             } else {
                 "takes no block"
             };
-            return self.fail(at, format!("\"{name}\" {what} (usage: {usage})"));
+            return self.fail_known(entry, at, format!("\"{name}\" {what} (usage: {usage})"));
         }
         if !entry.arity.accepts(raw.args.len()) {
             let usage = format!("{name} {}", entry.usage);
-            return self.fail(
+            return self.fail_known(
+                entry,
                 at,
                 format!("wrong number of arguments for \"{name}\" (usage: {usage})"),
             );
@@ -171,14 +199,27 @@ impl Walker<'_> {
         if !entry.repeatable {
             if let Some((_, first)) = first {
                 let first = self.report.where_is(first, at);
-                return self.fail(at, format!("duplicate \"{name}\" (first set at {first})"));
+                return self.fail_known(
+                    entry,
+                    at,
+                    format!("duplicate \"{name}\" (first set at {first})"),
+                );
             }
         }
-        Some(entry)
+        Ok(entry)
     }
 
-    fn fail(&mut self, at: Span, message: String) -> Option<&'static Directive> {
+    fn fail(&mut self, at: Span, message: String) {
         self.report.push(Diagnostic::error(at, message));
-        None
+    }
+
+    fn fail_known(
+        &mut self,
+        entry: &'static Directive,
+        at: Span,
+        message: String,
+    ) -> Result<&'static Directive, Option<&'static Directive>> {
+        self.fail(at, message);
+        Err(Some(entry))
     }
 }
