@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import selectors
 import socket
+import ssl
 import sys
 import time
 
@@ -22,6 +23,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--path", default="/small.bin")
     p.add_argument("--timeout", type=float, default=60.0, help="to open and answer them all")
     p.add_argument("--hold", type=float, default=120.0, help="seconds to keep them open")
+    p.add_argument("--tls", action="store_true", help="TLS (certificate not verified)")
     return p.parse_args()
 
 
@@ -46,9 +48,16 @@ def main() -> int:
     conns: list[socket.socket] = []
     pending: dict[socket.socket, bytes] = {}
     lost = 0  # connected, but closed or failed before a whole answer
+    context = None
+    if args.tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     for _ in range(args.count):
         try:
             sock = socket.create_connection(("127.0.0.1", args.port), timeout=5)
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname="localhost")
             sock.sendall(request)
         except OSError:
             continue
@@ -61,7 +70,7 @@ def main() -> int:
             sock = key.fileobj
             try:
                 data = sock.recv(65536)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError):
                 continue
             except OSError:
                 data = b""
