@@ -224,6 +224,8 @@ pub struct Client {
     pub read_closed: bool,
     /// The last read or write that moved data.
     pub last_activity: Instant,
+    /// Response bytes written so far, on every exchange.
+    pub written: u64,
 }
 
 /// The outcome of one read from the client.
@@ -340,6 +342,12 @@ pub struct Conn {
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
+    /// The current request's line, for the error log should it panic (a
+    /// buffer reused from request to request).
+    request_line: String,
+    /// `client.written` when the current request arrived: more means its
+    /// response has begun.
+    response_from: u64,
     pub deadline: Deadline,
 }
 
@@ -364,6 +372,7 @@ impl Conn {
                 peer_closed: false,
                 read_closed: false,
                 last_activity: now,
+                written: 0,
             },
             table,
             socket_index,
@@ -375,6 +384,8 @@ impl Conn {
             redirects: 0,
             accepted_at: now,
             head_started: None,
+            request_line: String::new(),
+            response_from: 0,
             deadline: Deadline::default(),
         };
         conn.refresh_deadline();
@@ -445,6 +456,30 @@ impl Conn {
         self.phase = Phase::Head;
     }
 
+    /// A panic interrupted this connection (SPEC §9.1): log it with the
+    /// request line, kill and drop what the exchange ran (script, upstream
+    /// socket, temporary files), then answer 500 and close if no byte of
+    /// the response was sent yet, else just close.
+    pub fn on_panic(&mut self, message: &str, cx: &mut Cx) -> Verdict {
+        let line = if self.request_line.is_empty() {
+            "-"
+        } else {
+            &self.request_line
+        };
+        cx.logs.error(format_args!(
+            "panic while handling \"{}\" from {}: {message}",
+            line.escape_debug(),
+            self.client.peer
+        ));
+        self.release(cx);
+        if self.client.written > self.response_from || self.client.peer_closed {
+            return Verdict::Close;
+        }
+        self.close_after = true;
+        self.fail(500, CLOSE, cx);
+        self.run(cx)
+    }
+
     fn run(&mut self, cx: &mut Cx) -> Verdict {
         let verdict = self.drive(cx);
         if verdict == Verdict::Close {
@@ -504,6 +539,9 @@ impl Conn {
             match Request::parse(self.client.input.data(), max_head) {
                 Ok(Some((request, len))) => {
                     self.client.input.consume(len);
+                    self.request_line.clear();
+                    self.request_line.push_str(request.request_line());
+                    self.response_from = self.client.written;
                     self.requests += 1;
                     self.redirects = 0;
                     self.close_after = false;
@@ -529,6 +567,8 @@ impl Conn {
 
     /// Routes a parsed head and moves to the phase its handler needs.
     fn start_request(&mut self, request: Request, cx: &mut Cx) {
+        #[cfg(feature = "fault-injection")]
+        crate::server::fault::at("handle", &request);
         let table = Arc::clone(&self.table);
         self.server = table.server_for(self.socket_index, request.host.as_deref());
         let server = &table.servers[self.server];
@@ -745,6 +785,8 @@ impl Conn {
         let Phase::Cgi(run) = &mut self.phase else {
             unreachable!("step_cgi runs in Phase::Cgi");
         };
+        #[cfg(feature = "fault-injection")]
+        crate::server::fault::at("cgi", &run.request);
         let outcome = run.step(&mut self.client, cx);
         match outcome {
             CgiStep::Progress => return Step::Progress,
@@ -982,7 +1024,8 @@ impl Conn {
             return self.finish_response(after, cx);
         }
         match write_some(&mut self.client.socket, out) {
-            Ok(_) => {
+            Ok(n) => {
+                self.client.written += n as u64;
                 self.client.last_activity = cx.now;
                 Step::Progress
             }
@@ -999,6 +1042,8 @@ impl Conn {
         match after {
             After::KeepAlive => {
                 self.phase = Phase::Head;
+                self.request_line.clear();
+                self.response_from = self.client.written;
                 self.server = self.table.sockets[self.socket_index].default_server;
                 self.head_started = (!self.client.input.is_empty()).then_some(cx.now);
                 self.client.last_activity = cx.now;
@@ -1066,6 +1111,7 @@ impl Client {
         }
         match relay.write_to(&mut self.socket) {
             Ok(n) => {
+                self.written += n as u64;
                 self.last_activity = now;
                 Ok(n > 0)
             }

@@ -31,6 +31,7 @@ use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
 use crate::server::log::Logs;
+use crate::server::panic;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
 use crate::server::timers::Timers;
@@ -202,19 +203,44 @@ impl EventLoop {
                 let Some((key, source)) = split_token(t) else {
                     return;
                 };
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return; // closed earlier in this batch
-                };
-                let mut cx = cx!(self, now);
                 let ready = Readiness {
                     readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                     writable: event.is_writable() || event.is_write_closed() || event.is_error(),
                     read_closed: event.is_read_closed() || event.is_error(),
                 };
-                let verdict = conn.on_ready(source, ready, &mut cx);
-                self.settle(key, verdict);
+                // None: closed earlier in this batch.
+                if let Some(verdict) =
+                    self.guarded(key, now, |conn, cx| conn.on_ready(source, ready, cx))
+                {
+                    self.settle(key, verdict);
+                }
             }
         }
+    }
+
+    /// Runs `step` on connection `key`, if it is still open. A panic in it
+    /// ends that connection only (SPEC §9.1): [`Conn::on_panic`] logs it
+    /// and answers 500 when it can; a second panic there closes it as is.
+    fn guarded(
+        &mut self,
+        key: usize,
+        now: Instant,
+        step: impl FnOnce(&mut Conn, &mut Cx) -> Verdict,
+    ) -> Option<Verdict> {
+        let conn = self.conns.get_mut(key)?;
+        let mut cx = cx!(self, now);
+        let verdict = match panic::catch(|| step(&mut *conn, &mut cx)) {
+            Ok(verdict) => verdict,
+            Err(message) => {
+                panic::catch(|| conn.on_panic(&message, &mut cx)).unwrap_or_else(|again| {
+                    cx.logs.error(format_args!(
+                        "panic while answering a panic: {again}; connection dropped"
+                    ));
+                    Verdict::Close
+                })
+            }
+        };
+        Some(verdict)
     }
 
     /// Records a connection's verdict: its deadline, or its end.
@@ -236,12 +262,13 @@ impl EventLoop {
             };
             conn.deadline.fired();
             let verdict = if conn.deadline.is_due(now) {
-                let mut cx = cx!(self, now);
-                conn.on_timeout(&mut cx)
+                self.guarded(key, now, Conn::on_timeout)
             } else {
-                Verdict::Keep
+                Some(Verdict::Keep)
             };
-            self.settle(key, verdict);
+            if let Some(verdict) = verdict {
+                self.settle(key, verdict);
+            }
         }
     }
 
@@ -249,7 +276,11 @@ impl EventLoop {
         for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let mut cx = cx!(self, now);
-                conn.release(&mut cx);
+                if let Err(message) = panic::catch(|| conn.release(&mut cx)) {
+                    // Dropping the connection still kills its script.
+                    cx.logs
+                        .error(format_args!("panic while closing a connection: {message}"));
+                }
                 let _ = self.poll.registry().deregister(conn.socket());
             }
         }
@@ -396,9 +427,9 @@ impl EventLoop {
         self.shutdown_at = Some(now + GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut cx = cx!(self, now);
-            let verdict = self.conns[key].drain(&mut cx);
-            self.settle(key, verdict);
+            if let Some(verdict) = self.guarded(key, now, Conn::drain) {
+                self.settle(key, verdict);
+            }
         }
         self.close_finished(now);
     }

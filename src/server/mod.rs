@@ -5,7 +5,10 @@
 pub mod cgi;
 pub mod conn;
 pub mod event_loop;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod log;
+pub mod panic;
 pub mod proxy;
 pub mod reaper;
 pub mod relay;
@@ -22,6 +25,7 @@ use crate::config;
 /// errors prints the same diagnostics as `check` and fails.
 pub fn run(config: &Path) -> anyhow::Result<()> {
     crate::handlers::cgi::cloexec_inherited_fds();
+    panic::install_hook();
     let (table, report) = config::load(config);
     eprint!("{}", report.render_text());
     let Some(table) = table else {

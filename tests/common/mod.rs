@@ -42,6 +42,22 @@ impl Server {
     /// Like [`Server::start`], with extra variables in the server's own
     /// environment (to prove they do not reach a CGI script).
     pub fn start_with_env(template: &str, files: &[(&str, &[u8])], env: &[(&str, &str)]) -> Server {
+        Server::start_program(
+            Path::new(env!("CARGO_BIN_EXE_webserv")),
+            template,
+            files,
+            env,
+        )
+    }
+
+    /// Like [`Server::start_with_env`], running `program` (a build of
+    /// webserv with other features).
+    pub fn start_program(
+        program: &Path,
+        template: &str,
+        files: &[(&str, &[u8])],
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         for (path, content) in files {
             let path = dir.path().join(path);
@@ -54,7 +70,7 @@ impl Server {
             .replace("{port}", &port.to_string())
             .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
         fs::write(&config, text).expect("write config");
-        let child = spawn_with_env(&config, env);
+        let child = spawn_program(program, &config, env);
         let mut server = Server {
             child,
             port,
@@ -151,7 +167,11 @@ pub fn spawn(config: &Path) -> Child {
 }
 
 pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_webserv"))
+    spawn_program(Path::new(env!("CARGO_BIN_EXE_webserv")), config, env)
+}
+
+pub fn spawn_program(program: &Path, config: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(program)
         .arg(config)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
