@@ -41,6 +41,9 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
         upstreams: upstreams.list,
         max_connections: top.max_connections.expect(HAS_DEFAULT),
         error_log: top.error_log.expect(HAS_DEFAULT),
+        worker_processes: top.worker_processes.expect(HAS_DEFAULT),
+        worker_shutdown_timeout: top.worker_shutdown_timeout.expect(HAS_DEFAULT),
+        pid: top.pid,
     }
 }
 
