@@ -40,8 +40,6 @@ const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
 
-/// How long responses in flight may take to finish after SIGINT/SIGTERM.
-const GRACE: Duration = Duration::from_secs(5);
 /// After `accept` fails for lack of file descriptors, wait this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const SCRATCH: usize = 64 * 1024;
@@ -54,8 +52,22 @@ struct Listener {
     index: usize,
 }
 
+/// Whether the loop serves alone or as one worker of a master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `worker_processes 1`: it binds, and reloads itself on SIGHUP.
+    Single,
+    /// It serves listeners bound by the master, which handles SIGHUP.
+    Worker,
+}
+
+/// A listening socket handed to a worker: the socket, the address it was
+/// bound for, and that address's index in the table's `sockets`.
+pub type Inherited = (TcpListener, SocketAddr, usize);
+
 pub struct EventLoop {
     poll: Poll,
+    role: Role,
     config_path: PathBuf,
     table: Arc<RoutingTable>,
     listeners: Slab<Listener>,
@@ -106,6 +118,34 @@ macro_rules! cx {
 impl EventLoop {
     /// Binds every listen address of `table`.
     pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
+        let table = Arc::new(table);
+        let mut event_loop = EventLoop::empty(config_path, Arc::clone(&table), Role::Single)?;
+        for (index, socket) in table.sockets.iter().enumerate() {
+            let listener =
+                bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+            event_loop.add_listener(listener, socket.addr, &table, index)?;
+        }
+        Ok(event_loop)
+    }
+
+    /// A worker serving `listeners`, bound by the master for `table`.
+    pub fn worker(
+        config_path: PathBuf,
+        table: Arc<RoutingTable>,
+        listeners: Vec<Inherited>,
+    ) -> anyhow::Result<EventLoop> {
+        let mut event_loop = EventLoop::empty(config_path, Arc::clone(&table), Role::Worker)?;
+        for (listener, addr, index) in listeners {
+            event_loop.add_listener(listener, addr, &table, index)?;
+        }
+        Ok(event_loop)
+    }
+
+    fn empty(
+        config_path: PathBuf,
+        table: Arc<RoutingTable>,
+        role: Role,
+    ) -> anyhow::Result<EventLoop> {
         let poll = Poll::new().context("creating the poll")?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGCHLD])
             .context("installing signal handlers")?;
@@ -114,10 +154,11 @@ impl EventLoop {
             .context("registering signals")?;
         let logs = Logs::open(&table).context("opening logs")?;
         let balancer = Balancer::new(&table.upstreams);
-        let mut event_loop = EventLoop {
+        Ok(EventLoop {
             poll,
+            role,
             config_path,
-            table: Arc::new(table),
+            table,
             listeners: Slab::new(),
             conns: Slab::new(),
             timers: Timers::default(),
@@ -133,14 +174,7 @@ impl EventLoop {
                 pool: Pool::default(),
                 balancer,
             },
-        };
-        let table = Arc::clone(&event_loop.table);
-        for (index, socket) in table.sockets.iter().enumerate() {
-            let listener =
-                bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
-            event_loop.add_listener(listener, socket.addr, &table, index)?;
-        }
-        Ok(event_loop)
+        })
     }
 
     /// The addresses actually listened on (a port 0 gets a real one).
@@ -392,10 +426,12 @@ impl EventLoop {
             .registry()
             .register(&mut socket, token, Interest::READABLE)
             .with_context(|| format!("registering {addr}"))?;
-        println!(
-            "webserv: listening on http://{}",
-            socket.local_addr().unwrap_or(addr)
-        );
+        if self.role == Role::Single {
+            println!(
+                "webserv: listening on http://{}",
+                socket.local_addr().unwrap_or(addr)
+            );
+        }
         entry.insert(Listener {
             socket,
             addr,
@@ -411,7 +447,8 @@ impl EventLoop {
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
             match signal {
-                SIGHUP => self.reload(),
+                // A worker's master reloads by starting new workers.
+                SIGHUP if self.role == Role::Single => self.reload(),
                 SIGINT | SIGTERM if self.shutdown_at.is_none() => self.shut_down(now),
                 _ => {}
             }
@@ -420,11 +457,16 @@ impl EventLoop {
 
     /// Stops accepting and lets every connection finish what is in flight.
     fn shut_down(&mut self, now: Instant) {
-        self.logs.notice(format_args!("shutting down"));
+        match self.role {
+            Role::Single => self.logs.notice(format_args!("shutting down")),
+            Role::Worker => self
+                .logs
+                .notice(format_args!("worker {} shutting down", std::process::id())),
+        }
         for mut listener in self.listeners.drain() {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
-        self.shutdown_at = Some(now + GRACE);
+        self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(verdict) = self.guarded(key, now, Conn::drain) {
@@ -450,6 +492,11 @@ impl EventLoop {
             ));
             return;
         };
+        if table.worker_processes.resolve() != 1 {
+            self.logs.notice(format_args!(
+                "worker_processes changed: it takes effect when webserv is restarted"
+            ));
+        }
         match self.swap(table) {
             Ok(()) => self.logs.notice(format_args!("configuration reloaded")),
             Err(err) => self.logs.error(format_args!("reload refused: {err:#}")),
@@ -497,7 +544,7 @@ impl EventLoop {
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // mio sets SO_REUSEADDR and a backlog of 1024.
     TcpListener::bind(addr)
 }

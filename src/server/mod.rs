@@ -8,7 +8,9 @@ pub mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod log;
+pub mod master;
 pub mod panic;
+pub mod pidfile;
 pub mod proxy;
 pub mod reaper;
 pub mod relay;
@@ -20,9 +22,12 @@ use std::path::Path;
 use anyhow::bail;
 
 use crate::config;
+use crate::server::pidfile::PidFile;
 
-/// Loads `config` and serves it until SIGINT/SIGTERM. A configuration with
-/// errors prints the same diagnostics as `check` and fails.
+/// Loads `config` and serves it until SIGINT/SIGTERM: in this process
+/// with `worker_processes 1`, else as the master of that many workers. A
+/// configuration with errors prints the same diagnostics as `check` and
+/// fails.
 pub fn run(config: &Path) -> anyhow::Result<()> {
     crate::handlers::cgi::cloexec_inherited_fds();
     panic::install_hook();
@@ -31,6 +36,13 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
     let Some(table) = table else {
         bail!("{}: configuration has errors", config.display());
     };
-    let mut event_loop = event_loop::EventLoop::new(config.to_path_buf(), table)?;
-    event_loop.run()
+    let pid = table.pid.clone();
+    match table.worker_processes.resolve() {
+        1 => {
+            let mut event_loop = event_loop::EventLoop::new(config.to_path_buf(), table)?;
+            let _pid_file = pid.as_deref().map(PidFile::create).transpose()?;
+            event_loop.run()
+        }
+        count => master::run(config, table, count, pid.as_deref()),
+    }
 }
