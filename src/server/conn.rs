@@ -443,6 +443,11 @@ impl Conn {
     /// The server is shutting down: finish what is in flight, then close.
     pub fn drain(&mut self, cx: &mut Cx) -> Verdict {
         self.draining = true;
+        // A connection accepted just before may hold a first request that
+        // no event announced yet: read before taking it for idle.
+        if self.requests == 0 {
+            self.client.readable = true;
+        }
         self.run(cx)
     }
 
@@ -555,7 +560,8 @@ impl Conn {
                 }
             }
         }
-        if self.client.peer_closed || (self.draining && self.client.input.is_empty()) {
+        let idle = self.client.input.is_empty() && !self.client.readable;
+        if self.client.peer_closed || (self.draining && idle) {
             return Step::Close;
         }
         let room = max_head.saturating_sub(self.client.input.len()).max(1);

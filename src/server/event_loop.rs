@@ -30,7 +30,7 @@ use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
-use crate::server::log::Logs;
+use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
@@ -427,10 +427,10 @@ impl EventLoop {
             .register(&mut socket, token, Interest::READABLE)
             .with_context(|| format!("registering {addr}"))?;
         if self.role == Role::Single {
-            println!(
+            log::console(format_args!(
                 "webserv: listening on http://{}",
                 socket.local_addr().unwrap_or(addr)
-            );
+            ));
         }
         entry.insert(Listener {
             socket,
@@ -483,7 +483,7 @@ impl EventLoop {
         let (table, report) = config::load(&self.config_path);
         let diagnostics = report.render_text();
         if !diagnostics.is_empty() {
-            eprint!("{diagnostics}");
+            log::console_err(&diagnostics);
         }
         let Some(table) = table else {
             self.logs.error(format_args!(
@@ -524,7 +524,10 @@ impl EventLoop {
         for key in gone {
             let mut listener = self.listeners.remove(key);
             let _ = self.poll.registry().deregister(&mut listener.socket);
-            println!("webserv: stopped listening on http://{}", listener.addr);
+            log::console(format_args!(
+                "webserv: stopped listening on http://{}",
+                listener.addr
+            ));
         }
         for (_, listener) in self.listeners.iter_mut() {
             listener.index = table

@@ -35,7 +35,7 @@ use mio::net::TcpListener;
 use crate::config;
 use crate::routing::RoutingTable;
 use crate::server::event_loop::{self, EventLoop, Inherited};
-use crate::server::log::Logs;
+use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::pidfile::PidFile;
 
@@ -331,7 +331,7 @@ impl Master {
         let (table, report) = config::load(&self.config_path);
         let diagnostics = report.render_text();
         if !diagnostics.is_empty() {
-            eprint!("{diagnostics}");
+            log::console_err(&diagnostics);
         }
         let Some(table) = table else {
             self.logs.error(format_args!(
@@ -391,10 +391,10 @@ impl Master {
 }
 
 fn announce(what: &str, listener: &Listener) {
-    println!(
+    log::console(format_args!(
         "webserv: {what} http://{}",
         listener.socket.local_addr().unwrap_or(listener.addr)
-    );
+    ));
 }
 
 /// The delay before the next try after `failures` deaths at start-up in a

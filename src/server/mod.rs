@@ -39,8 +39,8 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
     let pid = table.pid.clone();
     match table.worker_processes.resolve() {
         1 => {
-            let mut event_loop = event_loop::EventLoop::new(config.to_path_buf(), table)?;
             let _pid_file = pid.as_deref().map(PidFile::create).transpose()?;
+            let mut event_loop = event_loop::EventLoop::new(config.to_path_buf(), table)?;
             event_loop.run()
         }
         count => master::run(config, table, count, pid.as_deref()),
