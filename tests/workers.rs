@@ -611,3 +611,36 @@ fn signal_commands_say_why_they_cannot_signal() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn a_stop_cuts_what_outlives_worker_shutdown_timeout_and_leaves_no_script() {
+    let mut server = Server::start(&config("2", "worker_shutdown_timeout 1s;"), SITE);
+    workers_started(&server, 2);
+    let slow = slow_request(&server, 30);
+    wait_script(&server);
+    let stopped = Instant::now();
+    kill(server.pid(), libc::SIGINT);
+    assert_eq!(server.wait_exit(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "stopped after {:?}",
+        stopped.elapsed()
+    );
+    // The cut response is not a whole 200.
+    assert!(slow.join().map_or(true, |r| r.status != 200));
+    let dir = server.dir.path().to_str().expect("utf-8").to_owned();
+    let scripts = || {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                fs::read_to_string(e.path().join("cmdline")).is_ok_and(|c| c.contains(&dir))
+            })
+            .count()
+    };
+    assert!(
+        eventually(TIMEOUT, || scripts() == 0),
+        "a script outlived the server"
+    );
+}
