@@ -11,6 +11,11 @@
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
 //! collected with `try_wait` whenever SIGCHLD wakes the loop.
+//!
+//! Each connection event runs under `catch_unwind` ([`panic`]): a panic ends
+//! that connection only. The loop runs alone ([`Role::Single`]: it binds and
+//! reloads itself) or as one worker of the master ([`Role::Worker`]: it
+//! serves inherited listeners and leaves SIGHUP to the master).
 
 use std::io;
 use std::net::SocketAddr;

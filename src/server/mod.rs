@@ -1,6 +1,7 @@
 //! Everything that touches sockets and pipes: the event loop
 //! ([`event_loop`]), the connection state machine ([`conn`]), deadlines,
-//! logs and the few raw system calls.
+//! logs and the few raw system calls; the master of several workers
+//! ([`master`]), panic isolation ([`panic`]) and the pid file ([`pidfile`]).
 
 pub mod cgi;
 pub mod conn;
