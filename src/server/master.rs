@@ -252,8 +252,8 @@ impl Master {
             let worker = self.workers.swap_remove(i);
             let how = describe(status);
             match worker.slot {
+                _ if self.stopping => self.logs.notice(format_args!("worker {pid} {how}")),
                 None => self.logs.notice(format_args!("old worker {pid} {how}")),
-                Some(_) if self.stopping => self.logs.notice(format_args!("worker {pid} {how}")),
                 Some(slot) => self.replace(slot, pid, &how, now - worker.started < START_UP, now),
             }
         }
