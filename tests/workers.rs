@@ -644,3 +644,31 @@ fn a_stop_cuts_what_outlives_worker_shutdown_timeout_and_leaves_no_script() {
         "a script outlived the server"
     );
 }
+
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_connection_accepted_just_before_a_stop_still_gets_its_first_request_answered() {
+    let mut server = Server::start(&config("", ""), SITE);
+    let before = open_fds(server.pid());
+    let mut stream = server.connect();
+    assert!(
+        eventually(TIMEOUT, || open_fds(server.pid()) > before),
+        "the connection was never accepted"
+    );
+    kill(server.pid(), libc::SIGTERM);
+    // The request follows the stop by a moment (within the 500 ms grace).
+    thread::sleep(Duration::from_millis(150));
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let response = read_response(&mut stream, false);
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "hello\n")
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(server.wait_exit(), Some(0));
+}

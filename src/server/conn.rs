@@ -51,6 +51,9 @@ use crate::server::timers::Deadline;
 const LINGER: Duration = Duration::from_secs(2);
 /// The most body bytes buffered from the socket at once.
 const BODY_BUFFER: usize = 64 * 1024;
+/// How long a connection that has sent nothing yet may take to send its
+/// first request once the server drains (it was accepted just before).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// How many CGI local redirects one request may follow.
 const MAX_REDIRECTS: u8 = 5;
 
@@ -333,6 +336,8 @@ pub struct Conn {
     server: usize,
     /// Shutting down: close after the response in flight.
     draining: bool,
+    /// Draining, and no request came yet: wait for one until then.
+    first_request_by: Option<Instant>,
     /// The current request left the input out of step (an unread body):
     /// close after its response.
     close_after: bool,
@@ -378,6 +383,7 @@ impl Conn {
             socket_index,
             server,
             draining: false,
+            first_request_by: None,
             close_after: false,
             phase: Phase::Head,
             requests: 0,
@@ -443,10 +449,12 @@ impl Conn {
     /// The server is shutting down: finish what is in flight, then close.
     pub fn drain(&mut self, cx: &mut Cx) -> Verdict {
         self.draining = true;
-        // A connection accepted just before may hold a first request that
-        // no event announced yet: read before taking it for idle.
-        if self.requests == 0 {
+        // A connection accepted just before the drain may not have sent its
+        // first request yet (or no event announced it): it is not an idle
+        // keep-alive connection, so it gets a short while to send one.
+        if self.requests == 0 && self.client.input.is_empty() {
             self.client.readable = true;
+            self.first_request_by = Some(cx.now + FIRST_REQUEST_GRACE);
         }
         self.run(cx)
     }
@@ -522,7 +530,10 @@ impl Conn {
         self.deadline.want = Some(match &self.phase {
             Phase::Head => match self.head_started {
                 Some(at) => at + limits.client_header_timeout,
-                None if self.requests == 0 => self.accepted_at + limits.client_header_timeout,
+                None if self.requests == 0 => {
+                    let by = self.accepted_at + limits.client_header_timeout;
+                    self.first_request_by.map_or(by, |grace| grace.min(by))
+                }
                 None => last + limits.keepalive_timeout,
             },
             Phase::Body(_) => last + limits.client_body_timeout,
@@ -560,7 +571,9 @@ impl Conn {
                 }
             }
         }
-        let idle = self.client.input.is_empty() && !self.client.readable;
+        let idle = self.client.input.is_empty()
+            && !self.client.readable
+            && self.first_request_by.is_none_or(|by| cx.now >= by);
         if self.client.peer_closed || (self.draining && idle) {
             return Step::Close;
         }
