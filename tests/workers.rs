@@ -333,6 +333,26 @@ fn load_spreads_over_several_workers_and_log_lines_stay_whole() {
 fn a_killed_worker_is_replaced_within_a_second_and_later_requests_succeed() {
     let server = Server::start(&config("2", ""), SITE);
     let first = workers_started(&server, 2);
+    // Load all along: requests in flight on a killed worker may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = server.port;
+    let load = {
+        let stop = std::sync::Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut served = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let _ = stream.set_read_timeout(Some(TIMEOUT));
+                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut answer = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+                served += usize::from(answer.starts_with(b"HTTP/1.1 200"));
+            }
+            served
+        })
+    };
     // One original worker each: a replacement dying young again would
     // count as dying at start-up (retried after a delay).
     for (signal, victim) in [libc::SIGKILL, libc::SIGSEGV].into_iter().zip(first) {
@@ -363,6 +383,8 @@ fn a_killed_worker_is_replaced_within_a_second_and_later_requests_succeed() {
             &format!("worker {victim} was killed by signal {signal}; starting a new one"),
         );
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(load.join().expect("load thread") > 0);
     assert!(zombies(server.pid()).is_empty());
 }
 
