@@ -89,7 +89,7 @@ start_webserv_conf() {
     wait_accepting "$name"
 }
 
-# nginx_conf DIR HTTP_BODY: an nginx.conf for one worker in DIR, its pid, error
+# nginx_conf DIR HTTP_BODY: an nginx.conf for $WORKERS workers (default 1) in DIR, its pid, error
 # log and temporary files inside DIR, with HTTP_BODY in its http block.
 # NGINX_USER=1 adds `user` = the current user (a root master would otherwise
 # run its worker as nobody, which cannot write our temp dirs or sockets).
@@ -102,7 +102,7 @@ nginx_conf() {
     fi
     cat >"$dir/nginx.conf" <<CONF
 $user
-worker_processes 1;
+worker_processes ${WORKERS:-1};
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;

@@ -6,7 +6,10 @@
 #   (c) 1 KiB file, Connection: close: req/s             wrk -t2 -c50 -H 'Connection: close'
 #   (d) RSS per idle keep-alive connection (KiB)         bench/idle_conns.py, /proc/PID/status
 #   (e) availability under siege -b -c100                 (when siege is installed)
+#   (f) a missing file (404), keep-alive: req/s          wrk -t2 -c50
 #
+# WORKERS=auto (or N) runs both servers with `worker_processes auto` (or N):
+# then (d) and (e), which watch one serving process, are left out.
 # Prints a Markdown table (with webserv/nginx ratios) and appends it, dated,
 # to bench/RESULTS.md. Both servers bind 127.0.0.1 on free ports and are
 # killed on exit. Environment:
@@ -15,6 +18,7 @@
 #   IDLE_CONNS      idle connections for (d) (5000)
 #   BENCH_SERVERS   "webserv nginx" (default), or one of them alone
 #   RESULTS         file to append to (bench/RESULTS.md)
+#   WORKERS         worker_processes on both sides (1)
 set -euo pipefail
 
 BENCH_NAME=bench
@@ -24,6 +28,7 @@ DURATION=${DURATION:-10}
 SIEGE_TIME=${SIEGE_TIME:-15}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
+WORKERS=${WORKERS:-1}
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- prerequisites ---------------------------------------------------------
@@ -58,6 +63,7 @@ chmod -R a+rX "$WORK/www"
 start_webserv() {
     PORT[webserv]=$(free_port)
     cat >"$WORK/webserv.conf" <<CONF
+worker_processes $WORKERS;
 max_connections $((FDS - 64));
 error_log stderr;
 server {
@@ -76,6 +82,7 @@ start_nginx() {
     tcp_nopush on;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
+    log_not_found off;
     types { text/html html; }
     server {
         listen 127.0.0.1:${PORT[nginx]};
@@ -111,6 +118,8 @@ bench_wrk() {
     R[$name:big-mib]=$(wrk_field "$(wrk_out "$name" big)" transfer)
     run_wrk "$name" close /small.bin -H 'Connection: close'
     R[$name:close-rps]=$(wrk_field "$(wrk_out "$name" close)" rps)
+    run_wrk "$name" notfound /missing.bin
+    R[$name:notfound-rps]=$(wrk_field "$(wrk_out "$name" notfound)" rps)
 }
 
 bench_memory() {
@@ -163,11 +172,14 @@ report() {
     row "1 KiB keep-alive, p99 latency ms (lower is better)" small-p99
     row "1 MiB keep-alive, MiB/s (higher is better)" big-mib
     row "1 KiB Connection: close, req/s (higher is better)" close-rps
-    row "idle keep-alive connections held" idle-ok
-    row "RSS per idle connection, KiB (lower is better)" kib-per-conn
-    row "RSS with the idle connections, KiB" rss-idle
-    if command -v siege >/dev/null 2>&1; then
-        row "siege -b -c100 -t${SIEGE_TIME}s availability %" siege
+    row "404 keep-alive, req/s (higher is better)" notfound-rps
+    if [ "$WORKERS" = 1 ]; then
+        row "idle keep-alive connections held" idle-ok
+        row "RSS per idle connection, KiB (lower is better)" kib-per-conn
+        row "RSS with the idle connections, KiB" rss-idle
+        if command -v siege >/dev/null 2>&1; then
+            row "siege -b -c100 -t${SIEGE_TIME}s availability %" siege
+        fi
     fi
     row "wrk errors and non-2xx (1 KiB / 1 MiB / close)" errors
 }
@@ -184,9 +196,11 @@ for name in $BENCH_SERVERS; do
 done
 
 # One benchmark at a time, each server in turn: they never share the CPU.
-for name in $BENCH_SERVERS; do bench_memory "$name"; done
+if [ "$WORKERS" = 1 ]; then
+    for name in $BENCH_SERVERS; do bench_memory "$name"; done
+fi
 for name in $BENCH_SERVERS; do bench_wrk "$name"; done
-if command -v siege >/dev/null 2>&1; then
+if [ "$WORKERS" = 1 ] && command -v siege >/dev/null 2>&1; then
     for name in $BENCH_SERVERS; do bench_siege "$name"; done
 fi
 for name in $BENCH_SERVERS; do
@@ -195,8 +209,8 @@ done
 
 table=$(report)
 echo "$table"
-append_results "static files (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
+append_results "static files, worker_processes $WORKERS (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
 
-\`DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/run.sh\`
+\`WORKERS=$WORKERS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/run.sh\`
 
 $table"

@@ -1,9 +1,11 @@
-//! Command line: `webserv [CONFIG]` serves, `webserv check [CONFIG...]` lints.
+//! Command line: `webserv [CONFIG]` serves, `webserv check [CONFIG...]`
+//! lints, `webserv -s reload|stop [CONFIG]` signals the running server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use webserv::server::pidfile::{self, Control};
 
 #[derive(Parser)]
 #[command(name = "webserv", version, about = "An nginx-style HTTP/1.1 server")]
@@ -14,6 +16,17 @@ struct Cli {
     /// Configuration file to serve.
     #[arg(default_value = "conf.d/default.conf")]
     config: PathBuf,
+    /// Signal the server whose pid is in CONFIG's `pid` file, as `nginx -s`.
+    #[arg(short = 's', value_enum, value_name = "SIGNAL")]
+    signal: Option<Signal>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Signal {
+    /// SIGHUP: load the configuration again.
+    Reload,
+    /// SIGTERM: finish the requests in flight, then exit.
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -41,12 +54,24 @@ fn main() -> ExitCode {
         Some(Command::Check { configs, format }) => {
             webserv::config::check_command(&configs, matches!(format, Format::Json))
         }
-        None => match webserv::server::run(&cli.config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("webserv: {err:#}");
-                ExitCode::FAILURE
+        None => {
+            let outcome = match cli.signal {
+                None => webserv::server::run(&cli.config),
+                Some(signal) => {
+                    let control = match signal {
+                        Signal::Reload => Control::Reload,
+                        Signal::Stop => Control::Stop,
+                    };
+                    pidfile::send(&cli.config, control)
+                }
+            };
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("webserv: {err:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }

@@ -35,6 +35,29 @@ pub struct RoutingTable {
     pub error_log: LogTarget,
     /// The least severe level `error_log` writes.
     pub error_log_level: LogLevel,
+    pub worker_processes: WorkerProcesses,
+    /// How long a stop or a reload lets requests in flight finish.
+    pub worker_shutdown_timeout: Duration,
+    /// Where the serving process writes its pid.
+    pub pid: Option<PathBuf>,
+}
+
+/// `worker_processes`: a count, or one per CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerProcesses {
+    Count(usize),
+    Auto,
+}
+
+impl WorkerProcesses {
+    /// How many workers to run (`auto`: the CPUs this process may use).
+    pub fn resolve(self) -> usize {
+        match self {
+            WorkerProcesses::Count(n) => n,
+            WorkerProcesses::Auto => std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
 }
 
 /// A listening socket and the servers that share it.

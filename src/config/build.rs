@@ -51,6 +51,9 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
         max_connections: top.max_connections.expect(HAS_DEFAULT),
         error_log: top.error_log.as_ref().expect(HAS_DEFAULT).0.clone(),
         error_log_level: top.error_log.expect(HAS_DEFAULT).1,
+        worker_processes: top.worker_processes.expect(HAS_DEFAULT),
+        worker_shutdown_timeout: top.worker_shutdown_timeout.expect(HAS_DEFAULT),
+        pid: top.pid,
     }
 }
 

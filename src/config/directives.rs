@@ -10,7 +10,9 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
 use crate::http::Method;
-use crate::routing::{LogLevel, LogTarget, MethodSet, NamePattern, Return, TlsVersions};
+use crate::routing::{
+    LogLevel, LogTarget, MethodSet, NamePattern, Return, TlsVersions, WorkerProcesses,
+};
 
 /// A set of [`Context`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,6 +479,45 @@ pub const DIRECTIVES: &[Directive] = &[
         doc: "Open client connections at most (1-1000000); more wait in the backlog.",
     },
     Directive {
+        name: "worker_processes",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.worker_processes = Some(args.parse(0, worker_processes)?);
+            Ok(())
+        }),
+        usage: "N | auto",
+        default: DefaultValue::Value("1"),
+        doc: "Worker processes (1-512; `auto`: one per CPU). 1 is one process with one event loop; more run under a master that binds the listeners and replaces a worker that dies.",
+    },
+    Directive {
+        name: "worker_shutdown_timeout",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.worker_shutdown_timeout = Some(args.parse(0, values::time)?);
+            Ok(())
+        }),
+        usage: "TIME",
+        default: DefaultValue::Value("10s"),
+        doc: "How long requests in flight may take to finish after a stop or a reload.",
+    },
+    Directive {
+        name: "pid",
+        contexts: G,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.pid = Some(args.path(0).path);
+            Ok(())
+        }),
+        usage: "PATH",
+        default: DefaultValue::Unset,
+        doc: "File the serving process (the master, with workers) writes its pid to, for `webserv -s reload|stop`.",
+    },
+    Directive {
         name: "access_log",
         contexts: GS,
         arity: Exactly(1),
@@ -860,6 +901,16 @@ fn header_size(text: &str) -> Result<usize, String> {
         ));
     }
     usize::try_from(size).map_err(|_| format!("size \"{text}\" is too large"))
+}
+
+fn worker_processes(text: &str) -> Result<WorkerProcesses, String> {
+    match (text, values::number(text)) {
+        ("auto", _) => Ok(WorkerProcesses::Auto),
+        (_, Some(n @ 1..=512)) => Ok(WorkerProcesses::Count(n as usize)),
+        _ => Err(format!(
+            "invalid worker_processes \"{text}\" (1-512 or auto)"
+        )),
+    }
 }
 
 fn max_connections(text: &str) -> Result<usize, String> {

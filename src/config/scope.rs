@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::diag::Span;
 use super::values::ProxyUrl;
-use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions};
+use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions, WorkerProcesses};
 
 /// The four kinds of block a directive can appear in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,9 @@ pub struct Settings {
     pub send_timeout: Option<Duration>,
     pub keepalive_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    pub worker_processes: Option<WorkerProcesses>,
+    pub worker_shutdown_timeout: Option<Duration>,
+    pub pid: Option<PathBuf>,
     pub access_log: Option<LogTarget>,
     pub error_log: Option<(LogTarget, LogLevel)>,
     pub proxy_pass: Option<Box<At<ProxyUrl>>>,
@@ -147,7 +150,8 @@ impl Settings {
             client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script,
             client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
             max_connections, access_log, error_log, proxy_pass, proxy_set_header,
-            proxy_connect_timeout, proxy_read_timeout, ssl_protocols,
+            proxy_connect_timeout, proxy_read_timeout, ssl_protocols, worker_processes,
+            worker_shutdown_timeout, pid,
         );
     }
 }

@@ -52,6 +52,9 @@ use crate::server::transport::Transport;
 const LINGER: Duration = Duration::from_secs(2);
 /// The most body bytes buffered from the socket at once.
 const BODY_BUFFER: usize = 64 * 1024;
+/// How long a connection that has sent nothing yet may take to send its
+/// first request once the server drains (it was accepted just before).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// How many CGI local redirects one request may follow.
 const MAX_REDIRECTS: u8 = 5;
 /// How much of a file one write reads when it goes through TLS.
@@ -230,6 +233,8 @@ pub struct Client {
     pub read_closed: bool,
     /// The last read or write that moved data.
     pub last_activity: Instant,
+    /// Response bytes written so far, on every exchange.
+    pub written: u64,
 }
 
 /// The outcome of one read from the client.
@@ -337,6 +342,8 @@ pub struct Conn {
     server: usize,
     /// Shutting down: close after the response in flight.
     draining: bool,
+    /// Draining, and no request came yet: wait for one until then.
+    first_request_by: Option<Instant>,
     /// The current request left the input out of step (an unread body):
     /// close after its response.
     close_after: bool,
@@ -348,6 +355,12 @@ pub struct Conn {
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
+    /// The current request's line, for the error log should it panic (a
+    /// buffer reused from request to request).
+    request_line: String,
+    /// `client.written` when the current request arrived: more means its
+    /// response has begun.
+    response_from: u64,
     pub deadline: Deadline,
 }
 
@@ -372,11 +385,13 @@ impl Conn {
                 peer_closed: false,
                 read_closed: false,
                 last_activity: now,
+                written: 0,
             },
             table,
             socket_index,
             server,
             draining: false,
+            first_request_by: None,
             close_after: false,
             phase: Phase::Head,
             requests: 0,
@@ -384,6 +399,8 @@ impl Conn {
             redirects: 0,
             accepted_at: now,
             head_started: None,
+            request_line: String::new(),
+            response_from: 0,
             deadline: Deadline::default(),
         };
         conn.refresh_deadline();
@@ -447,6 +464,13 @@ impl Conn {
     /// The server is shutting down: finish what is in flight, then close.
     pub fn drain(&mut self, cx: &mut Cx) -> Verdict {
         self.draining = true;
+        // A connection accepted just before the drain may not have sent its
+        // first request yet (or no event announced it): it is not an idle
+        // keep-alive connection, so it gets a short while to send one.
+        if self.requests == 0 && self.client.input.is_empty() {
+            self.client.readable = true;
+            self.first_request_by = Some(cx.now + FIRST_REQUEST_GRACE);
+        }
         self.run(cx)
     }
 
@@ -458,6 +482,30 @@ impl Conn {
             Phase::Head | Phase::Body(_) | Phase::Write(_) | Phase::Linger { .. } => {}
         }
         self.phase = Phase::Head;
+    }
+
+    /// A panic interrupted this connection (SPEC §9.1): log it with the
+    /// request line, kill and drop what the exchange ran (script, upstream
+    /// socket, temporary files), then answer 500 and close if no byte of
+    /// the response was sent yet, else just close.
+    pub fn on_panic(&mut self, message: &str, cx: &mut Cx) -> Verdict {
+        let line = if self.request_line.is_empty() {
+            "-"
+        } else {
+            &self.request_line
+        };
+        cx.logs.error(format_args!(
+            "panic while handling \"{}\" from {}: {message}",
+            line.escape_debug(),
+            self.client.peer
+        ));
+        self.release(cx);
+        if self.client.written > self.response_from || self.client.peer_closed {
+            return Verdict::Close;
+        }
+        self.close_after = true;
+        self.fail(500, CLOSE, cx);
+        self.run(cx)
     }
 
     fn run(&mut self, cx: &mut Cx) -> Verdict {
@@ -507,7 +555,10 @@ impl Conn {
         self.deadline.want = Some(match &self.phase {
             Phase::Head => match self.head_started {
                 Some(at) => at + limits.client_header_timeout,
-                None if self.requests == 0 => self.accepted_at + limits.client_header_timeout,
+                None if self.requests == 0 => {
+                    let by = self.accepted_at + limits.client_header_timeout;
+                    self.first_request_by.map_or(by, |grace| grace.min(by))
+                }
                 None => last + self.idle_timeout,
             },
             Phase::Body(_) => last + limits.client_body_timeout,
@@ -555,6 +606,9 @@ impl Conn {
                             ));
                         }
                     }
+                    self.request_line.clear();
+                    self.request_line.push_str(request.request_line());
+                    self.response_from = self.client.written;
                     self.requests += 1;
                     self.redirects = 0;
                     self.close_after = false;
@@ -568,7 +622,10 @@ impl Conn {
                 }
             }
         }
-        if self.client.peer_closed || (self.draining && self.client.input.is_empty()) {
+        let idle = self.client.input.is_empty()
+            && !self.client.readable
+            && self.first_request_by.is_none_or(|by| cx.now >= by);
+        if self.client.peer_closed || (self.draining && idle) {
             return Step::Close;
         }
         let room = max_head.saturating_sub(self.client.input.len()).max(1);
@@ -580,6 +637,8 @@ impl Conn {
 
     /// Routes a parsed head and moves to the phase its handler needs.
     fn start_request(&mut self, request: Request, cx: &mut Cx) {
+        #[cfg(feature = "fault-injection")]
+        crate::server::fault::at("handle", &request);
         let table = Arc::clone(&self.table);
         self.server = table.server_for(self.socket_index, request.host.as_deref());
         let server = &table.servers[self.server];
@@ -811,6 +870,8 @@ impl Conn {
         let Phase::Cgi(run) = &mut self.phase else {
             unreachable!("step_cgi runs in Phase::Cgi");
         };
+        #[cfg(feature = "fault-injection")]
+        crate::server::fault::at("cgi", &run.request);
         let outcome = run.step(&mut self.client, cx);
         match outcome {
             CgiStep::Progress => return Step::Progress,
@@ -1049,7 +1110,8 @@ impl Conn {
             return self.finish_response(after, cx);
         }
         match write_some(&mut self.client.transport, out) {
-            Ok(_) => {
+            Ok(n) => {
+                self.client.written += n as u64;
                 self.client.last_activity = cx.now;
                 Step::Progress
             }
@@ -1090,6 +1152,8 @@ impl Conn {
                 // The server that answered sets how long the connection
                 // may idle; the next head then starts from the default.
                 self.idle_timeout = self.limits().keepalive_timeout;
+                self.request_line.clear();
+                self.response_from = self.client.written;
                 self.server = self.table.sockets[self.socket_index].default_server;
                 self.head_started = (!self.client.input.is_empty()).then_some(cx.now);
                 self.client.last_activity = cx.now;
@@ -1171,6 +1235,7 @@ impl Client {
         }
         match relay.write_to(&mut self.transport) {
             Ok(n) => {
+                self.written += n as u64;
                 self.last_activity = now;
                 Ok(n > 0)
             }

@@ -11,6 +11,11 @@
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
 //! collected with `try_wait` whenever SIGCHLD wakes the loop.
+//!
+//! Each connection event runs under `catch_unwind` ([`panic`]): a panic ends
+//! that connection only. The loop runs alone ([`Role::Single`]: it binds and
+//! reloads itself) or as one worker of the master ([`Role::Worker`]: it
+//! serves inherited listeners and leaves SIGHUP to the master).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,7 +35,8 @@ use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
-use crate::server::log::Logs;
+use crate::server::log::{self, Logs};
+use crate::server::panic;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
 use crate::server::timers::Timers;
@@ -40,8 +46,6 @@ const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
 
-/// How long responses in flight may take to finish after SIGINT/SIGTERM.
-const GRACE: Duration = Duration::from_secs(5);
 /// After `accept` fails for lack of file descriptors, wait this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const SCRATCH: usize = 64 * 1024;
@@ -54,8 +58,22 @@ struct Listener {
     index: usize,
 }
 
+/// Whether the loop serves alone or as one worker of a master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `worker_processes 1`: it binds, and reloads itself on SIGHUP.
+    Single,
+    /// It serves listeners bound by the master, which handles SIGHUP.
+    Worker,
+}
+
+/// A listening socket handed to a worker: the socket, the address it was
+/// bound for, and that address's index in the table's `sockets`.
+pub type Inherited = (TcpListener, SocketAddr, usize);
+
 pub struct EventLoop {
     poll: Poll,
+    role: Role,
     config_path: PathBuf,
     table: Arc<RoutingTable>,
     listeners: Slab<Listener>,
@@ -106,6 +124,34 @@ macro_rules! cx {
 impl EventLoop {
     /// Binds every listen address of `table`.
     pub fn new(config_path: PathBuf, table: RoutingTable) -> anyhow::Result<EventLoop> {
+        let table = Arc::new(table);
+        let mut event_loop = EventLoop::empty(config_path, Arc::clone(&table), Role::Single)?;
+        for (index, socket) in table.sockets.iter().enumerate() {
+            let listener =
+                bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
+            event_loop.add_listener(listener, socket.addr, &table, index)?;
+        }
+        Ok(event_loop)
+    }
+
+    /// A worker serving `listeners`, bound by the master for `table`.
+    pub fn worker(
+        config_path: PathBuf,
+        table: Arc<RoutingTable>,
+        listeners: Vec<Inherited>,
+    ) -> anyhow::Result<EventLoop> {
+        let mut event_loop = EventLoop::empty(config_path, Arc::clone(&table), Role::Worker)?;
+        for (listener, addr, index) in listeners {
+            event_loop.add_listener(listener, addr, &table, index)?;
+        }
+        Ok(event_loop)
+    }
+
+    fn empty(
+        config_path: PathBuf,
+        table: Arc<RoutingTable>,
+        role: Role,
+    ) -> anyhow::Result<EventLoop> {
         let poll = Poll::new().context("creating the poll")?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGCHLD])
             .context("installing signal handlers")?;
@@ -114,10 +160,11 @@ impl EventLoop {
             .context("registering signals")?;
         let logs = Logs::open(&table).context("opening logs")?;
         let balancer = Balancer::new(&table.upstreams);
-        let mut event_loop = EventLoop {
+        Ok(EventLoop {
             poll,
+            role,
             config_path,
-            table: Arc::new(table),
+            table,
             listeners: Slab::new(),
             conns: Slab::new(),
             timers: Timers::default(),
@@ -133,14 +180,7 @@ impl EventLoop {
                 pool: Pool::default(),
                 balancer,
             },
-        };
-        let table = Arc::clone(&event_loop.table);
-        for (index, socket) in table.sockets.iter().enumerate() {
-            let listener =
-                bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
-            event_loop.add_listener(listener, socket.addr, &table, index)?;
-        }
-        Ok(event_loop)
+        })
     }
 
     /// The addresses actually listened on (a port 0 gets a real one).
@@ -203,19 +243,44 @@ impl EventLoop {
                 let Some((key, source)) = split_token(t) else {
                     return;
                 };
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return; // closed earlier in this batch
-                };
-                let mut cx = cx!(self, now);
                 let ready = Readiness {
                     readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                     writable: event.is_writable() || event.is_write_closed() || event.is_error(),
                     read_closed: event.is_read_closed() || event.is_error(),
                 };
-                let verdict = conn.on_ready(source, ready, &mut cx);
-                self.settle(key, verdict);
+                // None: closed earlier in this batch.
+                if let Some(verdict) =
+                    self.guarded(key, now, |conn, cx| conn.on_ready(source, ready, cx))
+                {
+                    self.settle(key, verdict);
+                }
             }
         }
+    }
+
+    /// Runs `step` on connection `key`, if it is still open. A panic in it
+    /// ends that connection only (SPEC §9.1): [`Conn::on_panic`] logs it
+    /// and answers 500 when it can; a second panic there closes it as is.
+    fn guarded(
+        &mut self,
+        key: usize,
+        now: Instant,
+        step: impl FnOnce(&mut Conn, &mut Cx) -> Verdict,
+    ) -> Option<Verdict> {
+        let conn = self.conns.get_mut(key)?;
+        let mut cx = cx!(self, now);
+        let verdict = match panic::catch(|| step(&mut *conn, &mut cx)) {
+            Ok(verdict) => verdict,
+            Err(message) => {
+                panic::catch(|| conn.on_panic(&message, &mut cx)).unwrap_or_else(|again| {
+                    cx.logs.error(format_args!(
+                        "panic while answering a panic: {again}; connection dropped"
+                    ));
+                    Verdict::Close
+                })
+            }
+        };
+        Some(verdict)
     }
 
     /// Records a connection's verdict: its deadline, or its end.
@@ -237,12 +302,13 @@ impl EventLoop {
             };
             conn.deadline.fired();
             let verdict = if conn.deadline.is_due(now) {
-                let mut cx = cx!(self, now);
-                conn.on_timeout(&mut cx)
+                self.guarded(key, now, Conn::on_timeout)
             } else {
-                Verdict::Keep
+                Some(Verdict::Keep)
             };
-            self.settle(key, verdict);
+            if let Some(verdict) = verdict {
+                self.settle(key, verdict);
+            }
         }
     }
 
@@ -250,7 +316,11 @@ impl EventLoop {
         for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let mut cx = cx!(self, now);
-                conn.release(&mut cx);
+                if let Err(message) = panic::catch(|| conn.release(&mut cx)) {
+                    // Dropping the connection still kills its script.
+                    cx.logs
+                        .error(format_args!("panic while closing a connection: {message}"));
+                }
                 let _ = self.poll.registry().deregister(conn.socket());
             }
         }
@@ -373,10 +443,12 @@ impl EventLoop {
             .registry()
             .register(&mut socket, token, Interest::READABLE)
             .with_context(|| format!("registering {addr}"))?;
-        println!(
-            "webserv: listening on http://{}",
-            socket.local_addr().unwrap_or(addr)
-        );
+        if self.role == Role::Single {
+            log::console(format_args!(
+                "webserv: listening on http://{}",
+                socket.local_addr().unwrap_or(addr)
+            ));
+        }
         entry.insert(Listener {
             socket,
             addr,
@@ -392,7 +464,8 @@ impl EventLoop {
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
             match signal {
-                SIGHUP => self.reload(),
+                // A worker's master reloads by starting new workers.
+                SIGHUP if self.role == Role::Single => self.reload(),
                 SIGINT | SIGTERM if self.shutdown_at.is_none() => self.shut_down(now),
                 _ => {}
             }
@@ -401,16 +474,21 @@ impl EventLoop {
 
     /// Stops accepting and lets every connection finish what is in flight.
     fn shut_down(&mut self, now: Instant) {
-        self.logs.notice(format_args!("shutting down"));
+        match self.role {
+            Role::Single => self.logs.notice(format_args!("shutting down")),
+            Role::Worker => self
+                .logs
+                .notice(format_args!("worker {} shutting down", std::process::id())),
+        }
         for mut listener in self.listeners.drain() {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
-        self.shutdown_at = Some(now + GRACE);
+        self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut cx = cx!(self, now);
-            let verdict = self.conns[key].drain(&mut cx);
-            self.settle(key, verdict);
+            if let Some(verdict) = self.guarded(key, now, Conn::drain) {
+                self.settle(key, verdict);
+            }
         }
         self.close_finished(now);
     }
@@ -422,7 +500,7 @@ impl EventLoop {
         let (table, report) = config::load(&self.config_path);
         let diagnostics = report.render_text();
         if !diagnostics.is_empty() {
-            eprint!("{diagnostics}");
+            log::console_err(&diagnostics);
         }
         let Some(table) = table else {
             self.logs.error(format_args!(
@@ -431,6 +509,11 @@ impl EventLoop {
             ));
             return;
         };
+        if table.worker_processes.resolve() != 1 {
+            self.logs.notice(format_args!(
+                "worker_processes changed: it takes effect when webserv is restarted"
+            ));
+        }
         match self.swap(table) {
             Ok(()) => self.logs.notice(format_args!("configuration reloaded")),
             Err(err) => self.logs.error(format_args!("reload refused: {err:#}")),
@@ -458,7 +541,10 @@ impl EventLoop {
         for key in gone {
             let mut listener = self.listeners.remove(key);
             let _ = self.poll.registry().deregister(&mut listener.socket);
-            println!("webserv: stopped listening on http://{}", listener.addr);
+            log::console(format_args!(
+                "webserv: stopped listening on http://{}",
+                listener.addr
+            ));
         }
         for (_, listener) in self.listeners.iter_mut() {
             listener.index = table
@@ -478,6 +564,6 @@ impl EventLoop {
     }
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     crate::server::sys::listen_on(addr).map(TcpListener::from_std)
 }

@@ -135,3 +135,16 @@ impl Logs {
         };
     }
 }
+
+/// A line on stdout (the listening addresses). A closed or full pipe must
+/// not take the server down, as `println!` would by panicking.
+pub fn console(message: fmt::Arguments) {
+    let line = format!("{message}\n");
+    let _ = io::stdout().lock().write_all(line.as_bytes());
+    let _ = io::stdout().flush();
+}
+
+/// Text on stderr (diagnostics of a reload), with the same care.
+pub fn console_err(text: &str) {
+    let _ = io::stderr().write_all(text.as_bytes());
+}

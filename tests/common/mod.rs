@@ -47,9 +47,31 @@ impl Server {
         })
     }
 
+    /// Like [`Server::start_with_env`], running `program` (a build of
+    /// webserv with other features).
+    pub fn start_program(
+        program: &Path,
+        template: &str,
+        files: &[(&str, &[u8])],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::start_command(Command::new(program), template, files, |command| {
+            command.envs(env.iter().copied());
+        })
+    }
+
     /// Like [`Server::start`], with the command adjusted before it runs (a
     /// resource limit, variables).
     pub fn start_with(
+        template: &str,
+        files: &[(&str, &[u8])],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        Server::start_command(Command::new(binary()), template, files, configure)
+    }
+
+    fn start_command(
+        mut command: Command,
         template: &str,
         files: &[(&str, &[u8])],
         configure: impl FnOnce(&mut Command),
@@ -66,7 +88,11 @@ impl Server {
             .replace("{port}", &port.to_string())
             .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
         fs::write(&config, text).expect("write config");
-        let mut command = command_for(&config);
+        command
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         configure(&mut command);
         let child = command.spawn().expect("spawn webserv");
         let mut server = Server {
@@ -178,6 +204,17 @@ pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Child {
         .envs(env.iter().copied())
         .spawn()
         .expect("spawn webserv")
+}
+
+pub fn spawn_program(program: &Path, config: &Path, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(program);
+    command
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("spawn webserv")
 }
 
 /// `webserv CONFIG`, stdout and stderr piped, nothing on stdin.
