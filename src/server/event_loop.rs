@@ -444,8 +444,13 @@ impl EventLoop {
             .register(&mut socket, token, Interest::READABLE)
             .with_context(|| format!("registering {addr}"))?;
         if self.role == Role::Single {
+            let scheme = if table.sockets[index].tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             log::console(format_args!(
-                "webserv: listening on http://{}",
+                "webserv: listening on {scheme}://{}",
                 socket.local_addr().unwrap_or(addr)
             ));
         }
