@@ -1402,9 +1402,26 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
 fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
     let head = &out.head[out.written..];
     if !head.is_empty() {
-        let n = match &out.body {
+        // The head and the first body bytes go in one record and one write.
+        let n = match &mut out.body {
             OutBody::Bytes { data, pos } => {
                 transport.write_vectored(&[IoSlice::new(head), IoSlice::new(&data[*pos..])])?
+            }
+            OutBody::File {
+                file,
+                offset,
+                remaining,
+            } if *remaining > 0 => {
+                let mut buf = [0u8; TLS_FILE_CHUNK];
+                let room = TLS_FILE_CHUNK.saturating_sub(head.len()).max(1);
+                let want = usize::try_from(*remaining).map_or(room, |r| r.min(room));
+                let got = std::os::unix::fs::FileExt::read_at(&*file, &mut buf[..want], *offset)?;
+                let n =
+                    transport.write_vectored(&[IoSlice::new(head), IoSlice::new(&buf[..got])])?;
+                let from_file = n.saturating_sub(head.len());
+                *offset += from_file as u64;
+                *remaining -= from_file as u64;
+                n
             }
             _ => transport.write(head)?,
         };
