@@ -22,6 +22,23 @@ $(NAME): build-release
 build-release:
 	$(CARGO) build --release
 
+# Coverage-guided fuzzing (nightly + cargo-fuzz): each target of fuzz/ for
+# FUZZ_SECS seconds, seeds in fuzz/corpus/ (committed, small), what it
+# learns in fuzz/work/ (ignored). A crash is left in
+# fuzz/artifacts/TARGET/; copy it to fuzz/regressions/TARGET/ once fixed, and
+# `cargo test` (tests/fuzz_replay.rs) replays it on stable.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := request_head chunked multipart path range cgi_head upstream_head config
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== $$t ($(FUZZ_SECS)s)"; \
+	  mkdir -p fuzz/work/$$t; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run -O $$t work/$$t corpus/$$t -- \
+	     -max_total_time=$(FUZZ_SECS) -max_len=4096 -print_final_stats=1) || exit 1; \
+	done
+
 # A self-signed certificate for conf.d/examples/tls.conf (never committed).
 .PHONY: cert
 cert:

@@ -11,5 +11,7 @@
 pub mod config;
 pub mod handlers;
 pub mod http;
+#[doc(hidden)]
+pub mod props;
 pub mod routing;
 pub mod server;

@@ -101,6 +101,8 @@ fn framing_errors_are_400_and_close() {
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
         b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nab\r\n0\r\n\r\n",
+        // SPEC §9.6: a bare LF in chunked framing (found by fuzzing).
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
         // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
         // framing, whatever the connection asks for.
         b"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n3\r\nabc\r\n0\r\n\r\n",

@@ -17,10 +17,11 @@
 //! discarded; the size limit of the body is the caller's (it sees every
 //! data range).
 //!
-//! Line endings: like nginx, a bare LF is accepted wherever CRLF is
-//! expected (RFC 9112 §2.2 allows recipients to do so). A CR must be
-//! followed by LF, and the data must be followed by a line ending; a
-//! missing one is an error, never resynchronised.
+//! Line endings: CRLF only. RFC 9112 §2.2 would let a recipient take a bare
+//! LF, but SPEC §9.6 refuses it in chunked framing: a backend that reads
+//! line endings differently would frame the body differently behind us
+//! (request smuggling). A bare CR or LF, or data not followed by CRLF, is an
+//! error, never resynchronised.
 
 use std::fmt;
 use std::ops::Range;
@@ -58,6 +59,9 @@ pub enum ChunkedError {
     MissingCrlf,
     /// A CR not followed by LF.
     BareCr,
+    /// A line ending without its CR: SPEC §9.6 refuses it in chunked
+    /// framing, where a lenient and a strict reader would frame differently.
+    BareLf,
     /// A control character in a trailer field.
     InvalidTrailer,
     /// Trailer fields exceed [`MAX_TRAILERS`].
@@ -73,6 +77,7 @@ impl fmt::Display for ChunkedError {
             ChunkedError::InvalidExtension => "invalid chunk extension",
             ChunkedError::MissingCrlf => "chunk data not followed by CRLF",
             ChunkedError::BareCr => "CR not followed by LF in chunked body",
+            ChunkedError::BareLf => "LF without CR in chunked body",
             ChunkedError::InvalidTrailer => "invalid trailer field",
             ChunkedError::TrailersTooLarge => "trailer fields too large",
         })
@@ -225,21 +230,24 @@ impl ChunkedDecoder {
             (Size | SizeLws, b' ' | b'\t', _) => SizeLws,
             (Size | SizeLws | Extension, b';', _) => Extension,
             (Size | SizeLws | Extension, b'\r', _) => SizeLf,
-            (Size | SizeLws | Extension | SizeLf, b'\n', _) => self.end_size_line(),
+            (SizeLf, b'\n', _) => self.end_size_line(),
+            (Size | SizeLws | Extension, b'\n', _) => return Err(ChunkedError::BareLf),
             (Size | SizeLws, _, _) => return Err(ChunkedError::InvalidSize),
             (Extension, _, _) if is_text(b) => Extension,
             (Extension, _, _) => return Err(ChunkedError::InvalidExtension),
             (SizeLf, _, _) => return Err(ChunkedError::BareCr),
             (BodyCr, b'\r', _) => BodyLf,
-            (BodyCr | BodyLf, b'\n', _) => {
+            (BodyLf, b'\n', _) => {
                 self.line_len = 0;
                 Start
             }
+            (BodyCr, b'\n', _) => return Err(ChunkedError::BareLf),
             (BodyCr | BodyLf, _, _) => return Err(ChunkedError::MissingCrlf),
             (TrailerStart, b'\r', _) => EndLf,
-            (TrailerStart | EndLf, b'\n', _) => Done,
+            (EndLf, b'\n', _) => Done,
             (Trailer, b'\r', _) => TrailerLf,
-            (Trailer | TrailerLf, b'\n', _) => TrailerStart,
+            (TrailerLf, b'\n', _) => TrailerStart,
+            (TrailerStart | Trailer, b'\n', _) => return Err(ChunkedError::BareLf),
             (TrailerStart | Trailer, _, _) if is_text(b) => Trailer,
             (TrailerStart | Trailer, _, _) => return Err(ChunkedError::InvalidTrailer),
             (TrailerLf | EndLf, _, _) => return Err(ChunkedError::BareCr),
@@ -341,13 +349,9 @@ mod tests {
             // trailers are read and dropped
             (b"0\r\nX-A: 1\r\nX-B: 2\r\n\r\n", b"", 0),
             (b"1\r\nx\r\n0\r\nExpires: never\r\n\r\n", b"x", 0),
-            // bare LF everywhere, as nginx accepts it
-            (b"5\nhello\n0\n\n", b"hello", 0),
-            (b"5;x\nhello\r\n0\r\nT: 1\n\n", b"hello", 0),
             // a following pipelined request is not consumed
             (b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n", b"", 18),
             (b"3\r\nabc\r\n0\r\n\r\n0\r\n\r\n", b"abc", 5),
-            (b"0\n\nX", b"", 1),
         ];
         for &(input, data, left) in table {
             let name = String::from_utf8_lossy(input);
@@ -434,6 +438,12 @@ mod tests {
             (b"0\r\nX: 1\rY", BareCr),
             (b"0\r\n\rX", BareCr),
             (&long_trailer, TrailersTooLarge),
+            // SPEC §9.6: a bare LF anywhere in the framing
+            (b"5\nhello\r\n0\r\n\r\n", BareLf),
+            (b"5;x\nhello\r\n0\r\n\r\n", BareLf),
+            (b"5\r\nhello\n0\r\n\r\n", BareLf),
+            (b"0\r\nT: 1\n\r\n", BareLf),
+            (b"0\r\n\n", BareLf),
         ];
         for &(input, err) in table {
             let name = String::from_utf8_lossy(&input[..input.len().min(40)]);
