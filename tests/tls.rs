@@ -416,8 +416,7 @@ fn sni_chooses_the_certificate_and_the_default_answers_otherwise() {
     // An unknown name gets the default server's certificate, which a
     // verifying client rejects (it does not name c.test).
     let err = handshake(server.port, &config, "c.test")
-        .err()
-        .expect("c.test is not in a.test's certificate");
+        .expect_err("c.test is not in a.test's certificate");
     assert!(
         err.to_string().contains("certificate"),
         "unexpected error: {err}"
@@ -1027,7 +1026,7 @@ fn tls_server(cert: &str, key: &str) -> String {
     )
 }
 
-fn files<'a>(cert: &'a Pem) -> [(&'static str, &'a [u8]); 2] {
+fn files(cert: &Pem) -> [(&'static str, &[u8]); 2] {
     [
         ("c.crt", cert.cert.as_bytes()),
         ("c.key", cert.key.as_bytes()),
