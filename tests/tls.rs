@@ -1175,3 +1175,314 @@ fn check_warns_about_names_the_certificate_does_not_cover() {
         "{stderr}"
     );
 }
+
+// --- 11. everything else over TLS -----------------------------------------------------
+
+const BODIES: &str = r#"
+server {
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {dir}/tls/localhost.crt;
+    ssl_certificate_key {dir}/tls/localhost.key;
+    root {dir}/www;
+    client_header_timeout 1s;
+    location /up/ {
+        alias {dir}/store/;
+        upload_store {dir}/store;
+        methods GET PUT POST;
+    }
+    location /small/ {
+        upload_store {dir}/store;
+        methods PUT;
+        client_max_body_size 1k;
+    }
+    location /cgi-bin/ {
+        cgi .sh /bin/sh;
+    }
+    location /app/ {
+        proxy_pass http://127.0.0.1:{upstream};
+    }
+}
+"#;
+
+/// Reads a `len`-byte body of the pattern from `reader`, sleeping `stall`
+/// once after the first MiB (the server must wait for the window, then
+/// resume on its own).
+fn read_pattern_body<S: Read>(reader: &mut Reader<S>, len: u64, stall: Duration) {
+    let mut offset = 0u64;
+    let mut want = vec![0u8; 64 * 1024];
+    let mut stalled = false;
+    while offset < len {
+        if !stalled && offset >= 1 << 20 {
+            thread::sleep(stall);
+            stalled = true;
+        }
+        if reader.buf.is_empty() {
+            assert!(reader.fill(), "closed at byte {offset} of {len}");
+        }
+        let n = reader
+            .buf
+            .len()
+            .min(want.len())
+            .min((len - offset) as usize);
+        pattern(offset, &mut want[..n]);
+        assert!(
+            reader.buf[..n] == want[..n],
+            "body differs near byte {offset}"
+        );
+        reader.buf.drain(..n);
+        offset += n as u64;
+    }
+}
+
+/// An upstream that answers every request with `len` bytes of the pattern.
+fn pattern_upstream(len: u64) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        while let Ok((mut socket, _)) = listener.accept() {
+            thread::spawn(move || {
+                socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                );
+                if socket.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut offset = 0;
+                while offset < len {
+                    let n = (len - offset).min(buf.len() as u64) as usize;
+                    pattern(offset, &mut buf[..n]);
+                    if socket.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    offset += n as u64;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn bodies_server(upstream_len: u64) -> (Server, Arc<ClientConfig>) {
+    let upstream = pattern_upstream(upstream_len);
+    let (server, pem) = start_tls(&BODIES.replace("{upstream}", &upstream.to_string()), &[]);
+    fs::create_dir_all(server.path("store")).expect("mkdir store");
+    (server, client(&[&pem], BOTH))
+}
+
+#[test]
+fn a_reader_that_stalls_gets_every_byte_of_files_cgi_and_proxy() {
+    const LEN: u64 = 16 << 20;
+    let (server, config) = bodies_server(LEN);
+    write_pattern(&server.path("www/big.bin"), LEN);
+    let script = format!(
+        "printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\ncat '{}'\n",
+        server.path("www/big.bin").display()
+    );
+    fs::create_dir_all(server.path("www/cgi-bin")).expect("mkdir");
+    fs::write(server.path("www/cgi-bin/big.sh"), script).expect("script");
+
+    for path in ["/big.bin", "/cgi-bin/big.sh", "/app/big"] {
+        let mut tls = connect(server.port, &config, "localhost");
+        tls.write_all(get_close(path, "localhost").as_bytes())
+            .expect("send");
+        let mut reader = Reader::new(tls);
+        let head = String::from_utf8(reader.until(b"\r\n\r\n")).expect("head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        if head.contains("Transfer-Encoding: chunked") {
+            // CGI output without a length: dechunk into a fresh reader.
+            let mut body = Vec::new();
+            loop {
+                let line = String::from_utf8(reader.until(b"\r\n")).expect("size line");
+                let size = usize::from_str_radix(line.trim(), 16).expect("hex size");
+                if size == 0 {
+                    break;
+                }
+                body.extend(reader.exactly(size));
+                assert_eq!(reader.exactly(2), b"\r\n");
+                if body.len() == 1 << 20 {
+                    thread::sleep(Duration::from_millis(1500));
+                }
+            }
+            assert_eq!(body.len() as u64, LEN, "{path}");
+            let mut want = vec![0u8; body.len()];
+            pattern(0, &mut want);
+            assert!(body == want, "{path}: body differs");
+        } else {
+            assert!(
+                head.contains(&format!("Content-Length: {LEN}")),
+                "{path}: {head}"
+            );
+            read_pattern_body(&mut reader, LEN, Duration::from_millis(1500));
+        }
+    }
+}
+
+#[test]
+fn expect_100_continue_and_chunked_upload_over_tls() {
+    let (server, config) = bodies_server(0);
+    let mut reader = Reader::new(connect(server.port, &config, "localhost"));
+    reader
+        .stream
+        .write_all(
+            b"PUT /up/c.txt HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .expect("send head");
+    let interim = reader.until(b"\r\n\r\n");
+    assert_eq!(interim, b"HTTP/1.1 100 Continue");
+    reader
+        .stream
+        .write_all(b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+        .expect("send body");
+    let response = reader.response();
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_eq!(
+        fs::read(server.path("store/c.txt")).expect("stored"),
+        b"hello, world"
+    );
+    // The same connection carries on.
+    reader
+        .stream
+        .write_all(get_close("/up/c.txt", "localhost").as_bytes())
+        .expect("send");
+    let response = reader.response();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "hello, world")
+    );
+}
+
+#[test]
+fn a_head_in_one_byte_records_and_a_long_pipeline() {
+    let (server, config) = bodies_server(0);
+    fs::write(server.path("www/x.txt"), b"x").expect("file");
+
+    // Every byte its own TLS record.
+    let mut reader = Reader::new(connect(server.port, &config, "localhost"));
+    for byte in get("/x.txt", "localhost").bytes() {
+        reader.stream.write_all(&[byte]).expect("one byte");
+    }
+    let response = reader.response();
+    assert_eq!((response.status, response.text().as_str()), (200, "x"));
+
+    // More pipelined requests than the head limit (8k) holds at once.
+    const COUNT: usize = 400;
+    let mut batch = String::new();
+    for i in 0..COUNT {
+        batch.push_str(&get(&format!("/x.txt?{i}"), "localhost"));
+    }
+    assert!(batch.len() > 16 * 1024);
+    reader.stream.write_all(batch.as_bytes()).expect("send");
+    for i in 0..COUNT {
+        let response = reader.response();
+        assert_eq!(response.status, 200, "response {i}");
+        assert_eq!(response.body, b"x", "response {i}");
+    }
+    reader
+        .stream
+        .write_all(get_close("/x.txt", "localhost").as_bytes())
+        .expect("send");
+    assert_eq!(reader.response().status, 200);
+}
+
+#[test]
+fn errors_over_tls_408_and_413_are_delivered_before_the_close() {
+    let (server, config) = bodies_server(0);
+
+    // A head that never ends: 408 at client_header_timeout, over TLS.
+    let mut reader = Reader::new(connect(server.port, &config, "localhost"));
+    reader
+        .stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("send");
+    let started = Instant::now();
+    let response = reader.response();
+    assert_eq!(response.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(reader.closes_within(TIMEOUT));
+
+    // A body over the limit while the client keeps sending: 413, then the
+    // server lingers so that the client reads the answer, not a reset.
+    let mut tls = connect(server.port, &config, "localhost");
+    tls.write_all(b"PUT /small/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n")
+        .expect("send head");
+    let chunk = vec![b'z'; 64 * 1024];
+    for _ in 0..4 {
+        if tls.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut reader = Reader::new(tls);
+    let response = reader.response();
+    assert_eq!(response.status, 413);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(reader.closes_within(TIMEOUT));
+    assert!(
+        !server.path("store/x").exists(),
+        "a refused body must not be stored"
+    );
+}
+
+#[test]
+fn close_notify_both_ways() {
+    let (server, pem) = start_tls(SIMPLE, &[]);
+    let config = client(&[&pem], BOTH);
+
+    // The server ends a `Connection: close` exchange with close_notify: a
+    // clean end of stream, not a truncation.
+    let mut tls = connect(server.port, &config, "localhost");
+    tls.write_all(get_close("/", "localhost").as_bytes())
+        .expect("send");
+    let mut reader = Reader::new(tls);
+    assert_eq!(reader.response().status, 200);
+    let mut rest = Vec::new();
+    let end = reader.stream.read_to_end(&mut rest);
+    assert!(
+        matches!(end, Ok(0)) && rest.is_empty(),
+        "expected close_notify, got {end:?} after {rest:?}"
+    );
+
+    // A client that sends its request, then close_notify, still gets the
+    // answer (as a half-closed TCP client would).
+    let mut tls = connect(server.port, &config, "localhost");
+    tls.write_all(get("/", "localhost").as_bytes())
+        .expect("send");
+    tls.conn.send_close_notify();
+    tls.flush().expect("close_notify");
+    let mut reader = Reader::new(tls);
+    let response = reader.response();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "hello over tls")
+    );
+    assert!(reader.closes_within(TIMEOUT));
+}
+
+#[test]
+fn sighup_with_a_broken_certificate_keeps_the_old_one() {
+    let (server, pem) = start_tls(SIMPLE, &[]);
+    let config = client(&[&pem], BOTH);
+    assert_eq!(fetch(server.port, &config, "localhost", "/").status, 200);
+    let other = certs::self_signed(&["localhost"]);
+    // A key that does not match: the reload must be refused.
+    fs::write(server.path("tls/localhost.key"), &other.key).expect("wrong key");
+    server.signal(libc::SIGHUP);
+    thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        let response = fetch(server.port, &config, "localhost", "/");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "hello over tls")
+        );
+    }
+}
