@@ -1486,3 +1486,202 @@ fn sighup_with_a_broken_certificate_keeps_the_old_one() {
         );
     }
 }
+
+/// An upstream that reads each request body slowly (so the server must
+/// hold the client back), then answers with the byte count and whether
+/// the body was the pattern.
+fn slow_reading_upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        while let Ok((mut socket, _)) = listener.accept() {
+            thread::spawn(move || {
+                socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+                let mut reader = Reader::new(&mut socket);
+                let head = String::from_utf8(reader.until(b"\r\n\r\n")).expect("head");
+                let len: u64 = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .expect("a Content-Length upstream");
+                thread::sleep(Duration::from_millis(800));
+                let mut offset = 0u64;
+                let mut same = true;
+                let mut want = vec![0u8; 64 * 1024];
+                while offset < len {
+                    if reader.buf.is_empty() && !reader.fill() {
+                        break;
+                    }
+                    let n = reader
+                        .buf
+                        .len()
+                        .min(want.len())
+                        .min((len - offset) as usize);
+                    pattern(offset, &mut want[..n]);
+                    same &= reader.buf[..n] == want[..n];
+                    reader.buf.drain(..n);
+                    offset += n as u64;
+                    thread::sleep(Duration::from_micros(200));
+                }
+                let body = format!("{offset} {same}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+const SINKS: &str = r#"
+server {
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {dir}/tls/localhost.crt;
+    ssl_certificate_key {dir}/tls/localhost.key;
+    root {dir}/www;
+    client_max_body_size 0;
+    keepalive_timeout 500ms;
+    location /cgi-bin/ {
+        cgi .sh /bin/sh;
+        methods GET POST;
+    }
+    location /app/ {
+        proxy_pass http://127.0.0.1:{upstream};
+        methods GET POST;
+    }
+}
+"#;
+
+/// A script that reads stdin late, then says how many bytes and which.
+const COUNT_SH: &[u8] =
+    b"sleep 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\ncksum | tr -s ' ' ' '\n";
+
+#[test]
+fn request_bodies_held_back_by_a_slow_cgi_and_a_slow_upstream() {
+    const LEN: u64 = 24 << 20;
+    let upstream = slow_reading_upstream();
+    let (server, pem) = start_tls(
+        &SINKS.replace("{upstream}", &upstream.to_string()),
+        &[("www/cgi-bin/count.sh", COUNT_SH)],
+    );
+    let config = client(&[&pem], BOTH);
+    write_pattern(&server.path("body.bin"), LEN);
+    let expected = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cksum < '{}' | tr -s ' ' ' '",
+            server.path("body.bin").display()
+        ))
+        .output()
+        .expect("cksum");
+    let expected = String::from_utf8(expected.stdout).expect("cksum output");
+
+    for (path, want) in [
+        ("/cgi-bin/count.sh", expected.clone()),
+        ("/app/sink", format!("{LEN} true")),
+    ] {
+        let mut tls = connect(server.port, &config, "localhost");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).expect("send head");
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut offset = 0u64;
+        while offset < LEN {
+            let n = (LEN - offset).min(buf.len() as u64) as usize;
+            pattern(offset, &mut buf[..n]);
+            tls.write_all(&buf[..n])
+                .unwrap_or_else(|err| panic!("{path}: send at {offset}: {err}"));
+            offset += n as u64;
+        }
+        let response = Reader::new(tls).response();
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_eq!(response.text().trim(), want.trim(), "{path}");
+    }
+}
+
+#[test]
+fn an_idle_tls_connection_closes_at_keepalive_timeout() {
+    let (server, pem) = start_tls(&SINKS.replace("{upstream}", "9"), &[]);
+    let mut reader = Reader::new(connect(server.port, &client(&[&pem], BOTH), "localhost"));
+    reader
+        .stream
+        .write_all(get("/", "localhost").as_bytes())
+        .expect("send");
+    assert_eq!(reader.response().status, 200);
+    let started = Instant::now();
+    assert!(reader.closes_within(TIMEOUT), "still open");
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(400) && idle < Duration::from_secs(3),
+        "closed after {idle:?}"
+    );
+}
+
+#[test]
+fn sigterm_lets_a_tls_download_in_flight_finish() {
+    const LEN: u64 = 8 << 20;
+    let (mut server, pem) = start_tls(SIMPLE, &[]);
+    write_pattern(&server.path("www/big.bin"), LEN);
+    let config = client(&[&pem], BOTH);
+    let idle = connect(server.port, &config, "localhost");
+    let mut tls = connect(server.port, &config, "localhost");
+    tls.write_all(get("/big.bin", "localhost").as_bytes())
+        .expect("send");
+    let mut reader = Reader::new(tls);
+    let head = String::from_utf8(reader.until(b"\r\n\r\n")).expect("head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    server.signal(libc::SIGTERM);
+    read_pattern_body(&mut reader, LEN, Duration::from_millis(300));
+    assert!(
+        reader.closes_within(TIMEOUT),
+        "no close after the drained response"
+    );
+    assert_eq!(server.wait_exit(), Some(0));
+    drop(idle);
+}
+
+/// Memory per idle TLS connection (SPEC §9.2: "stays small"): 400
+/// connections that each made one request, then wait.
+#[test]
+fn idle_tls_connections_stay_small() {
+    const CONNS: u64 = 400;
+    let (server, pem) = start_tls(&SIMPLE.replace("client_header_timeout 1s;", ""), &[]);
+    let config = client(&[&pem], BOTH);
+    // Warm up the allocator with a few exchanges first.
+    for _ in 0..20 {
+        assert_eq!(fetch(server.port, &config, "localhost", "/").status, 200);
+    }
+    let before = rss(server.pid());
+    let mut idle = Vec::new();
+    for _ in 0..CONNS {
+        let mut reader = Reader::new(connect(server.port, &config, "localhost"));
+        reader
+            .stream
+            .write_all(get("/", "localhost").as_bytes())
+            .expect("send");
+        assert_eq!(reader.response().status, 200);
+        idle.push(reader);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let per_connection = rss(server.pid()).saturating_sub(before) / CONNS;
+    eprintln!("idle TLS connection: {per_connection} bytes of server RSS");
+    assert!(
+        per_connection < 32 * 1024,
+        "{per_connection} bytes per idle TLS connection"
+    );
+    // They are all still usable.
+    for reader in idle.iter_mut().take(5) {
+        reader
+            .stream
+            .write_all(get("/", "localhost").as_bytes())
+            .expect("send");
+        assert_eq!(reader.response().status, 200);
+    }
+}
