@@ -302,6 +302,17 @@ server {
     ssl_certificate {dir}/tls/localhost.crt;
     ssl_certificate_key {dir}/tls/localhost.key;
     root {dir}/www;
+}
+"#;
+
+/// [`SIMPLE`] with a short `client_header_timeout`, for clients that stall.
+const STALL: &str = r#"
+server {
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {dir}/tls/localhost.crt;
+    ssl_certificate_key {dir}/tls/localhost.key;
+    root {dir}/www;
     client_header_timeout 1s;
 }
 "#;
@@ -696,10 +707,15 @@ fn client_hello(pem: &Pem) -> Vec<u8> {
     hello
 }
 
-/// Whether the server closes `stream` between `min` and `max` from now
-/// (what it sends first, an alert, is read and dropped).
-fn closed_between(stream: TcpStream, min: Duration, max: Duration) -> Result<Duration, String> {
-    let started = Instant::now();
+/// Whether the server closes `stream` between `min` and `max` after
+/// `since` (what it sends first, an alert, is read and dropped).
+fn closed_between(
+    stream: TcpStream,
+    since: Instant,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, String> {
+    let started = since;
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
@@ -729,21 +745,23 @@ fn closed_between(stream: TcpStream, min: Duration, max: Duration) -> Result<Dur
 
 #[test]
 fn stalled_handshakes_close_at_client_header_timeout() {
-    let (server, pem) = start_tls(SIMPLE, &[]);
+    let (server, pem) = start_tls(STALL, &[]);
     let hello = client_hello(&pem);
     assert_eq!(hello[0], 0x16, "a handshake record");
 
     // Nothing at all, and half a ClientHello: both wait for more bytes
     // and are closed at client_header_timeout (1s).
+    let since = Instant::now();
     let silent = server.connect();
     let mut partial = server.connect();
     partial
         .write_all(&hello[..hello.len() / 2])
         .expect("half a hello");
-    let min = Duration::from_millis(700);
+    // The deadline counts from the accept, which is after `since`.
+    let min = Duration::from_millis(950);
     let max = Duration::from_secs(5);
-    let partial = thread::spawn(move || closed_between(partial, min, max));
-    closed_between(silent, min, max).expect("a silent client");
+    let partial = thread::spawn(move || closed_between(partial, since, min, max));
+    closed_between(silent, since, min, max).expect("a silent client");
     partial
         .join()
         .expect("thread")
@@ -751,8 +769,9 @@ fn stalled_handshakes_close_at_client_header_timeout() {
 
     // A whole handshake, then silence: the request head has the same
     // deadline, counted from the accept.
+    let since = Instant::now();
     let tls = connect(server.port, &client(&[&pem], BOTH), "localhost");
-    closed_between(tls.sock, Duration::ZERO, max).expect("a silent TLS client");
+    closed_between(tls.sock, since, min, max).expect("a silent TLS client");
 
     assert_eq!(
         fetch(server.port, &client(&[&pem], BOTH), "localhost", "/").status,
@@ -764,28 +783,31 @@ fn stalled_handshakes_close_at_client_header_timeout() {
 fn garbage_records_close_the_connection_and_the_server_keeps_serving() {
     let (server, pem) = start_tls(SIMPLE, &[]);
     let config = client(&[&pem], BOTH);
-    let quick = Duration::from_millis(900);
+    // Well before any timeout (SIMPLE keeps the default 60s).
+    let quick = Duration::from_secs(5);
 
     // A handshake record that holds no valid handshake message.
     let mut garbage = vec![0x16, 0x03, 0x01, 0x00, 0x20];
     garbage.extend([0xFF; 0x20]);
     let mut socket = server.connect();
     socket.write_all(&garbage).expect("send");
-    closed_between(socket, Duration::ZERO, quick).expect("a garbage handshake record");
+    closed_between(socket, Instant::now(), Duration::ZERO, quick)
+        .expect("a garbage handshake record");
 
     // A record header announcing more than TLS allows.
     let mut socket = server.connect();
     socket
         .write_all(&[0x16, 0x03, 0x03, 0xFF, 0xFF, 0x01, 0x02])
         .expect("send");
-    closed_between(socket, Duration::ZERO, quick).expect("an oversized record");
+    closed_between(socket, Instant::now(), Duration::ZERO, quick).expect("an oversized record");
 
     // After a good handshake, an application record that does not decrypt.
     let mut tls = connect(server.port, &config, "localhost");
     let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
     record.extend([0xA5; 0x40]);
     tls.sock.write_all(&record).expect("send");
-    closed_between(tls.sock, Duration::ZERO, quick).expect("a record that does not decrypt");
+    closed_between(tls.sock, Instant::now(), Duration::ZERO, quick)
+        .expect("a record that does not decrypt");
 
     // A few of each at once; then the server still answers.
     let clients: Vec<_> = (0..20)
@@ -798,7 +820,7 @@ fn garbage_records_close_the_connection_and_the_server_keeps_serving() {
         })
         .collect();
     for socket in clients {
-        closed_between(socket, Duration::ZERO, Duration::from_secs(5)).expect("garbage client");
+        closed_between(socket, Instant::now(), Duration::ZERO, quick).expect("garbage client");
     }
     let response = fetch(server.port, &config, "localhost", "/");
     assert_eq!(
@@ -1185,7 +1207,7 @@ server {
     ssl_certificate {dir}/tls/localhost.crt;
     ssl_certificate_key {dir}/tls/localhost.key;
     root {dir}/www;
-    client_header_timeout 1s;
+    client_header_timeout 3s;
     location /up/ {
         alias {dir}/store/;
         upload_store {dir}/store;
@@ -1408,7 +1430,7 @@ fn errors_over_tls_408_and_413_are_delivered_before_the_close() {
     let started = Instant::now();
     let response = reader.response();
     assert_eq!(response.status, 408);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(8));
     assert!(reader.closes_within(TIMEOUT));
 
     // A body over the limit while the client keeps sending: 413, then the
@@ -1610,17 +1632,18 @@ fn request_bodies_held_back_by_a_slow_cgi_and_a_slow_upstream() {
 fn an_idle_tls_connection_closes_at_keepalive_timeout() {
     let (server, pem) = start_tls(&SINKS.replace("{upstream}", "9"), &[]);
     let mut reader = Reader::new(connect(server.port, &client(&[&pem], BOTH), "localhost"));
+    // The idle time counts from the response, which is after `sent`.
+    let sent = Instant::now();
     reader
         .stream
         .write_all(get("/", "localhost").as_bytes())
         .expect("send");
     assert_eq!(reader.response().status, 200);
-    let started = Instant::now();
     assert!(reader.closes_within(TIMEOUT), "still open");
-    let idle = started.elapsed();
+    let idle = sent.elapsed();
     assert!(
-        idle >= Duration::from_millis(400) && idle < Duration::from_secs(3),
-        "closed after {idle:?}"
+        idle >= Duration::from_millis(450) && idle < Duration::from_secs(5),
+        "closed {idle:?} after the request"
     );
 }
 
@@ -1652,7 +1675,7 @@ fn sigterm_lets_a_tls_download_in_flight_finish() {
 #[test]
 fn idle_tls_connections_stay_small() {
     const CONNS: u64 = 400;
-    let (server, pem) = start_tls(&SIMPLE.replace("client_header_timeout 1s;", ""), &[]);
+    let (server, pem) = start_tls(SIMPLE, &[]);
     let config = client(&[&pem], BOTH);
     // Warm up the allocator with a few exchanges first.
     for _ in 0..20 {
