@@ -117,6 +117,7 @@ pub fn attach(
             });
         match config {
             Ok(mut config) => {
+                warm_up(&provider);
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 socket.tls = Some(Arc::new(config));
             }
@@ -126,6 +127,15 @@ pub fn attach(
             )),
         }
     }
+}
+
+/// aws-lc seeds its random generator on first use, which takes tens of
+/// milliseconds (about 80 ms here): done at load, so that the first client
+/// does not wait for it inside the event loop, and nothing else waits
+/// behind that client. Later calls cost microseconds.
+fn warm_up(provider: &CryptoProvider) {
+    // A failure here would show at the first handshake, which reports it.
+    let _ = provider.secure_random.fill(&mut [0u8; 16]);
 }
 
 fn has_ssl(scope: &Scope) -> bool {
