@@ -1202,14 +1202,20 @@ fn check_warns_about_names_the_certificate_does_not_cover() {
     );
     assert!(!stderr.contains("error"), "{stderr}");
 
-    // Covered names: no diagnostic at all.
+    // Covered names: no diagnostic at all. Nor for nginx's catch-all `_`
+    // and `""` (requests without Host): no client asks for them, no
+    // certificate can name them.
     let pem = certs::self_signed(&["localhost"]);
-    let (code, stderr) = check(&tls_server("c.crt", "c.key"), &files(&pem));
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(
-        !stderr.contains("warning") && !stderr.contains("error"),
-        "{stderr}"
-    );
+    for names in ["localhost", "localhost _", "_", "\"\" localhost"] {
+        let config = tls_server("c.crt", "c.key")
+            .replace("server_name localhost;", &format!("server_name {names};"));
+        let (code, stderr) = check(&config, &files(&pem));
+        assert_eq!(code, Some(0), "{names}: {stderr}");
+        assert!(
+            !stderr.contains("warning") && !stderr.contains("error"),
+            "{names}: {stderr}"
+        );
+    }
 }
 
 // --- 11. everything else over TLS -----------------------------------------------------

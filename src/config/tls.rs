@@ -293,6 +293,7 @@ fn check_leaf(
     let covered = cert_names(&leaf);
     let missing: Vec<&str> = names
         .iter()
+        .filter(|name| is_host_name(name))
         .filter(|name| !covered.iter().any(|c| name_matches(c, name)))
         .map(String::as_str)
         .collect();
@@ -338,6 +339,17 @@ fn cert_names(leaf: &X509Certificate<'_>) -> Vec<String> {
         }
     }
     names
+}
+
+/// Whether `server_name` value `name` can be a host a client asks for (by
+/// SNI or `Host`), so a certificate should cover it: not `""` (requests
+/// without `Host`) nor nginx's catch-all `_`, which no client sends and no
+/// certificate names.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*' | b':'))
 }
 
 /// Whether certificate name `pattern` (`host` or `*.domain`, RFC 6125)
@@ -386,6 +398,22 @@ mod tests {
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(name_matches(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn only_host_names_need_covering() {
+        let cases = [
+            ("localhost", true),
+            ("www.example.com", true),
+            ("*.example.com", true),
+            ("www.example.*", true),
+            ("127.0.0.1", true),
+            ("_", false),
+            ("", false),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(is_host_name(name), expected, "{name:?}");
         }
     }
 }
