@@ -1728,3 +1728,56 @@ fn idle_tls_connections_stay_small() {
         assert_eq!(reader.response().status, 200);
     }
 }
+
+#[test]
+fn a_range_of_a_file_over_tls() {
+    const LEN: u64 = 3 << 20;
+    let (server, pem) = start_tls(SIMPLE, &[]);
+    write_pattern(&server.path("www/big.bin"), LEN);
+    let mut tls = connect(server.port, &client(&[&pem], BOTH), "localhost");
+    tls.write_all(
+        b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nRange: bytes=1000000-2099999\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send");
+    let response = Reader::new(tls).response();
+    assert_eq!(response.status, 206);
+    assert_eq!(
+        response.header("content-range"),
+        Some(format!("bytes 1000000-2099999/{LEN}").as_str())
+    );
+    let mut want = vec![0u8; 1_100_000];
+    pattern(1_000_000, &mut want);
+    assert!(response.body == want, "the range differs");
+}
+
+#[test]
+fn sighup_turns_a_plain_address_into_tls_and_back() {
+    let plain = "server {\n    listen 127.0.0.1:{port};\n    server_name localhost;\n    root {dir}/www;\n}\n";
+    let (server, pem) = start_tls(plain, &[]);
+    assert_eq!(server.get("/").status, 200);
+    let port = server.port.to_string();
+    let dir = server.dir.path().to_str().expect("UTF-8").to_string();
+    let fill = |t: &str| t.replace("{port}", &port).replace("{dir}", &dir);
+    fs::write(&server.config, fill(SIMPLE)).expect("ssl config");
+    server.signal(libc::SIGHUP);
+    let config = client(&[&pem], BOTH);
+    let deadline = Instant::now() + TIMEOUT;
+    while handshake(server.port, &config, "localhost").is_err() {
+        assert!(Instant::now() < deadline, "no TLS after the reload");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let response = fetch(server.port, &config, "localhost", "/");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "hello over tls")
+    );
+
+    fs::write(&server.config, fill(plain)).expect("plain config");
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + TIMEOUT;
+    while handshake(server.port, &config, "localhost").is_ok() {
+        assert!(Instant::now() < deadline, "still TLS after the reload");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/").text(), "hello over tls");
+}
