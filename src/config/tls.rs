@@ -135,6 +135,7 @@ pub fn attach(
             });
         match config {
             Ok(mut config) => {
+                warm_up(&provider);
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 // Our order of suites, not the client's (see `provider`).
                 config.ignore_client_order = true;
@@ -146,6 +147,15 @@ pub fn attach(
             )),
         }
     }
+}
+
+/// aws-lc seeds its random generator on first use, which takes tens of
+/// milliseconds (about 80 ms here): done at load, so that the first client
+/// does not wait for it inside the event loop, and nothing else waits
+/// behind that client. Later calls cost microseconds.
+fn warm_up(provider: &CryptoProvider) {
+    // A failure here would show at the first handshake, which reports it.
+    let _ = provider.secure_random.fill(&mut [0u8; 16]);
 }
 
 fn has_ssl(scope: &Scope) -> bool {
@@ -303,6 +313,7 @@ fn check_leaf(
     let covered = cert_names(&leaf);
     let missing: Vec<&str> = names
         .iter()
+        .filter(|name| is_host_name(name))
         .filter(|name| !covered.iter().any(|c| name_matches(c, name)))
         .map(String::as_str)
         .collect();
@@ -348,6 +359,17 @@ fn cert_names(leaf: &X509Certificate<'_>) -> Vec<String> {
         }
     }
     names
+}
+
+/// Whether `server_name` value `name` can be a host a client asks for (by
+/// SNI or `Host`), so a certificate should cover it: not `""` (requests
+/// without `Host`) nor nginx's catch-all `_`, which no client sends and no
+/// certificate names.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'*' | b':'))
 }
 
 /// Whether certificate name `pattern` (`host` or `*.domain`, RFC 6125)
@@ -396,6 +418,22 @@ mod tests {
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(name_matches(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn only_host_names_need_covering() {
+        let cases = [
+            ("localhost", true),
+            ("www.example.com", true),
+            ("*.example.com", true),
+            ("www.example.*", true),
+            ("127.0.0.1", true),
+            ("_", false),
+            ("", false),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(is_host_name(name), expected, "{name:?}");
         }
     }
 }

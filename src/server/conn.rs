@@ -1209,10 +1209,19 @@ impl Client {
         }
         let n = room.min(cx.scratch.len());
         let buf = &mut cx.scratch[..n];
-        match self
+        let read = self
             .transport
-            .read_edge(buf, &mut self.readable, self.read_closed)
-        {
+            .read_edge(buf, &mut self.readable, self.read_closed);
+        if self.transport.is_tls() {
+            // A TLS read may have run a handshake step (key exchange,
+            // signature; a process's first one also seeds the random
+            // generator, tens of milliseconds), and the event batch may hold
+            // many: the batch's clock is stale by then. The times set from it
+            // next (last activity, head start) would make deadlines such as
+            // keepalive_timeout fire early.
+            cx.now = Instant::now();
+        }
+        match read {
             Ok(None) => ReadOutcome::Blocked,
             Ok(Some(k)) if k > 0 => {
                 self.input.extend(&buf[..k]);
