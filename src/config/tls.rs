@@ -158,6 +158,14 @@ fn warm_up(provider: &CryptoProvider) {
     let _ = provider.secure_random.fill(&mut [0u8; 16]);
 }
 
+/// [`warm_up`] for a forked worker: aws-lc reseeds after a fork (about
+/// 28 ms), which would again fall on a worker's first client.
+pub fn warm_up_after_fork(table: &crate::routing::RoutingTable) {
+    if table.sockets.iter().any(|s| s.tls.is_some()) {
+        warm_up(&provider());
+    }
+}
+
 fn has_ssl(scope: &Scope) -> bool {
     scope.listen.iter().any(|l| l.value.ssl.is_some())
 }

@@ -206,6 +206,7 @@ impl Master {
             .collect();
         let config_path = mem::take(&mut self.config_path);
         let table = Arc::clone(&self.table);
+        crate::config::tls::warm_up_after_fork(&table);
         let outcome = panic::catch(move || -> anyhow::Result<()> {
             #[cfg(feature = "fault-injection")]
             crate::server::fault::worker_start();
