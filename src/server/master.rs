@@ -120,7 +120,7 @@ pub fn run(
         pid: unsafe { libc::getpid() },
     };
     for listener in &master.listeners {
-        announce("listening on", listener);
+        announce("listening on", listener, &master.table);
     }
     master
         .logs
@@ -362,7 +362,7 @@ impl Master {
             }
         }
         for listener in &listeners {
-            announce("listening on", listener);
+            announce("listening on", listener, &table);
         }
         let old = mem::take(&mut self.listeners);
         for listener in old {
@@ -370,7 +370,7 @@ impl Master {
                 listeners.push(listener);
             } else {
                 // Closed here now, and in each old worker as it drains.
-                announce("stopped listening on", &listener);
+                announce("stopped listening on", &listener, &self.table);
             }
         }
         self.listeners = listeners;
@@ -391,9 +391,14 @@ impl Master {
     }
 }
 
-fn announce(what: &str, listener: &Listener) {
+fn announce(what: &str, listener: &Listener, table: &RoutingTable) {
+    let tls = table
+        .sockets
+        .iter()
+        .any(|s| s.addr == listener.addr && s.tls.is_some());
+    let scheme = if tls { "https" } else { "http" };
     log::console(format_args!(
-        "webserv: {what} http://{}",
+        "webserv: {what} {scheme}://{}",
         listener.socket.local_addr().unwrap_or(listener.addr)
     ));
 }
