@@ -257,6 +257,9 @@ pub struct Location {
     pub index: Arc<[String]>,
     pub autoindex: bool,
     pub methods: MethodSet,
+    /// With `proxy_pass`: the location's own `methods`, any tokens; `None`
+    /// forwards every method (SPEC §9.3).
+    pub proxy_methods: Option<Arc<[String]>>,
     #[serde(rename = "return")]
     pub ret: Option<Return>,
     /// Status code → URI of the page, served through the same server.

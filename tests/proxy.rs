@@ -1071,3 +1071,64 @@ fn http_1_0_client_through_the_proxy() {
     // The upstream still speaks HTTP/1.1 with the proxy.
     assert!(up.next_seen().request_line().ends_with("HTTP/1.1"));
 }
+
+// --- every method (SPEC §9.3) ----------------------------------------------------
+
+/// An upstream that answers every request with its request line.
+fn echo_line() -> Upstream {
+    Upstream::start(|seen, s| {
+        let body = seen.request_line().to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    })
+}
+
+#[test]
+fn every_method_token_is_forwarded_despite_server_methods() {
+    let up = echo_line();
+    // `front` sets a server-level `methods`: it does not restrict a
+    // proxied location.
+    let s = front(up.port, "");
+    for method in ["PATCH", "OPTIONS", "BREW", "get", "PROPFIND", "DELETE"] {
+        let r = s.send(
+            format!("{method} /m HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.text(), format!("{method} /m HTTP/1.1"));
+        let seen = up.next_seen();
+        assert_eq!(seen.body, b"hi", "{method}");
+    }
+}
+
+#[test]
+fn a_proxied_location_with_methods_answers_405_with_allow() {
+    let up = echo_line();
+    let config = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{port}};
+    methods GET;
+    location / {{ methods GET PATCH BREW; proxy_pass http://127.0.0.1:{}; }}
+}}
+"#,
+        up.port
+    );
+    let s = Server::start(&config, &[]);
+    for method in ["PATCH", "BREW", "GET"] {
+        let r = s.send(
+            format!("{method} /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{method}");
+    }
+    for method in ["POST", "OPTIONS", "brew"] {
+        let r = s.send(
+            format!("{method} /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, PATCH, BREW"), "{method}");
+    }
+}

@@ -272,6 +272,7 @@ fn location(
         index: own_or(&own.index, &shared.index, |i| i.as_slice().into()),
         autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
         methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
+        proxy_methods: proxy_methods(own, proxy.is_some()),
         ret: s.ret().cloned(),
         error_pages: own_or(&own.error_pages, &shared.error_pages, |p| error_pages(p)),
         client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
@@ -286,6 +287,14 @@ fn location(
         proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
         proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
     }
+}
+
+/// A proxied location's own `methods`, known and other tokens alike.
+fn proxy_methods(own: &Settings, proxied: bool) -> Option<Arc<[String]>> {
+    let set = own.methods.filter(|_| proxied)?;
+    let known = set.iter().map(|m| m.as_str().to_string());
+    let other = own.other_methods.iter().map(|(t, _)| t.clone());
+    Some(known.chain(other).collect())
 }
 
 /// Named `upstream` groups, then one implicit group per distinct direct

@@ -309,7 +309,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(methods),
         usage: "METHOD...",
         default: DefaultValue::Value("GET HEAD"),
-        doc: "Allowed methods, from GET HEAD POST PUT DELETE (case-sensitive); others get 405.",
+        doc: "Allowed methods, from GET HEAD POST PUT DELETE (case-sensitive; any token in a location with proxy_pass); others get 405.",
     },
     Directive {
         name: "return",
@@ -811,15 +811,36 @@ fn log_file(scope: &mut Scope, args: &Args, directive: &'static str) -> LogTarge
 
 fn methods(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
     let mut set = MethodSet::empty();
+    let mut other = Vec::new();
     for i in 0..args.values.len() {
-        set.insert(args.parse(i, |t| {
-            Method::from_token(t).ok_or_else(|| {
-                format!("unknown method \"{t}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
-            })
-        })?);
+        let token = args.text(i);
+        match Method::from_token(token) {
+            Some(method) => set.insert(method),
+            // Any token may be forwarded by `proxy_pass`; `validate` refuses
+            // one anywhere else, where it could never be served.
+            None if is_method_token(token) => other.push((token.to_string(), args.span(i))),
+            None => {
+                return Err(ArgError {
+                    arg: i,
+                    message: unknown_method(token),
+                })
+            }
+        }
     }
     scope.settings.methods = Some(set);
+    scope.settings.other_methods = other;
     Ok(())
+}
+
+/// `method = token` (RFC 9110 §9.1, §5.6.2).
+fn is_method_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub fn unknown_method(token: &str) -> String {
+    format!("unknown method \"{token}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
 }
 
 fn error_page(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {

@@ -95,6 +95,9 @@ pub struct Settings {
     pub index: Option<Vec<String>>,
     pub autoindex: Option<bool>,
     pub methods: Option<MethodSet>,
+    /// Tokens of this level's own `methods` that are none of [`MethodSet`]'s
+    /// (allowed only beside `proxy_pass`); never inherited.
+    pub other_methods: Vec<(String, Span)>,
     pub ret: Option<Return>,
     pub error_pages: Option<Vec<At<ErrorPage>>>,
     /// `Some(None)`: set to 0, unlimited.
