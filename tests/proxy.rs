@@ -628,11 +628,11 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 #[test]
 fn hop_by_hop_headers_are_stripped_both_ways() {
     let up = fixed(
-        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Up-Secret\r\nX-Up-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-Up-Keep: yes\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Up-Secret\r\nX-Up-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nProxy-Authenticate: Basic realm=x\r\nX-Up-Keep: yes\r\nContent-Length: 2\r\n\r\nok",
     );
     let s = front(up.port, "");
     let raw = s.raw(
-        b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 300\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Connection: keep-alive\r\nTrailer: X-T\r\nX-Keep: 1\r\n\r\n",
+        b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 300\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nProxy-Authenticate: x\r\nTrailer: X-T\r\nX-Keep: 1\r\n\r\n",
     );
     let seen = up.next_seen();
     for name in [
@@ -641,6 +641,8 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
         "te",
         "upgrade",
         "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
         "trailer",
     ] {
         assert!(
@@ -653,7 +655,13 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
     assert_eq!(seen.values("x-keep"), ["1"]);
 
     let (head, body) = split_head(&raw);
-    for name in ["x-up-secret", "keep-alive", "upgrade", "proxy-connection"] {
+    for name in [
+        "x-up-secret",
+        "keep-alive",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+    ] {
         assert!(
             !has_header(&head, name),
             "{name} sent to the client:\n{head}"
@@ -1131,4 +1139,19 @@ server {{
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET, PATCH, BREW"), "{method}");
     }
+}
+
+#[test]
+fn an_absolute_form_target_with_userinfo_is_400() {
+    let up = echo_line();
+    let s = front(up.port, "");
+    for target in ["http://user@front.test/", "http://u:p@front.test:80/a?q"] {
+        let r = s.send(
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{target}");
+    }
+    let r = s.send(b"GET http://front.test/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /ok HTTP/1.1"));
+    assert_eq!(up.accepts(), 1);
 }

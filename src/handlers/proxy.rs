@@ -55,11 +55,15 @@ pub const POOL_PER_ADDR: usize = 128;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the obsolete `Keep-Alive` and
-/// `Proxy-Connection`): they describe one connection and are never
-/// forwarded, in either direction. Lower case.
+/// `Proxy-Connection`, and the proxy credentials of RFC 9110 §11.7, which
+/// are meant for this proxy, not the next hop): they describe one
+/// connection and are never forwarded, in either direction (SPEC §9.3).
+/// Lower case.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
     "proxy-connection",
     "te",
     "trailer",
@@ -101,10 +105,8 @@ struct Context<'a> {
 /// `100-continue` itself); last `Connection: keep-alive` (upstream
 /// connections are pooled) and the framing header for `body`.
 ///
-/// `Proxy-Authorization` is forwarded, as nginx does: RFC 9110 §7.6.1 does
-/// not list it as hop-by-hop, and §11.7.2 lets it pass a proxy that did
-/// not ask for it; this server never sends 407, so the credentials are the
-/// upstream's business.
+/// `Proxy-Authorization` is not forwarded (SPEC §9.3; nginx does forward
+/// it): credentials for a proxy would leak to the application behind it.
 ///
 /// `proxy_set_header` values may use nginx's common variables (`$host`,
 /// `$http_NAME`, `$remote_addr`, `$remote_port`, `$proxy_host`,
@@ -873,7 +875,8 @@ mod tests {
             ("TE: trailers\r\n", none, BodyFraming::None, "te", &[]),
             ("Trailer: X\r\n", none, BodyFraming::None, "trailer", &[]),
             ("Upgrade: websocket\r\n", none, BodyFraming::None, "upgrade", &[]),
-            ("Proxy-Authorization: Basic eA==\r\n", none, BodyFraming::None, "proxy-authorization", &["Basic eA=="]),
+            ("Proxy-Authorization: Basic eA==\r\n", none, BodyFraming::None, "proxy-authorization", &[]),
+            ("Proxy-Authenticate: Basic\r\n", none, BodyFraming::None, "proxy-authenticate", &[]),
             ("X-Other: 1\r\nX-Other: 2\r\n", none, BodyFraming::None, "x-other", &["1", "2"]),
             // framing and Expect are the server's
             ("Expect: 100-continue\r\n", none, BodyFraming::None, "expect", &[]),
@@ -1028,7 +1031,7 @@ mod tests {
         #[rustfmt::skip]
         let cases: &[Case] = &[
             ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nServer: up\r\nDate: x\r\n\r\n", false, &[("Content-Type", "text/plain")]),
-            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n", false, &[("X-Keep", "2")]),
+            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nProxy-Authenticate: Basic\r\nProxy-Authorization: x\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n", false, &[("X-Keep", "2")]),
             ("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n", false, &[("Set-Cookie", "a=1"), ("set-cookie", "b=2")]),
             ("HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 5, 5\r\n\r\n", true, &[("ETag", "\"e\""), ("Content-Length", "5")]),
             ("HTTP/1.1 200 OK\r\nContent-Length: bogus\r\n\r\n", true, &[]),
