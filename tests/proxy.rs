@@ -1155,3 +1155,211 @@ fn an_absolute_form_target_with_userinfo_is_400() {
     assert_eq!((r.status, r.text().as_str()), (200, "GET /ok HTTP/1.1"));
     assert_eq!(up.accepts(), 1);
 }
+
+// --- passive health and proxy_next_upstream (SPEC §9.3) ------------------------
+
+/// A webserv proxying `/` to an `upstream pool` of `servers` (whole
+/// `server` lines without `;`), with `extra` at server level.
+fn pool_front(servers: &[String], extra: &str) -> Server {
+    let list: String = servers.iter().map(|s| format!("    {s};\n")).collect();
+    let config = format!(
+        r#"
+proxy_connect_timeout 2s;
+upstream pool {{
+{list}}}
+server {{
+    listen 127.0.0.1:{{port}};
+    client_max_body_size 0;
+    {extra}
+    location / {{ proxy_pass http://pool; }}
+}}
+"#
+    );
+    Server::start(&config, &[])
+}
+
+/// An upstream that answers `status` with its port as the body.
+fn answering(status: u16) -> Upstream {
+    let port = Arc::new(AtomicUsize::new(0));
+    let seen_port = Arc::clone(&port);
+    let up = Upstream::start(move |_, s| {
+        let body = seen_port.load(Ordering::SeqCst).to_string();
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    });
+    port.store(usize::from(up.port), Ordering::SeqCst);
+    up
+}
+
+/// An upstream that reads each request and closes without answering.
+fn hanging_up() -> Upstream {
+    Upstream::start(|_, _| false)
+}
+
+#[test]
+fn next_upstream_on_a_listed_status_only() {
+    let bad = answering(503);
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", bad.port),
+        format!("server 127.0.0.1:{} max_fails=0", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream error timeout http_503;");
+    for i in 0..4 {
+        let r = s.send(&get_close("/n"));
+        assert_eq!((r.status, r.text()), (200, good.port.to_string()), "{i}");
+    }
+    // The 503 counted as a failure: out for fail_timeout after one.
+    assert_eq!(bad.accepts(), 1);
+    // Not listed (the default): the 503 is relayed.
+    let bad = answering(503);
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    let statuses: Vec<u16> = (0..4).map(|_| s.send(&get_close("/n")).status).collect();
+    assert_eq!(statuses, [503, 200, 503, 200]);
+    // Every server answered 503: the last answer is relayed.
+    let a = answering(503);
+    let b = answering(503);
+    let servers = [
+        format!("server 127.0.0.1:{}", a.port),
+        format!("server 127.0.0.1:{}", b.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream http_503;");
+    assert_eq!(s.send(&get_close("/n")).status, 503);
+}
+
+#[test]
+fn next_upstream_after_a_close_and_a_timeout() {
+    let bad = hanging_up();
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{} max_fails=0", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    for _ in 0..4 {
+        assert_eq!(s.send(&get_close("/c")).status, 200);
+    }
+    assert_eq!(
+        bad.accepts(),
+        2,
+        "max_fails=0: tried in its turn every time"
+    );
+
+    // A server that never answers: next after proxy_read_timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{silent_port}"),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_read_timeout 1s;");
+    let started = Instant::now();
+    let r = s.send(&get_close("/t"));
+    assert_eq!((r.status, r.text()), (200, good.port.to_string()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // proxy_next_upstream error: a timeout is 504.
+    let s = pool_front(
+        &servers,
+        "proxy_read_timeout 1s; proxy_next_upstream error;",
+    );
+    let r = s.send(&get_close("/t"));
+    assert_eq!(r.status, 504);
+    drop(silent);
+}
+
+#[test]
+fn next_upstream_off_answers_502_at_once() {
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", refused_port()),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream off;");
+    let statuses: Vec<u16> = (0..2).map(|_| s.send(&get_close("/o")).status).collect();
+    assert_eq!(statuses, [502, 200]);
+}
+
+#[test]
+fn a_consumed_body_is_not_replayed_a_buffered_one_is() {
+    let bad = hanging_up();
+    let good = Upstream::start(|seen, s| {
+        let body = format!("got {}", seen.body.len());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    });
+    let servers = [
+        format!("server 127.0.0.1:{} max_fails=0", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    let post = |len: usize| {
+        let mut req = format!(
+            "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend(std::iter::repeat_n(b'x', len));
+        s.send(&req)
+    };
+    // Round-robin: the first request goes to `bad`, which closes; a small
+    // body is still whole in the proxy and goes to `good`.
+    let r = post(1000);
+    assert_eq!((r.status, r.text().as_str()), (200, "got 1000"));
+    assert_eq!(good.next_seen().body.len(), 1000);
+    // `good`'s turn, then `bad`'s with a body larger than the proxy keeps.
+    assert_eq!(post(10).status, 200);
+    let _ = good.next_seen();
+    let r = post(4 << 20);
+    assert_eq!(r.status, 502);
+    assert!(
+        good.seen.recv_timeout(Duration::from_millis(300)).is_err(),
+        "replayed"
+    );
+}
+
+#[test]
+fn max_fails_and_fail_timeout_and_backup() {
+    let flaky = hanging_up();
+    let good = answering(200);
+    let spare = answering(200);
+    let servers = [
+        format!(
+            "server 127.0.0.1:{} max_fails=2 fail_timeout=1s",
+            flaky.port
+        ),
+        format!("server 127.0.0.1:{} max_fails=1 fail_timeout=1s", good.port),
+        format!("server 127.0.0.1:{} backup", spare.port),
+    ];
+    let s = pool_front(&servers, "");
+    for _ in 0..10 {
+        let r = s.send(&get_close("/h"));
+        assert_eq!((r.status, r.text()), (200, good.port.to_string()));
+    }
+    assert_eq!(flaky.accepts(), 2, "out after max_fails=2");
+    assert_eq!(spare.accepts(), 0, "a backup waits while a primary is up");
+    thread::sleep(Duration::from_millis(1100));
+    for _ in 0..4 {
+        assert_eq!(s.send(&get_close("/h")).status, 200);
+    }
+    assert_eq!(
+        flaky.accepts(),
+        4,
+        "back after fail_timeout, out again after 2"
+    );
+    drop(good);
+}

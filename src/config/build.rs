@@ -286,6 +286,7 @@ fn location(
         }),
         proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
         proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
+        proxy_next_upstream: *s.get(|s| &s.proxy_next_upstream).expect(HAS_DEFAULT),
     }
 }
 
@@ -320,14 +321,7 @@ impl Upstreams {
             let Some(name) = &block.upstream_name else {
                 continue;
             };
-            let servers = block
-                .members
-                .iter()
-                .map(|m| UpstreamServer {
-                    addr: m.value.addr,
-                    weight: m.value.weight,
-                })
-                .collect();
+            let servers = block.members.iter().map(|m| m.value.clone()).collect();
             upstreams
                 .by_name
                 .entry(name.value.clone())
@@ -376,7 +370,7 @@ impl Upstreams {
         let addr = values::host_port(authority)?;
         self.list.push(Upstream {
             name: authority.to_string(),
-            servers: vec![UpstreamServer { addr, weight: 1 }],
+            servers: vec![UpstreamServer::new(addr)],
         });
         self.direct
             .insert(authority.to_string(), self.list.len() - 1);

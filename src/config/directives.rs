@@ -11,7 +11,7 @@ use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, Pat
 use super::values;
 use crate::http::Method;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NamePattern, Return, TlsVersions, WorkerProcesses,
+    LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Return, TlsVersions, WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -212,12 +212,12 @@ pub const DIRECTIVES: &[Directive] = &[
     Directive {
         name: "server",
         contexts: U,
-        arity: Between(1, 2),
+        arity: Between(1, 5),
         repeatable: true,
         action: Action::Set(member),
-        usage: "HOST:PORT [weight=N]",
+        usage: "HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup]",
         default: DefaultValue::Unset,
-        doc: "A backend of the upstream group; weight 1-100 (default 1).",
+        doc: "A backend of the upstream group; weight 1-100 (default 1); max_fails failures (0-1000, default 1, 0: never out) within fail_timeout (default 10s) take it out for fail_timeout; a backup server is used only while every other one is out.",
     },
     Directive {
         name: "include",
@@ -615,6 +615,16 @@ pub const DIRECTIVES: &[Directive] = &[
         doc: "Longest gap between two reads from a backend. Slower: 504.",
     },
     Directive {
+        name: "proxy_next_upstream",
+        contexts: GSL,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(proxy_next_upstream),
+        usage: "error | timeout | http_502 | http_503 | http_504 ... | off",
+        default: DefaultValue::Value("error timeout"),
+        doc: "When to try the next server of the group: never after response bytes reached the client or a request body that was not fully buffered was sent.",
+    },
+    Directive {
         name: "ssl_certificate",
         contexts: S,
         arity: Exactly(1),
@@ -743,12 +753,26 @@ fn upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
 }
 
 fn member(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
-    let addr = args.parse(0, values::host_port)?;
-    let weight = match args.values.len() {
-        2 => args.parse(1, values::weight)?,
-        _ => 1,
-    };
-    scope.members.push(args.at(Member { addr, weight }));
+    let mut member = Member::new(args.parse(0, values::host_port)?);
+    for i in 1..args.values.len() {
+        let text = args.text(i);
+        let (key, _) = text.split_once('=').unwrap_or((text, ""));
+        match key {
+            "weight" => member.weight = args.parse(i, values::weight)?,
+            "max_fails" => member.max_fails = args.parse(i, values::max_fails)?,
+            "fail_timeout" => member.fail_timeout = args.parse(i, values::fail_timeout)?,
+            "backup" if text == "backup" => member.backup = true,
+            _ => {
+                return Err(ArgError {
+                    arg: i,
+                    message: format!(
+                    "expected weight=N, max_fails=N, fail_timeout=TIME or backup, found \"{text}\""
+                ),
+                })
+            }
+        }
+    }
+    scope.members.push(args.at(member));
     Ok(())
 }
 
@@ -841,6 +865,25 @@ fn is_method_token(t: &str) -> bool {
 
 pub fn unknown_method(token: &str) -> String {
     format!("unknown method \"{token}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
+}
+
+fn proxy_next_upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let mut set = NextUpstream::OFF;
+    for i in 0..args.values.len() {
+        let text = args.text(i);
+        let flag = match text {
+            "off" if args.values.len() == 1 => NextUpstream::OFF,
+            _ => NextUpstream::from_name(text).ok_or_else(|| ArgError {
+                arg: i,
+                message: format!(
+                    "expected error, timeout, http_502, http_503, http_504 or off alone, found \"{text}\""
+                ),
+            })?,
+        };
+        set = set.with(flag);
+    }
+    scope.settings.proxy_next_upstream = Some(set);
+    Ok(())
 }
 
 fn error_page(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {

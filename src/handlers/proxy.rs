@@ -4,8 +4,8 @@
 //! drives these steps, in order, for each proxied request:
 //!
 //! 1. [`Balancer::pick`] chooses a server of the location's upstream group
-//!    (smooth weighted round-robin, as nginx); after a failed connect,
-//!    [`Balancer::failed`] marks it down for [`FAIL_TIMEOUT`] and
+//!    (smooth weighted round-robin, as nginx); after a failure,
+//!    [`Balancer::failed`] counts it against `max_fails`/`fail_timeout` and
 //!    [`Balancer::pick_excluding`] gives the next candidate for the same
 //!    request; [`Balancer::succeeded`] clears the mark.
 //! 2. [`Pool::take`] hands back an idle keep-alive connection to that
@@ -41,10 +41,6 @@ pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// More response headers than this is a 502, as a head that is too large.
 const MAX_RESPONSE_HEADERS: usize = 100;
-
-/// nginx's defaults `max_fails=1 fail_timeout=10s`: one failure takes a
-/// server out of rotation for this long.
-pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle connections kept per upstream address (nginx's `keepalive N`; more
 /// than its usual 32, so 50-100 busy clients do not churn connections).
@@ -523,8 +519,10 @@ fn values<'a>(
 // ---------------------------------------------------------------------------
 // 3. The balancer
 
-/// Smooth weighted round-robin over each upstream group, with nginx's
-/// failure accounting (`max_fails=1`, `fail_timeout=10s`).
+/// Smooth weighted round-robin over each upstream group, with passive
+/// health (SPEC §9.3): `max_fails` failures within `fail_timeout` take a
+/// server out for `fail_timeout`; `backup` servers stand in only while
+/// every other one is out (or was tried by this request).
 #[derive(Debug)]
 pub struct Balancer {
     groups: Vec<Vec<Peer>>,
@@ -534,7 +532,13 @@ pub struct Balancer {
 struct Peer {
     weight: i64,
     current: i64,
-    /// Out of rotation until then, after a failure.
+    max_fails: u32,
+    fail_timeout: Duration,
+    backup: bool,
+    /// Failures counted since `window_start`.
+    fails: u32,
+    window_start: Option<Instant>,
+    /// Out of rotation until then.
     down_until: Option<Instant>,
 }
 
@@ -556,6 +560,11 @@ impl Balancer {
                     .map(|s| Peer {
                         weight: i64::from(s.weight),
                         current: 0,
+                        max_fails: s.max_fails,
+                        fail_timeout: s.fail_timeout,
+                        backup: s.backup,
+                        fails: 0,
+                        window_start: None,
                         down_until: None,
                     })
                     .collect()
@@ -570,29 +579,66 @@ impl Balancer {
     }
 
     /// The next server of `group` not in `tried` (the servers this request
-    /// already failed to reach). Servers marked down are skipped until
-    /// their [`FAIL_TIMEOUT`] is over; when every untried server is down,
-    /// one is tried anyway, so a recovered server is found at once (nginx
-    /// never refuses its only server, either). `None` when every server
-    /// was tried, or the group is unknown or empty.
+    /// already failed on): a live primary server; else, when every primary
+    /// is out or tried, a live backup; else, when every untried server is
+    /// out, the first untried one in the order of the configuration (nginx
+    /// would answer 502 at once; we prefer a chance, and a recovered server
+    /// is found at once). `None` when every server was tried, or the group
+    /// is unknown or empty.
     pub fn pick_excluding(&mut self, group: usize, tried: &[usize], now: Instant) -> Option<usize> {
         let peers = self.groups.get_mut(group)?;
         let untried = |i: usize| !tried.contains(&i);
-        smooth_pick(peers, |i, p| untried(i) && p.is_live(now))
-            .or_else(|| smooth_pick(peers, |i, _| untried(i)))
+        smooth_pick(peers, |i, p| untried(i) && !p.backup && p.is_live(now))
+            .or_else(|| smooth_pick(peers, |i, p| untried(i) && p.backup && p.is_live(now)))
+            .or_else(|| (0..peers.len()).find(|&i| untried(i)))
     }
 
-    /// A connect or exchange with `server` failed: out for [`FAIL_TIMEOUT`].
+    /// Whether `group` has a server that `tried` does not hold.
+    pub fn has_untried(&self, group: usize, tried: &[usize]) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|peers| (0..peers.len()).any(|i| !tried.contains(&i)))
+    }
+
+    /// An exchange with `server` failed (connect error, reset or close
+    /// before the response head, timeout, or a status `proxy_next_upstream`
+    /// lists): the `max_fails`-th failure within `fail_timeout` takes it
+    /// out for `fail_timeout`. A group of one is never taken out.
     pub fn failed(&mut self, group: usize, server: usize, now: Instant) {
-        if let Some(peer) = self.peer(group, server) {
-            peer.down_until = Some(now.checked_add(FAIL_TIMEOUT).unwrap_or(now));
+        let Some(peers) = self.groups.get_mut(group) else {
+            return;
+        };
+        if peers.len() < 2 {
+            return;
+        }
+        let Some(peer) = peers.get_mut(server) else {
+            return;
+        };
+        if peer.max_fails == 0 {
+            return;
+        }
+        let window_over = peer
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= peer.fail_timeout);
+        if window_over {
+            peer.fails = 0;
+            peer.window_start = Some(now);
+        }
+        peer.fails += 1;
+        if peer.fails >= peer.max_fails {
+            peer.down_until = Some(now.checked_add(peer.fail_timeout).unwrap_or(now));
+            peer.fails = 0;
+            peer.window_start = None;
         }
     }
 
-    /// `server` answered: back in rotation at once.
+    /// `server` answered: its failures are forgotten and it is back in
+    /// rotation at once.
     pub fn succeeded(&mut self, group: usize, server: usize) {
         if let Some(peer) = self.peer(group, server) {
             peer.down_until = None;
+            peer.fails = 0;
+            peer.window_start = None;
         }
     }
 
@@ -1157,11 +1203,93 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &weight)| UpstreamServer {
-                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
                     weight,
+                    ..UpstreamServer::new(SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))
                 })
                 .collect(),
         }
+    }
+
+    /// The default `fail_timeout`.
+    const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn with(servers: &[(u32, u32, u64, bool)]) -> Upstream {
+        // (weight, max_fails, fail_timeout seconds, backup)
+        Upstream {
+            name: "g".to_owned(),
+            servers: servers
+                .iter()
+                .enumerate()
+                .map(|(i, &(weight, max_fails, secs, backup))| UpstreamServer {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                    weight,
+                    max_fails,
+                    fail_timeout: Duration::from_secs(secs),
+                    backup,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_take_a_server_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[(1, 3, 10, false), (1, 1, 10, false)])]);
+        b.failed(0, 0, t0);
+        b.failed(0, 0, t0 + Duration::from_secs(5));
+        assert_eq!(sequence(&mut b, 0, 2, t0 + Duration::from_secs(6)), "ab");
+        // The window restarts after fail_timeout: a third failure later
+        // counts as the first.
+        b.failed(0, 0, t0 + Duration::from_secs(11));
+        assert_eq!(sequence(&mut b, 0, 2, t0 + Duration::from_secs(11)), "ab");
+        b.failed(0, 0, t0 + Duration::from_secs(12));
+        b.failed(0, 0, t0 + Duration::from_secs(13));
+        assert_eq!(sequence(&mut b, 0, 3, t0 + Duration::from_secs(14)), "bbb");
+        // Out for fail_timeout from the last failure.
+        assert_eq!(
+            sequence(&mut b, 0, 2, t0 + Duration::from_secs(23))
+                .matches('a')
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn max_fails_zero_never_takes_a_server_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[(1, 0, 10, false), (1, 1, 10, false)])]);
+        for _ in 0..5 {
+            b.failed(0, 0, t0);
+        }
+        assert_eq!(sequence(&mut b, 0, 4, t0), "abab");
+    }
+
+    #[test]
+    fn backup_only_while_every_other_server_is_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[
+            (1, 1, 10, false),
+            (1, 1, 10, false),
+            (1, 1, 10, true),
+        ])]);
+        assert_eq!(sequence(&mut b, 0, 4, t0), "abab");
+        b.failed(0, 0, t0);
+        assert_eq!(sequence(&mut b, 0, 2, t0), "bb");
+        b.failed(0, 1, t0);
+        assert_eq!(sequence(&mut b, 0, 2, t0), "cc");
+        // Tried by this request counts as out.
+        assert_eq!(
+            b.pick_excluding(0, &[], t0 + FAIL_TIMEOUT).map(|i| i < 2),
+            Some(true)
+        );
+        let mut b = Balancer::new(&[with(&[(1, 1, 10, false), (1, 1, 10, true)])]);
+        assert_eq!(b.pick_excluding(0, &[0], t0), Some(1));
+        // Everything out: still tried, in order.
+        b.failed(0, 0, t0);
+        b.failed(0, 1, t0);
+        assert_eq!(b.pick_excluding(0, &[], t0), Some(0));
+        assert_eq!(b.pick_excluding(0, &[0], t0), Some(1));
+        assert_eq!(b.pick_excluding(0, &[0, 1], t0), None);
     }
 
     fn sequence(balancer: &mut Balancer, group: usize, n: usize, now: Instant) -> String {

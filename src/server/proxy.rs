@@ -30,7 +30,7 @@ use crate::http::request::{Framing, Request};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
-use crate::routing::{Location, ProxyPass, RoutingTable};
+use crate::routing::{Location, NextUpstream, ProxyPass, RoutingTable};
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, Readiness};
 use crate::server::relay::Relay;
 
@@ -89,6 +89,10 @@ pub struct ProxyRun {
     out_pos: usize,
     /// Bytes `out` held before the first body byte: what a retry resends.
     head_len: usize,
+    /// `out` still holds the whole request (head and any body): it can be
+    /// sent again to another server.
+    out_whole: bool,
+    next_upstream: NextUpstream,
     /// The client's body still to read, counted against its limit.
     feed: Option<BodyIn>,
     body_framing: BodyFraming,
@@ -145,6 +149,8 @@ impl ProxyRun {
             writable: false,
             read_closed: false,
             head_len: out.len(),
+            out_whole: true,
+            next_upstream: location.proxy_next_upstream,
             out,
             out_pos: 0,
             feed,
@@ -195,17 +201,30 @@ impl ProxyRun {
         }
     }
 
-    /// The deadline passed: a connect that took too long tries the next
-    /// server; otherwise the upstream is too slow (504).
+    /// The deadline passed before the response head: a failure of this
+    /// server, and with `proxy_next_upstream timeout` the next one is
+    /// tried (the request must still be whole once it was sent); otherwise
+    /// the upstream is too slow (504).
     pub fn on_timeout(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), u16> {
-        if self.connected || self.relay.is_some() {
+        if self.relay.is_some() {
             return Err(504);
         }
         cx.upstreams
             .balancer
             .failed(self.group, self.server, cx.now);
+        let again = !self.connected || self.replayable();
+        if !again || !self.next_upstream.has(NextUpstream::TIMEOUT) {
+            return Err(504);
+        }
         self.drop_upstream(cx.registry);
         self.connect_next(table, cx, true).map_err(|_| 504)
+    }
+
+    /// Whether the request can go to another server: no response byte
+    /// reached the client and the request is still whole in `out` (a body
+    /// larger than the buffer was consumed on the way).
+    fn replayable(&self) -> bool {
+        self.relay.is_none() && self.feed.is_none() && self.out_whole
     }
 
     /// Opens a connection to the next server of the group that was not
@@ -243,9 +262,14 @@ impl ProxyRun {
             let attached = TcpStream::connect(server.addr)
                 .is_ok_and(|stream| self.attach(stream, cx.registry, false));
             if attached {
+                // The connect timeout runs from here, not from the request.
+                self.last_progress = cx.now;
                 return Ok(());
             }
             cx.upstreams.balancer.failed(self.group, index, cx.now);
+            if !self.next_upstream.has(NextUpstream::ERROR) {
+                return Err(502);
+            }
         }
     }
 
@@ -272,6 +296,7 @@ impl ProxyRun {
         self.read_closed = false;
         self.writable = reused;
         self.out_pos = 0;
+        self.head.clear();
         true
     }
 
@@ -303,11 +328,11 @@ impl ProxyRun {
                 Err(status) => return ProxyStep::Fail(status),
             }
         }
-        match self.send(client, cx) {
+        match self.send(client, table, cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
-        match self.receive(cx) {
+        match self.receive(table, cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
@@ -356,6 +381,9 @@ impl ProxyRun {
                 .balancer
                 .failed(self.group, self.server, cx.now);
             self.drop_upstream(cx.registry);
+            if !self.next_upstream.has(NextUpstream::ERROR) {
+                return Err(502);
+            }
             self.connect_next(table, cx, true)?;
             return Ok(true);
         }
@@ -365,7 +393,12 @@ impl ProxyRun {
     }
 
     /// Request bytes → upstream, refilled from the client's body.
-    fn send(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, ProxyStep> {
+    fn send(
+        &mut self,
+        client: &mut Client,
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<bool, ProxyStep> {
         let mut progress = self.fill_out(client, cx)?;
         let Some(stream) = &mut self.upstream else {
             return Ok(progress);
@@ -378,11 +411,16 @@ impl ProxyRun {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) if self.relay.is_none() && self.reused => return Err(self.retry_or_fail(cx)),
+                Err(_) if self.relay.is_none() && self.reused => {
+                    return Err(self.retry_or_fail(table, cx))
+                }
                 Err(_) => return Err(self.upstream_broke(cx)),
             }
         }
-        if self.out_pos == self.out.len() && self.out_pos > self.head_len {
+        // A body still arriving is sent and forgotten; one that is whole in
+        // `out` stays there, for another server should this one fail.
+        if self.out_pos == self.out.len() && self.out_pos > self.head_len && self.feed.is_some() {
+            self.out_whole = false;
             self.out.clear();
             self.out_pos = 0;
             self.head_len = 0;
@@ -427,7 +465,7 @@ impl ProxyRun {
     }
 
     /// Upstream → response head, then → relay.
-    fn receive(&mut self, cx: &mut Cx) -> Result<bool, ProxyStep> {
+    fn receive(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<bool, ProxyStep> {
         let room = self.relay.as_ref().is_none_or(Relay::has_room);
         if !self.readable || !room {
             return Ok(false);
@@ -438,26 +476,26 @@ impl ProxyRun {
         let n = match read_edge(stream, cx.scratch, &mut self.readable, self.read_closed) {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(false),
-            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(cx)),
+            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(table, cx)),
             Err(_) => return Err(ProxyStep::Abort),
         };
         if n == 0 {
-            return self.upstream_eof(cx).map(|()| true);
+            return self.upstream_eof(table, cx).map(|()| true);
         }
         self.reused = false;
         if self.relay.is_some() {
             self.relay_body(n, cx)?;
         } else {
             self.head.extend_from_slice(&cx.scratch[..n]);
-            self.parse_head(cx)?;
+            self.parse_head(table, cx)?;
         }
         Ok(true)
     }
 
-    fn upstream_eof(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
+    fn upstream_eof(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
         self.upstream_keep_alive = false;
         if self.relay.is_none() {
-            return Err(self.retry_or_fail(cx));
+            return Err(self.retry_or_fail(table, cx));
         }
         self.drop_upstream(cx.registry);
         match self.up_body {
@@ -472,14 +510,14 @@ impl ProxyRun {
         }
     }
 
-    /// The upstream failed before any response: a dead pooled connection
-    /// gets one fresh try (when the request can be sent again whole);
-    /// anything else is 502.
-    fn retry_or_fail(&mut self, cx: &mut Cx) -> ProxyStep {
+    /// The upstream failed before the whole response head: a dead pooled
+    /// connection gets one fresh try on the same server (not a failure of
+    /// the server); otherwise the server failed, and with
+    /// `proxy_next_upstream error` the next one is tried while the request
+    /// can be sent again whole; anything else is 502.
+    fn retry_or_fail(&mut self, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
         self.drop_upstream(cx.registry);
-        let replayable = self.head.is_empty() && self.feed.is_none() && self.head_len > 0;
-        if self.reused && replayable {
-            self.tried.clear();
+        if self.reused && self.head.is_empty() && self.replayable() {
             if let Ok(stream) = TcpStream::connect(self.addr) {
                 if self.attach(stream, cx.registry, false) {
                     return ProxyStep::Progress;
@@ -489,6 +527,12 @@ impl ProxyRun {
         cx.upstreams
             .balancer
             .failed(self.group, self.server, cx.now);
+        if self.next_upstream.has(NextUpstream::ERROR) && self.replayable() {
+            return match self.connect_next(table, cx, true) {
+                Ok(()) => ProxyStep::Progress,
+                Err(status) => ProxyStep::Fail(status),
+            };
+        }
         ProxyStep::Fail(502)
     }
 
@@ -504,7 +548,7 @@ impl ProxyRun {
         }
     }
 
-    fn parse_head(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
+    fn parse_head(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
         loop {
             let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
                 Ok(Some(parsed)) => parsed,
@@ -516,7 +560,19 @@ impl ProxyRun {
             if head.is_interim() {
                 continue;
             }
-            cx.upstreams.balancer.succeeded(self.group, self.server);
+            if self.next_upstream.has_status(head.status) {
+                cx.upstreams
+                    .balancer
+                    .failed(self.group, self.server, cx.now);
+                let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
+                if others && self.replayable() {
+                    // The answer is dropped unread, and its connection with it.
+                    self.drop_upstream(cx.registry);
+                    return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
+                }
+            } else {
+                cx.upstreams.balancer.succeeded(self.group, self.server);
+            }
             let rest = std::mem::take(&mut self.head);
             self.relay = Some(self.response_head(&head, cx));
             if !rest.is_empty() {
