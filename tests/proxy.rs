@@ -1363,3 +1363,200 @@ fn max_fails_and_fail_timeout_and_backup() {
     );
     drop(good);
 }
+
+// --- upgrade tunnels (SPEC §9.3) -----------------------------------------------
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// A masked WebSocket text frame (client to server), RFC 6455 §5.2.
+fn client_frame(text: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// An unmasked text frame (server to client).
+fn server_frame(text: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81, text.len() as u8];
+    frame.extend_from_slice(text);
+    frame
+}
+
+/// Reads exactly `n` bytes (bounded by the stream's timeout).
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    stream.read_exact(&mut buf).expect("read");
+    buf
+}
+
+fn tunnel_front(port: u16, extra: &str) -> Server {
+    Server::start(
+        &format!(
+            "server {{\n listen 127.0.0.1:{{port}};\n {extra}\n location / {{ proxy_pass http://127.0.0.1:{port}; }}\n}}\n"
+        ),
+        &[],
+    )
+}
+
+#[test]
+fn websocket_frames_both_ways_and_a_close_from_the_client() {
+    let (tx, rx) = mpsc::channel();
+    let port = raw_upstream(move |mut s| {
+        let head = read_until(&mut s, b"\r\n\r\n");
+        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+        s.write_all(SWITCH).expect("101");
+        s.write_all(&server_frame(b"hello")).expect("hello");
+        // Echo each masked frame back unmasked, until the client's end.
+        let mut buf = Vec::new();
+        loop {
+            if fill(&mut s, &mut buf).is_none() {
+                break;
+            }
+            while buf.len() >= 6 && buf.len() >= 6 + usize::from(buf[1] & 0x7f) {
+                let len = usize::from(buf[1] & 0x7f);
+                let mask = [buf[2], buf[3], buf[4], buf[5]];
+                let text: Vec<u8> = buf[6..6 + len]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[i % 4])
+                    .collect();
+                s.write_all(&server_frame(&text)).expect("echo");
+                buf.drain(..6 + len);
+            }
+        }
+        // The client's half-close arrived; this side still talks.
+        s.write_all(&server_frame(b"bye")).expect("bye");
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    // A frame right behind the request reaches the upstream too.
+    let mut first = UPGRADE.to_vec();
+    first.extend_from_slice(&client_frame(b"early"));
+    c.write_all(&first).expect("send");
+    let head = read_until(&mut c, b"\r\n\r\n");
+    let (head, rest) = split_head(&head);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("Upgrade: websocket\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("connection: upgrade\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    let sent = rx.recv_timeout(TIMEOUT).expect("upstream got the request");
+    assert!(sent.contains("\r\nUpgrade: websocket\r\n"), "{sent}");
+    assert!(sent.contains("\r\nConnection: upgrade\r\n"), "{sent}");
+    assert!(
+        sent.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+        "{sent}"
+    );
+    let mut got = rest;
+    let want = [server_frame(b"hello"), server_frame(b"early")].concat();
+    got.extend(read_n(&mut c, want.len() - got.len()));
+    assert_eq!(got, want);
+    for msg in [&b"ping"[..], b"a longer message", b"x"] {
+        c.write_all(&client_frame(msg)).expect("frame");
+        assert_eq!(read_n(&mut c, msg.len() + 2), server_frame(msg));
+    }
+    c.shutdown(Shutdown::Write).expect("half-close");
+    assert_eq!(read_to_close(&mut c), server_frame(b"bye"));
+}
+
+#[test]
+fn the_upstream_closing_ends_the_tunnel() {
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        s.write_all(b"any protocol at all").expect("bytes");
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let raw = read_to_close(&mut c);
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(body, b"any protocol at all");
+}
+
+#[test]
+fn an_idle_tunnel_closes_after_proxy_read_timeout() {
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        let mut buf = [0u8; 16];
+        // Waits for the proxy to close (bounded by the read timeout).
+        let _ = s.read(&mut buf);
+    });
+    let front = tunnel_front(port, "proxy_read_timeout 1s;");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let started = Instant::now();
+    let raw = read_to_close(&mut c);
+    assert!(raw.starts_with(b"HTTP/1.1 101 "));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_refused_upgrade_is_relayed_as_usual() {
+    let up = fixed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno");
+    let s = tunnel_front(up.port, "");
+    let r = s.send(UPGRADE);
+    assert_eq!((r.status, r.text().as_str()), (400, "no"));
+    let seen = up.next_seen();
+    assert_eq!(seen.values("upgrade"), ["websocket"]);
+    assert_eq!(seen.values("connection"), ["upgrade"]);
+}
+
+#[test]
+fn a_50_mib_tunnel_stream_to_a_slow_reader_keeps_memory_bounded() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        let block: Vec<u8> = (0..251 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        while sent < SIZE {
+            let n = block.len().min(SIZE - sent);
+            if s.write_all(&block[..n]).is_err() {
+                return;
+            }
+            sent += n;
+        }
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let head = read_until(&mut c, b"\r\n\r\n");
+    let (_, rest) = split_head(&head);
+    check_pattern(&rest, 0);
+    let mut received = rest.len();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut max_rss = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reads = 0u64;
+    while received < SIZE {
+        assert!(Instant::now() < deadline, "took too long: {received} bytes");
+        let n = c.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {received} bytes");
+        check_pattern(&buf[..n], received);
+        received += n;
+        reads += 1;
+        if reads.is_multiple_of(64) {
+            max_rss = max_rss.max(rss_kib(front.pid()));
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(received, SIZE);
+    assert!(max_rss < 64 * 1024, "front VmRSS reached {max_rss} KiB");
+}

@@ -134,7 +134,15 @@ pub fn request_head(
     write_default_headers(&mut out, &ctx, location);
     write_configured_headers(&mut out, &ctx, location);
     write_client_headers(&mut out, &ctx, location);
-    out.extend_from_slice(b"Connection: keep-alive\r\n");
+    match upgrade_of(request) {
+        // SPEC §9.3: an upgrade is forwarded with both headers; on 101 the
+        // connection becomes a tunnel and is never pooled.
+        Some(protocol) => {
+            write_header(&mut out, "Upgrade", protocol);
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        }
+        None => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+    }
     match body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
@@ -303,6 +311,57 @@ fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> 
         .map(trim)
         .filter(|token| !token.is_empty())
         .collect()
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to: its `Upgrade`
+/// value, when its `Connection` lists `upgrade` (RFC 9110 §7.8).
+pub fn upgrade_of(request: &Request) -> Option<&[u8]> {
+    if request.minor_version == 0 {
+        return None;
+    }
+    let asked = connection_tokens(request.headers())
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    let mut values = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        .map(|(_, v)| trim(v));
+    let protocol = values.next().filter(|v| !v.is_empty())?;
+    (asked && values.next().is_none()).then_some(protocol)
+}
+
+/// A `101 Switching Protocols` answer to an upgrade: the headers to relay
+/// (hop-by-hop ones left out) and the protocol the upstream switched to.
+#[derive(Debug)]
+pub struct SwitchHead {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub upgrade: Vec<u8>,
+}
+
+/// `Ok(Some((head, len)))` when `buf` starts with a complete 101 head that
+/// names its protocol; `Ok(None)` when it is incomplete or another status
+/// (for [`parse_response_head`]); `Err` for a 101 without `Upgrade`.
+pub fn parse_switch_head(buf: &[u8]) -> Result<Option<(SwitchHead, usize)>, UpstreamError> {
+    let window = &buf[..buf.len().min(MAX_RESPONSE_HEAD)];
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut raw = httparse::Response::new(&mut slots);
+    let Ok(httparse::Status::Complete(len)) = raw.parse(window) else {
+        return Ok(None);
+    };
+    if raw.code != Some(101) {
+        return Ok(None);
+    }
+    let fields: Vec<(&str, &[u8])> = raw.headers.iter().map(|h| (h.name, h.value)).collect();
+    let upgrade = values(&fields, "upgrade")
+        .next()
+        .map(trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(UpstreamError::UnexpectedSwitch)?;
+    let head = SwitchHead {
+        upgrade: upgrade.to_vec(),
+        headers: relayed_headers(&fields, false),
+    };
+    Ok(Some((head, len)))
 }
 
 /// Expands the variables of a `proxy_set_header` value: the proxy's own
@@ -1098,6 +1157,38 @@ mod tests {
                 expected.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
             assert_eq!(got, want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn upgrade_requests_and_switch_heads() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Connection: Upgrade\r\nUpgrade: websocket\r\n", Some("websocket")),
+            ("Connection: keep-alive, upgrade\r\nUpgrade: h2c, foo\r\n", Some("h2c, foo")),
+            ("Upgrade: websocket\r\n", None),
+            ("Connection: upgrade\r\n", None),
+            ("Connection: upgrade\r\nUpgrade: a\r\nUpgrade: b\r\n", None),
+        ];
+        for (headers, want) in cases {
+            let r = get("/", headers);
+            assert_eq!(upgrade_of(&r), want.map(str::as_bytes), "{headers:?}");
+        }
+        let old = request("GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n");
+        assert_eq!(upgrade_of(&old), None);
+
+        let raw = b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade, X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\nframes";
+        let (head, len) = parse_switch_head(raw).expect("valid").expect("a 101");
+        assert_eq!(&raw[len..], b"frames");
+        assert_eq!(head.upgrade, b"websocket");
+        let names: Vec<&str> = head.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-B"]);
+        assert!(parse_switch_head(b"HTTP/1.1 101 S\r\n\r\n").is_err());
+        assert!(parse_switch_head(b"HTTP/1.1 200 OK\r\n\r\n")
+            .expect("ok")
+            .is_none());
+        assert!(parse_switch_head(b"HTTP/1.1 101 S\r\nUpg")
+            .expect("ok")
+            .is_none());
     }
 
     #[test]

@@ -10,7 +10,15 @@
 //!    relay the body to the client as it comes: with its length, as chunks
 //!    (passed through as they are), or until the upstream closes;
 //! 4. a complete response on a keep-alive upstream connection returns the
-//!    connection to the pool.
+//!    connection to the pool;
+//! 5. a `101` answer to an upgrade turns the exchange into a [`Tunnel`]
+//!    (bytes both ways until both sides end), and the client connection
+//!    closes with it.
+//!
+//! A failure before the response head (connect error, reset, timeout, a
+//! status `proxy_next_upstream` lists) is counted by the balancer and, when
+//! `proxy_next_upstream` allows and the request is still whole, the next
+//! server is tried.
 //!
 //! The upstream is read only while the client keeps up, and the client
 //! only while the upstream keeps up, so memory stays bounded.
@@ -23,7 +31,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::proxy::{
-    parse_response_head, request_head, Balancer, BodyFraming, Pool, ResponseFraming, UpstreamHead,
+    parse_response_head, parse_switch_head, request_head, upgrade_of, Balancer, BodyFraming, Pool,
+    ResponseFraming, SwitchHead, UpstreamHead,
 };
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
@@ -33,6 +42,7 @@ use crate::http::response::{
 use crate::routing::{Location, NextUpstream, ProxyPass, RoutingTable};
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, Readiness};
 use crate::server::relay::Relay;
+use crate::server::tunnel::{Tunnel, TunnelStep};
 
 /// The most request body bytes buffered on their way upstream.
 const SEND_BUFFER: usize = 64 * 1024;
@@ -99,6 +109,10 @@ pub struct ProxyRun {
     /// The response head read so far (until `relay` exists).
     head: Vec<u8>,
     relay: Option<Relay>,
+    /// The client asked for an upgrade (`Connection: upgrade`, `Upgrade`).
+    upgrade: bool,
+    /// After a 101: the connection is a two-way byte tunnel.
+    tunnel: Option<Box<Tunnel>>,
     up_body: Option<UpBody>,
     /// The client is HTTP/1.0 and the upstream body chunked: de-chunk.
     dechunk: bool,
@@ -157,6 +171,8 @@ impl ProxyRun {
             body_framing,
             head: Vec::new(),
             relay: None,
+            upgrade: upgrade_of(&request).is_some(),
+            tunnel: None,
             up_body: None,
             dechunk: false,
             upstream_keep_alive: false,
@@ -183,13 +199,15 @@ impl ProxyRun {
     }
 
     pub fn responded(&self) -> bool {
-        self.relay.is_some()
+        self.relay.is_some() || self.tunnel.is_some()
     }
 
-    /// The relay is full: the exchange waits for the client to read
-    /// (`send_timeout` applies, not the upstream's timeouts).
+    /// The relay (or the tunnel's way to the client) is full: the exchange
+    /// waits for the client to read (`send_timeout` applies, not the
+    /// upstream's timeouts).
     pub fn waiting_on_client(&self) -> bool {
         self.relay.as_ref().is_some_and(|r| !r.has_room())
+            || self.tunnel.as_ref().is_some_and(|t| t.waiting_on_client())
     }
 
     /// How long the current wait may last.
@@ -309,6 +327,9 @@ impl ProxyRun {
 
     /// Moves everything that can move.
     pub fn step(&mut self, client: &mut Client, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
+        if self.tunnel.is_some() {
+            return self.step_tunnel(client, cx);
+        }
         let mut progress = false;
         let body_read = self.feed.is_none();
         if body_read && !self.relay.as_ref().is_some_and(Relay::is_done) && client_gone(client) {
@@ -351,6 +372,53 @@ impl ProxyRun {
         } else {
             ProxyStep::Blocked
         }
+    }
+
+    /// Bytes both ways through the tunnel; its end ends the exchange and
+    /// the client connection.
+    fn step_tunnel(&mut self, client: &mut Client, cx: &mut Cx) -> ProxyStep {
+        let (Some(tunnel), Some(upstream)) = (&mut self.tunnel, &mut self.upstream) else {
+            return ProxyStep::Abort;
+        };
+        if !client.input.is_empty() {
+            // What the client sent right behind its request belongs to the
+            // new protocol.
+            tunnel.push_early(client.input.data());
+            let n = client.input.len();
+            client.input.consume(n);
+        }
+        match tunnel.step(client, upstream, &mut self.readable, self.read_closed, cx) {
+            TunnelStep::Progress => {
+                self.last_progress = cx.now;
+                self.body_bytes = tunnel.body_bytes;
+                ProxyStep::Progress
+            }
+            TunnelStep::Blocked => ProxyStep::Blocked,
+            TunnelStep::Closed => {
+                self.body_bytes = tunnel.body_bytes;
+                self.drop_upstream(cx.registry);
+                ProxyStep::Done { close: true }
+            }
+        }
+    }
+
+    /// The upstream switched protocols: the 101 head (and whatever came
+    /// behind it) goes to the client through a new tunnel.
+    fn start_tunnel(&mut self, head: &SwitchHead, len: usize, cx: &mut Cx) {
+        cx.upstreams.balancer.succeeded(self.group, self.server);
+        self.status = 101;
+        self.keep_alive = false;
+        let mut out = Vec::with_capacity(256);
+        write_head_start(&mut out, 101, cx.date.get(std::time::SystemTime::now()));
+        for (name, value) in &head.headers {
+            write_header(&mut out, name, value);
+        }
+        write_header(&mut out, "Upgrade", &head.upgrade);
+        out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+        let head_len = out.len();
+        out.extend_from_slice(&self.head[len..]);
+        self.head = Vec::new();
+        self.tunnel = Some(Box::new(Tunnel::new(out, head_len)));
     }
 
     /// A non-blocking connect finished when the socket turns writable.
@@ -550,6 +618,16 @@ impl ProxyRun {
 
     fn parse_head(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
         loop {
+            if self.upgrade {
+                match parse_switch_head(&self.head) {
+                    Ok(Some((head, len))) => {
+                        self.start_tunnel(&head, len, cx);
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(self.upstream_broke(cx)),
+                }
+            }
             let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
