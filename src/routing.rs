@@ -369,6 +369,20 @@ pub struct ProxyPass {
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<UpstreamServer>,
+    pub policy: Policy,
+}
+
+/// How an upstream group picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Smooth weighted round-robin (nginx's default).
+    #[default]
+    RoundRobin,
+    /// The fewest active requests per weight; ties by round-robin.
+    LeastConn,
+    /// The client's IPv4 /24 or IPv6 /64 picks the server.
+    IpHash,
 }
 
 /// `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup]`.

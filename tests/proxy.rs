@@ -1560,3 +1560,52 @@ fn a_50_mib_tunnel_stream_to_a_slow_reader_keeps_memory_bounded() {
     assert_eq!(received, SIZE);
     assert!(max_rss < 64 * 1024, "front VmRSS reached {max_rss} KiB");
 }
+
+// --- balancing policies (SPEC §9.3) --------------------------------------------
+
+#[test]
+fn least_conn_sends_around_a_slow_server() {
+    let slow = Upstream::start(|_, s| {
+        thread::sleep(Duration::from_millis(1500));
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+            .is_ok()
+    });
+    let fast = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast");
+    let servers = [
+        format!("server 127.0.0.1:{}", slow.port),
+        format!("server 127.0.0.1:{}", fast.port),
+    ];
+    let list: String = servers.iter().map(|s| format!("    {s};\n")).collect();
+    let config = format!(
+        "upstream pool {{\n    least_conn;\n{list}}}\nserver {{\n    listen 127.0.0.1:{{port}};\n    location / {{ proxy_pass http://pool; }}\n}}\n"
+    );
+    let s = Arc::new(Server::start(&config, &[]));
+    // Idle servers tie: round-robin gives the first request to `slow`.
+    let background = {
+        let s = Arc::clone(&s);
+        thread::spawn(move || s.send(&get_close("/1")).text())
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while slow.accepts() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let answers: Vec<String> = (0..6).map(|_| s.send(&get_close("/n")).text()).collect();
+    assert!(answers.iter().all(|a| a == "fast"), "{answers:?}");
+    assert_eq!(background.join().expect("slow request"), "slow");
+}
+
+#[test]
+fn ip_hash_keeps_a_client_on_one_server() {
+    let ups: Vec<Upstream> = (0..3).map(|_| answering(200)).collect();
+    let list: String = ups
+        .iter()
+        .map(|u| format!("    server 127.0.0.1:{};\n", u.port))
+        .collect();
+    let config = format!(
+        "upstream pool {{\n    ip_hash;\n{list}}}\nserver {{\n    listen 127.0.0.1:{{port}};\n    location / {{ proxy_pass http://pool; }}\n}}\n"
+    );
+    let s = Server::start(&config, &[]);
+    let answers: std::collections::HashSet<String> =
+        (0..9).map(|_| s.send(&get_close("/i")).text()).collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+}

@@ -15,8 +15,8 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
-    CgiHandler, Limits, ListenSocket, Location, NamePattern, ProxyPass, RoutingTable, Server,
-    ServerNames, Upstream, UpstreamServer,
+    CgiHandler, Limits, ListenSocket, Location, NamePattern, Policy, ProxyPass, RoutingTable,
+    Server, ServerNames, Upstream, UpstreamServer,
 };
 
 const HAS_DEFAULT: &str = "the directive table gives this setting a default";
@@ -329,6 +329,7 @@ impl Upstreams {
             upstreams.list.push(Upstream {
                 name: name.value.clone(),
                 servers,
+                policy: block.settings.policy.unwrap_or_default(),
             });
         }
         upstreams
@@ -371,6 +372,7 @@ impl Upstreams {
         self.list.push(Upstream {
             name: authority.to_string(),
             servers: vec![UpstreamServer::new(addr)],
+            policy: Policy::RoundRobin,
         });
         self.direct
             .insert(authority.to_string(), self.list.len() - 1);

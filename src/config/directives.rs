@@ -11,7 +11,8 @@ use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, Pat
 use super::values;
 use crate::http::Method;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Return, TlsVersions, WorkerProcesses,
+    LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Policy, Return, TlsVersions,
+    WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -218,6 +219,32 @@ pub const DIRECTIVES: &[Directive] = &[
         usage: "HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup]",
         default: DefaultValue::Unset,
         doc: "A backend of the upstream group; weight 1-100 (default 1); max_fails failures (0-1000, default 1, 0: never out) within fail_timeout (default 10s) take it out for fail_timeout; a backup server is used only while every other one is out.",
+    },
+    Directive {
+        name: "least_conn",
+        contexts: U,
+        arity: Exactly(0),
+        repeatable: false,
+        action: Action::Set(|scope, _| {
+            scope.settings.policy = Some(Policy::LeastConn);
+            Ok(())
+        }),
+        usage: "(no arguments)",
+        default: DefaultValue::Note("weighted round-robin"),
+        doc: "Send each request to the server with the fewest active requests (weights respected, ties by round-robin).",
+    },
+    Directive {
+        name: "ip_hash",
+        contexts: U,
+        arity: Exactly(0),
+        repeatable: false,
+        action: Action::Set(|scope, _| {
+            scope.settings.policy = Some(Policy::IpHash);
+            Ok(())
+        }),
+        usage: "(no arguments)",
+        default: DefaultValue::Note("weighted round-robin"),
+        doc: "Pick the server from the client's IPv4 /24 (IPv6 /64), stable while the servers are; not with backup.",
     },
     Directive {
         name: "include",

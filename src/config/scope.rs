@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::diag::Span;
 use super::values::ProxyUrl;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NextUpstream, Return, TlsVersions, WorkerProcesses,
+    LogLevel, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions, WorkerProcesses,
 };
 
 /// The four kinds of block a directive can appear in.
@@ -121,6 +121,8 @@ pub struct Settings {
     pub proxy_connect_timeout: Option<Duration>,
     pub proxy_read_timeout: Option<Duration>,
     pub proxy_next_upstream: Option<NextUpstream>,
+    /// An `upstream` block's `least_conn` or `ip_hash`; never inherited.
+    pub policy: Option<Policy>,
     pub ssl_certificate: Option<Box<At<PathArg>>>,
     pub ssl_certificate_key: Option<Box<At<PathArg>>>,
     pub ssl_protocols: Option<TlsVersions>,

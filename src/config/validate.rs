@@ -109,10 +109,32 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
+        policies(upstream, report);
         if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
+            ));
+        }
+    }
+}
+
+/// One policy per `upstream`, and no `backup` server with `ip_hash` (the
+/// hash, not the health of the others, decides).
+fn policies(upstream: &Scope, report: &mut Report) {
+    if let (Some(a), Some(b)) = (upstream.seen("least_conn"), upstream.seen("ip_hash")) {
+        let ((_, first), (_, later)) = if a.0 < b.0 { (a, b) } else { (b, a) };
+        let line = report.where_is(first, later);
+        report.push(Diagnostic::error(
+            later,
+            format!("an upstream has one balancing policy (\"least_conn\" or \"ip_hash\"); the other is at {line}"),
+        ));
+    }
+    if upstream.seen("ip_hash").is_some() {
+        for member in upstream.members.iter().filter(|m| m.value.backup) {
+            report.push(Diagnostic::error(
+                member.arg,
+                "a \"backup\" server cannot be used with \"ip_hash\"",
             ));
         }
     }

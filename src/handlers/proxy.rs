@@ -21,10 +21,12 @@
 //!    holds, [`Pool::put`] keeps the connection; [`Pool::expire`] closes
 //!    connections idle for too long.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::http::parse_content_length;
@@ -33,7 +35,7 @@ use crate::http::request::Request;
 use crate::http::response::write_header;
 use crate::http::trim_ows as trim;
 use crate::http::vars;
-use crate::routing::{Location, ProxyPass, Upstream};
+use crate::routing::{Location, Policy, ProxyPass, Upstream};
 
 /// An upstream response head larger than this is a 502 (nginx's
 /// `proxy_buffer_size` is one page; 16 KiB leaves room for big cookies).
@@ -585,6 +587,18 @@ fn values<'a>(
 #[derive(Debug)]
 pub struct Balancer {
     groups: Vec<Vec<Peer>>,
+    policies: Vec<Policy>,
+}
+
+/// One request in progress on a server, for `least_conn`: counted while
+/// this lives (a request that ends any way at all drops it).
+#[derive(Debug)]
+pub struct Active(Rc<Cell<u32>>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 #[derive(Debug)]
@@ -599,6 +613,8 @@ struct Peer {
     window_start: Option<Instant>,
     /// Out of rotation until then.
     down_until: Option<Instant>,
+    /// Requests in progress on this server.
+    active: Rc<Cell<u32>>,
 }
 
 impl Peer {
@@ -625,11 +641,20 @@ impl Balancer {
                         fails: 0,
                         window_start: None,
                         down_until: None,
+                        active: Rc::default(),
                     })
                     .collect()
             })
             .collect();
-        Balancer { groups }
+        let policies = upstreams.iter().map(|u| u.policy).collect();
+        Balancer { groups, policies }
+    }
+
+    /// Counts a request on `server` until the returned guard is dropped.
+    pub fn active(&self, group: usize, server: usize) -> Option<Active> {
+        let peer = self.groups.get(group)?.get(server)?;
+        peer.active.set(peer.active.get().saturating_add(1));
+        Some(Active(Rc::clone(&peer.active)))
     }
 
     /// The next server of `group`, as an index into its `servers`.
@@ -645,9 +670,30 @@ impl Balancer {
     /// is found at once). `None` when every server was tried, or the group
     /// is unknown or empty.
     pub fn pick_excluding(&mut self, group: usize, tried: &[usize], now: Instant) -> Option<usize> {
+        self.choose(group, tried, IpAddr::from([0, 0, 0, 0]), now)
+    }
+
+    /// [`Balancer::pick_excluding`] for a request from `client`, under the
+    /// group's policy.
+    pub fn choose(
+        &mut self,
+        group: usize,
+        tried: &[usize],
+        client: IpAddr,
+        now: Instant,
+    ) -> Option<usize> {
+        let policy = *self.policies.get(group)?;
         let peers = self.groups.get_mut(group)?;
         let untried = |i: usize| !tried.contains(&i);
-        smooth_pick(peers, |i, p| untried(i) && !p.backup && p.is_live(now))
+        let primary = |i: usize, p: &Peer| untried(i) && !p.backup && p.is_live(now);
+        let chosen = match policy {
+            Policy::RoundRobin => smooth_pick(peers, primary),
+            Policy::LeastConn => least_conn(peers, primary),
+            Policy::IpHash => {
+                ip_hash(peers, client, primary).or_else(|| smooth_pick(peers, primary))
+            }
+        };
+        chosen
             .or_else(|| smooth_pick(peers, |i, p| untried(i) && p.backup && p.is_live(now)))
             .or_else(|| (0..peers.len()).find(|&i| untried(i)))
     }
@@ -704,6 +750,58 @@ impl Balancer {
     fn peer(&mut self, group: usize, server: usize) -> Option<&mut Peer> {
         self.groups.get_mut(group)?.get_mut(server)
     }
+}
+
+/// The eligible peer with the fewest active requests per weight; ties go
+/// round-robin among the tied.
+fn least_conn(peers: &mut [Peer], eligible: impl Fn(usize, &Peer) -> bool) -> Option<usize> {
+    // a/wa < b/wb without division: a*wb < b*wa.
+    let load = |p: &Peer| (i64::from(p.active.get()), p.weight);
+    let best = (0..peers.len())
+        .filter(|&i| eligible(i, &peers[i]))
+        .map(|i| load(&peers[i]))
+        .reduce(|(a, wa), (b, wb)| if b * wa < a * wb { (b, wb) } else { (a, wa) })?;
+    let (a, wa) = best;
+    smooth_pick(peers, |i, p| {
+        let (b, wb) = load(p);
+        eligible(i, p) && b * wa == a * wb
+    })
+}
+
+/// nginx's `ip_hash`: the first three octets of an IPv4 address (the
+/// first eight bytes of an IPv6 one) hash to a point on the weights; a
+/// peer that cannot take the request is rehashed, up to 20 times.
+fn ip_hash(
+    peers: &[Peer],
+    client: IpAddr,
+    eligible: impl Fn(usize, &Peer) -> bool,
+) -> Option<usize> {
+    let key: Vec<u8> = match client {
+        IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets()[..3].to_vec(),
+            None => v6.octets()[..8].to_vec(),
+        },
+    };
+    let total: i64 = peers.iter().map(|p| p.weight).sum();
+    if total <= 0 {
+        return None;
+    }
+    let mut hash: u64 = 89;
+    for _ in 0..20 {
+        for &b in &key {
+            hash = (hash * 113 + u64::from(b)) % 6271;
+        }
+        let mut point = (hash % total as u64) as i64;
+        let index = peers.iter().position(|p| {
+            point -= p.weight;
+            point < 0
+        })?;
+        if eligible(index, &peers[index]) {
+            return Some(index);
+        }
+    }
+    None
 }
 
 /// nginx's `ngx_http_upstream_get_peer`: every eligible peer gains its
@@ -1298,6 +1396,7 @@ mod tests {
                     ..UpstreamServer::new(SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))
                 })
                 .collect(),
+            policy: Policy::RoundRobin,
         }
     }
 
@@ -1319,7 +1418,53 @@ mod tests {
                     backup,
                 })
                 .collect(),
+            policy: Policy::RoundRobin,
         }
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idle_server_weights_respected() {
+        let t0 = Instant::now();
+        let mut g = group(&[1, 1, 2]);
+        g.policy = Policy::LeastConn;
+        let mut b = Balancer::new(&[g]);
+        // All idle: round-robin among the tied, weights respected.
+        let first = b.pick(0, t0).expect("one");
+        let held = b.active(0, first).expect("counted");
+        let second = b.pick(0, t0).expect("two");
+        assert_ne!(first, second);
+        drop(held);
+        let busy = b.active(0, 0).expect("counted");
+        // c has weight 2: one request there weighs half of one on b.
+        let _c = b.active(0, 2).expect("counted");
+        assert_eq!(b.pick(0, t0), Some(1));
+        let _b = b.active(0, 1).expect("counted");
+        assert_eq!(b.pick(0, t0), Some(2));
+        drop(busy);
+        assert_eq!(b.pick(0, t0), Some(0));
+    }
+
+    #[test]
+    fn ip_hash_is_stable_per_network() {
+        let t0 = Instant::now();
+        let mut g = group(&[1, 1, 1, 1]);
+        g.policy = Policy::IpHash;
+        let mut b = Balancer::new(&[g]);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let a = b.choose(0, &[], ip("10.1.2.3"), t0);
+        for other in ["10.1.2.200", "10.1.2.3", "::ffff:10.1.2.9"] {
+            assert_eq!(b.choose(0, &[], ip(other), t0), a, "{other}");
+        }
+        let spread: std::collections::HashSet<_> = (0..64)
+            .map(|n| b.choose(0, &[], ip(&format!("10.{n}.7.1")), t0))
+            .collect();
+        assert!(spread.len() > 1, "{spread:?}");
+        let v6 = b.choose(0, &[], ip("2001:db8:1:2::1"), t0);
+        assert_eq!(b.choose(0, &[], ip("2001:db8:1:2:ffff::9"), t0), v6);
+        // Its server tried: another one, by rehash.
+        let first = a.expect("a server");
+        let next = b.choose(0, &[first], ip("10.1.2.3"), t0).expect("another");
+        assert_ne!(next, first);
     }
 
     #[test]

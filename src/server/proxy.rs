@@ -24,15 +24,15 @@
 //! only while the upstream keeps up, so memory stays bounded.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::proxy::{
-    parse_response_head, parse_switch_head, request_head, upgrade_of, Balancer, BodyFraming, Pool,
-    ResponseFraming, SwitchHead, UpstreamHead,
+    parse_response_head, parse_switch_head, request_head, upgrade_of, Active, Balancer,
+    BodyFraming, Pool, ResponseFraming, SwitchHead, UpstreamHead,
 };
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
@@ -103,6 +103,10 @@ pub struct ProxyRun {
     /// sent again to another server.
     out_whole: bool,
     next_upstream: NextUpstream,
+    /// The client's address, for `ip_hash`.
+    client_ip: IpAddr,
+    /// Counts this request on its server, for `least_conn`.
+    active: Option<Active>,
     /// The client's body still to read, counted against its limit.
     feed: Option<BodyIn>,
     body_framing: BodyFraming,
@@ -165,6 +169,8 @@ impl ProxyRun {
             head_len: out.len(),
             out_whole: true,
             next_upstream: location.proxy_next_upstream,
+            client_ip: peer.ip(),
+            active: None,
             out,
             out_pos: 0,
             feed,
@@ -258,10 +264,10 @@ impl ProxyRun {
             .get(self.group)
             .map_or(&[][..], |u| &u.servers[..]);
         loop {
-            let Some(index) = cx
-                .upstreams
-                .balancer
-                .pick_excluding(self.group, &self.tried, cx.now)
+            let Some(index) =
+                cx.upstreams
+                    .balancer
+                    .choose(self.group, &self.tried, self.client_ip, cx.now)
             else {
                 return Err(if after_failure { 502 } else { 503 });
             };
@@ -269,6 +275,7 @@ impl ProxyRun {
             let Some(server) = servers.get(index) else {
                 continue;
             };
+            self.active = cx.upstreams.balancer.active(self.group, index);
             self.server = index;
             self.addr = server.addr;
             if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
