@@ -257,6 +257,9 @@ pub struct Location {
     pub index: Arc<[String]>,
     pub autoindex: bool,
     pub methods: MethodSet,
+    /// With `proxy_pass`: the location's own `methods`, any tokens; `None`
+    /// forwards every method (SPEC §9.3).
+    pub proxy_methods: Option<Arc<[String]>>,
     #[serde(rename = "return")]
     pub ret: Option<Return>,
     /// Status code → URI of the page, served through the same server.
@@ -276,6 +279,60 @@ pub struct Location {
     pub proxy_connect_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub proxy_read_timeout: Duration,
+    pub proxy_next_upstream: NextUpstream,
+}
+
+/// `proxy_next_upstream`: when a request goes on to the next server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NextUpstream(u8);
+
+impl NextUpstream {
+    pub const OFF: NextUpstream = NextUpstream(0);
+    pub const ERROR: NextUpstream = NextUpstream(1);
+    pub const TIMEOUT: NextUpstream = NextUpstream(2);
+    const NAMES: [(&'static str, u8); 5] = [
+        ("error", 1),
+        ("timeout", 2),
+        ("http_502", 4),
+        ("http_503", 8),
+        ("http_504", 16),
+    ];
+
+    pub fn from_name(name: &str) -> Option<NextUpstream> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, bit)| NextUpstream(bit))
+    }
+
+    pub const fn with(self, other: NextUpstream) -> NextUpstream {
+        NextUpstream(self.0 | other.0)
+    }
+
+    pub const fn has(self, flag: NextUpstream) -> bool {
+        self.0 & flag.0 != 0
+    }
+
+    /// Whether an upstream answer with `status` is a failure to retry.
+    pub fn has_status(self, status: u16) -> bool {
+        let name = match status {
+            502 => "http_502",
+            503 => "http_503",
+            504 => "http_504",
+            _ => return false,
+        };
+        Self::from_name(name).is_some_and(|flag| self.has(flag))
+    }
+}
+
+impl Serialize for NextUpstream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let names = Self::NAMES
+            .iter()
+            .filter(|(_, bit)| self.0 & bit != 0)
+            .map(|(n, _)| *n);
+        s.collect_seq(names)
+    }
 }
 
 /// `return CODE [URL or TEXT]`.
@@ -312,13 +369,48 @@ pub struct ProxyPass {
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<UpstreamServer>,
+    pub policy: Policy,
 }
 
-#[derive(Debug, Serialize)]
+/// How an upstream group picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Smooth weighted round-robin (nginx's default).
+    #[default]
+    RoundRobin,
+    /// The fewest active requests per weight; ties by round-robin.
+    LeastConn,
+    /// The client's IPv4 /24 or IPv6 /64 picks the server.
+    IpHash,
+}
+
+/// `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup]`.
+#[derive(Debug, Clone, Serialize)]
 pub struct UpstreamServer {
     pub addr: SocketAddr,
     /// 1..=100.
     pub weight: u32,
+    /// Failures within `fail_timeout` that take the server out; 0: never.
+    pub max_fails: u32,
+    /// The window failures are counted in, and how long the server is out.
+    #[serde(serialize_with = "ser_duration")]
+    pub fail_timeout: Duration,
+    /// Used only while every other server is out.
+    pub backup: bool,
+}
+
+impl UpstreamServer {
+    /// nginx's defaults: `weight=1 max_fails=1 fail_timeout=10s`.
+    pub fn new(addr: SocketAddr) -> UpstreamServer {
+        UpstreamServer {
+            addr,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+        }
+    }
 }
 
 /// Where `access_log` and `error_log` write.

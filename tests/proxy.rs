@@ -628,11 +628,11 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 #[test]
 fn hop_by_hop_headers_are_stripped_both_ways() {
     let up = fixed(
-        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Up-Secret\r\nX-Up-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-Up-Keep: yes\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Up-Secret\r\nX-Up-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nProxy-Authenticate: Basic realm=x\r\nX-Up-Keep: yes\r\nContent-Length: 2\r\n\r\nok",
     );
     let s = front(up.port, "");
     let raw = s.raw(
-        b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 300\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Connection: keep-alive\r\nTrailer: X-T\r\nX-Keep: 1\r\n\r\n",
+        b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 300\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nProxy-Authenticate: x\r\nTrailer: X-T\r\nX-Keep: 1\r\n\r\n",
     );
     let seen = up.next_seen();
     for name in [
@@ -641,6 +641,8 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
         "te",
         "upgrade",
         "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
         "trailer",
     ] {
         assert!(
@@ -653,7 +655,13 @@ fn hop_by_hop_headers_are_stripped_both_ways() {
     assert_eq!(seen.values("x-keep"), ["1"]);
 
     let (head, body) = split_head(&raw);
-    for name in ["x-up-secret", "keep-alive", "upgrade", "proxy-connection"] {
+    for name in [
+        "x-up-secret",
+        "keep-alive",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+    ] {
         assert!(
             !has_header(&head, name),
             "{name} sent to the client:\n{head}"
@@ -1070,4 +1078,534 @@ fn http_1_0_client_through_the_proxy() {
     assert_eq!(body, b"ok");
     // The upstream still speaks HTTP/1.1 with the proxy.
     assert!(up.next_seen().request_line().ends_with("HTTP/1.1"));
+}
+
+// --- every method (SPEC §9.3) ----------------------------------------------------
+
+/// An upstream that answers every request with its request line.
+fn echo_line() -> Upstream {
+    Upstream::start(|seen, s| {
+        let body = seen.request_line().to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    })
+}
+
+#[test]
+fn every_method_token_is_forwarded_despite_server_methods() {
+    let up = echo_line();
+    // `front` sets a server-level `methods`: it does not restrict a
+    // proxied location.
+    let s = front(up.port, "");
+    for method in ["PATCH", "OPTIONS", "BREW", "get", "PROPFIND", "DELETE"] {
+        let r = s.send(
+            format!("{method} /m HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.text(), format!("{method} /m HTTP/1.1"));
+        let seen = up.next_seen();
+        assert_eq!(seen.body, b"hi", "{method}");
+    }
+}
+
+#[test]
+fn a_proxied_location_with_methods_answers_405_with_allow() {
+    let up = echo_line();
+    let config = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{port}};
+    methods GET;
+    location / {{ methods GET PATCH BREW; proxy_pass http://127.0.0.1:{}; }}
+}}
+"#,
+        up.port
+    );
+    let s = Server::start(&config, &[]);
+    for method in ["PATCH", "BREW", "GET"] {
+        let r = s.send(
+            format!("{method} /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{method}");
+    }
+    for method in ["POST", "OPTIONS", "brew"] {
+        let r = s.send(
+            format!("{method} /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, PATCH, BREW"), "{method}");
+    }
+}
+
+#[test]
+fn an_absolute_form_target_with_userinfo_is_400() {
+    let up = echo_line();
+    let s = front(up.port, "");
+    for target in ["http://user@front.test/", "http://u:p@front.test:80/a?q"] {
+        let r = s.send(
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{target}");
+    }
+    let r = s.send(b"GET http://front.test/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /ok HTTP/1.1"));
+    assert_eq!(up.accepts(), 1);
+}
+
+// --- passive health and proxy_next_upstream (SPEC §9.3) ------------------------
+
+/// A webserv proxying `/` to an `upstream pool` of `servers` (whole
+/// `server` lines without `;`), with `extra` at server level.
+fn pool_front(servers: &[String], extra: &str) -> Server {
+    let list: String = servers.iter().map(|s| format!("    {s};\n")).collect();
+    let config = format!(
+        r#"
+proxy_connect_timeout 2s;
+upstream pool {{
+{list}}}
+server {{
+    listen 127.0.0.1:{{port}};
+    client_max_body_size 0;
+    {extra}
+    location / {{ proxy_pass http://pool; }}
+}}
+"#
+    );
+    Server::start(&config, &[])
+}
+
+/// An upstream that answers `status` with its port as the body.
+fn answering(status: u16) -> Upstream {
+    let port = Arc::new(AtomicUsize::new(0));
+    let seen_port = Arc::clone(&port);
+    let up = Upstream::start(move |_, s| {
+        let body = seen_port.load(Ordering::SeqCst).to_string();
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    });
+    port.store(usize::from(up.port), Ordering::SeqCst);
+    up
+}
+
+/// An upstream that reads each request and closes without answering.
+fn hanging_up() -> Upstream {
+    Upstream::start(|_, _| false)
+}
+
+#[test]
+fn next_upstream_on_a_listed_status_only() {
+    let bad = answering(503);
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", bad.port),
+        format!("server 127.0.0.1:{} max_fails=0", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream error timeout http_503;");
+    for i in 0..4 {
+        let r = s.send(&get_close("/n"));
+        assert_eq!((r.status, r.text()), (200, good.port.to_string()), "{i}");
+    }
+    // The 503 counted as a failure: out for fail_timeout after one.
+    assert_eq!(bad.accepts(), 1);
+    // Not listed (the default): the 503 is relayed.
+    let bad = answering(503);
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    let statuses: Vec<u16> = (0..4).map(|_| s.send(&get_close("/n")).status).collect();
+    assert_eq!(statuses, [503, 200, 503, 200]);
+    // Every server answered 503: the last answer is relayed.
+    let a = answering(503);
+    let b = answering(503);
+    let servers = [
+        format!("server 127.0.0.1:{}", a.port),
+        format!("server 127.0.0.1:{}", b.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream http_503;");
+    assert_eq!(s.send(&get_close("/n")).status, 503);
+}
+
+#[test]
+fn next_upstream_after_a_close_and_a_timeout() {
+    let bad = hanging_up();
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{} max_fails=0", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    for _ in 0..4 {
+        assert_eq!(s.send(&get_close("/c")).status, 200);
+    }
+    assert_eq!(
+        bad.accepts(),
+        2,
+        "max_fails=0: tried in its turn every time"
+    );
+
+    // A server that never answers: next after proxy_read_timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{silent_port}"),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_read_timeout 1s;");
+    let started = Instant::now();
+    let r = s.send(&get_close("/t"));
+    assert_eq!((r.status, r.text()), (200, good.port.to_string()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // proxy_next_upstream error: a timeout is 504.
+    let s = pool_front(
+        &servers,
+        "proxy_read_timeout 1s; proxy_next_upstream error;",
+    );
+    let r = s.send(&get_close("/t"));
+    assert_eq!(r.status, 504);
+    drop(silent);
+}
+
+#[test]
+fn next_upstream_off_answers_502_at_once() {
+    let good = answering(200);
+    let servers = [
+        format!("server 127.0.0.1:{}", refused_port()),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "proxy_next_upstream off;");
+    let statuses: Vec<u16> = (0..2).map(|_| s.send(&get_close("/o")).status).collect();
+    assert_eq!(statuses, [502, 200]);
+}
+
+#[test]
+fn a_consumed_body_is_not_replayed_a_buffered_one_is() {
+    let bad = hanging_up();
+    let good = Upstream::start(|seen, s| {
+        let body = format!("got {}", seen.body.len());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(response.as_bytes()).is_ok()
+    });
+    let servers = [
+        format!("server 127.0.0.1:{} max_fails=0", bad.port),
+        format!("server 127.0.0.1:{}", good.port),
+    ];
+    let s = pool_front(&servers, "");
+    let post = |len: usize| {
+        let mut req = format!(
+            "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend(std::iter::repeat_n(b'x', len));
+        s.send(&req)
+    };
+    // Round-robin: the first request goes to `bad`, which closes; a small
+    // body is still whole in the proxy and goes to `good`.
+    let r = post(1000);
+    assert_eq!((r.status, r.text().as_str()), (200, "got 1000"));
+    assert_eq!(good.next_seen().body.len(), 1000);
+    // `good`'s turn, then `bad`'s with a body larger than the proxy keeps.
+    assert_eq!(post(10).status, 200);
+    let _ = good.next_seen();
+    let r = post(4 << 20);
+    assert_eq!(r.status, 502);
+    assert!(
+        good.seen.recv_timeout(Duration::from_millis(300)).is_err(),
+        "replayed"
+    );
+}
+
+#[test]
+fn max_fails_and_fail_timeout_and_backup() {
+    let flaky = hanging_up();
+    let good = answering(200);
+    let spare = answering(200);
+    let servers = [
+        format!(
+            "server 127.0.0.1:{} max_fails=2 fail_timeout=1s",
+            flaky.port
+        ),
+        format!("server 127.0.0.1:{} max_fails=1 fail_timeout=1s", good.port),
+        format!("server 127.0.0.1:{} backup", spare.port),
+    ];
+    let s = pool_front(&servers, "");
+    for _ in 0..10 {
+        let r = s.send(&get_close("/h"));
+        assert_eq!((r.status, r.text()), (200, good.port.to_string()));
+    }
+    assert_eq!(flaky.accepts(), 2, "out after max_fails=2");
+    assert_eq!(spare.accepts(), 0, "a backup waits while a primary is up");
+    thread::sleep(Duration::from_millis(1100));
+    for _ in 0..4 {
+        assert_eq!(s.send(&get_close("/h")).status, 200);
+    }
+    assert_eq!(
+        flaky.accepts(),
+        4,
+        "back after fail_timeout, out again after 2"
+    );
+    drop(good);
+}
+
+// --- upgrade tunnels (SPEC §9.3) -----------------------------------------------
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// A masked WebSocket text frame (client to server), RFC 6455 §5.2.
+fn client_frame(text: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// An unmasked text frame (server to client).
+fn server_frame(text: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81, text.len() as u8];
+    frame.extend_from_slice(text);
+    frame
+}
+
+/// Reads exactly `n` bytes (bounded by the stream's timeout).
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    stream.read_exact(&mut buf).expect("read");
+    buf
+}
+
+fn tunnel_front(port: u16, extra: &str) -> Server {
+    Server::start(
+        &format!(
+            "server {{\n listen 127.0.0.1:{{port}};\n {extra}\n location / {{ proxy_pass http://127.0.0.1:{port}; }}\n}}\n"
+        ),
+        &[],
+    )
+}
+
+#[test]
+fn websocket_frames_both_ways_and_a_close_from_the_client() {
+    let (tx, rx) = mpsc::channel();
+    let port = raw_upstream(move |mut s| {
+        let head = read_until(&mut s, b"\r\n\r\n");
+        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+        s.write_all(SWITCH).expect("101");
+        s.write_all(&server_frame(b"hello")).expect("hello");
+        // Echo each masked frame back unmasked, until the client's end.
+        let mut buf = Vec::new();
+        loop {
+            if fill(&mut s, &mut buf).is_none() {
+                break;
+            }
+            while buf.len() >= 6 && buf.len() >= 6 + usize::from(buf[1] & 0x7f) {
+                let len = usize::from(buf[1] & 0x7f);
+                let mask = [buf[2], buf[3], buf[4], buf[5]];
+                let text: Vec<u8> = buf[6..6 + len]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[i % 4])
+                    .collect();
+                s.write_all(&server_frame(&text)).expect("echo");
+                buf.drain(..6 + len);
+            }
+        }
+        // The client's half-close arrived; this side still talks.
+        s.write_all(&server_frame(b"bye")).expect("bye");
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    // A frame right behind the request reaches the upstream too.
+    let mut first = UPGRADE.to_vec();
+    first.extend_from_slice(&client_frame(b"early"));
+    c.write_all(&first).expect("send");
+    let head = read_until(&mut c, b"\r\n\r\n");
+    let (head, rest) = split_head(&head);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("Upgrade: websocket\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("connection: upgrade\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    let sent = rx.recv_timeout(TIMEOUT).expect("upstream got the request");
+    assert!(sent.contains("\r\nUpgrade: websocket\r\n"), "{sent}");
+    assert!(sent.contains("\r\nConnection: upgrade\r\n"), "{sent}");
+    assert!(
+        sent.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+        "{sent}"
+    );
+    let mut got = rest;
+    let want = [server_frame(b"hello"), server_frame(b"early")].concat();
+    got.extend(read_n(&mut c, want.len() - got.len()));
+    assert_eq!(got, want);
+    for msg in [&b"ping"[..], b"a longer message", b"x"] {
+        c.write_all(&client_frame(msg)).expect("frame");
+        assert_eq!(read_n(&mut c, msg.len() + 2), server_frame(msg));
+    }
+    c.shutdown(Shutdown::Write).expect("half-close");
+    assert_eq!(read_to_close(&mut c), server_frame(b"bye"));
+}
+
+#[test]
+fn the_upstream_closing_ends_the_tunnel() {
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        s.write_all(b"any protocol at all").expect("bytes");
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let raw = read_to_close(&mut c);
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(body, b"any protocol at all");
+}
+
+#[test]
+fn an_idle_tunnel_closes_after_proxy_read_timeout() {
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        let mut buf = [0u8; 16];
+        // Waits for the proxy to close (bounded by the read timeout).
+        let _ = s.read(&mut buf);
+    });
+    let front = tunnel_front(port, "proxy_read_timeout 1s;");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let started = Instant::now();
+    let raw = read_to_close(&mut c);
+    assert!(raw.starts_with(b"HTTP/1.1 101 "));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_refused_upgrade_is_relayed_as_usual() {
+    let up = fixed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno");
+    let s = tunnel_front(up.port, "");
+    let r = s.send(UPGRADE);
+    assert_eq!((r.status, r.text().as_str()), (400, "no"));
+    let seen = up.next_seen();
+    assert_eq!(seen.values("upgrade"), ["websocket"]);
+    assert_eq!(seen.values("connection"), ["upgrade"]);
+}
+
+#[test]
+fn a_50_mib_tunnel_stream_to_a_slow_reader_keeps_memory_bounded() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let port = raw_upstream(|mut s| {
+        let _ = read_until(&mut s, b"\r\n\r\n");
+        s.write_all(SWITCH).expect("101");
+        let block: Vec<u8> = (0..251 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        while sent < SIZE {
+            let n = block.len().min(SIZE - sent);
+            if s.write_all(&block[..n]).is_err() {
+                return;
+            }
+            sent += n;
+        }
+    });
+    let front = tunnel_front(port, "");
+    let mut c = front.connect();
+    c.write_all(UPGRADE).expect("send");
+    let head = read_until(&mut c, b"\r\n\r\n");
+    let (_, rest) = split_head(&head);
+    check_pattern(&rest, 0);
+    let mut received = rest.len();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut max_rss = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reads = 0u64;
+    while received < SIZE {
+        assert!(Instant::now() < deadline, "took too long: {received} bytes");
+        let n = c.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {received} bytes");
+        check_pattern(&buf[..n], received);
+        received += n;
+        reads += 1;
+        if reads.is_multiple_of(64) {
+            max_rss = max_rss.max(rss_kib(front.pid()));
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(received, SIZE);
+    assert!(max_rss < 64 * 1024, "front VmRSS reached {max_rss} KiB");
+}
+
+// --- balancing policies (SPEC §9.3) --------------------------------------------
+
+#[test]
+fn least_conn_sends_around_a_slow_server() {
+    let slow = Upstream::start(|_, s| {
+        thread::sleep(Duration::from_millis(1500));
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+            .is_ok()
+    });
+    let fast = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast");
+    let servers = [
+        format!("server 127.0.0.1:{}", slow.port),
+        format!("server 127.0.0.1:{}", fast.port),
+    ];
+    let list: String = servers.iter().map(|s| format!("    {s};\n")).collect();
+    let config = format!(
+        "upstream pool {{\n    least_conn;\n{list}}}\nserver {{\n    listen 127.0.0.1:{{port}};\n    location / {{ proxy_pass http://pool; }}\n}}\n"
+    );
+    let s = Arc::new(Server::start(&config, &[]));
+    // Idle servers tie: round-robin gives the first request to `slow`.
+    let background = {
+        let s = Arc::clone(&s);
+        thread::spawn(move || s.send(&get_close("/1")).text())
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while slow.accepts() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let answers: Vec<String> = (0..6).map(|_| s.send(&get_close("/n")).text()).collect();
+    assert!(answers.iter().all(|a| a == "fast"), "{answers:?}");
+    assert_eq!(background.join().expect("slow request"), "slow");
+}
+
+#[test]
+fn ip_hash_keeps_a_client_on_one_server() {
+    let ups: Vec<Upstream> = (0..3).map(|_| answering(200)).collect();
+    let list: String = ups
+        .iter()
+        .map(|u| format!("    server 127.0.0.1:{};\n", u.port))
+        .collect();
+    let config = format!(
+        "upstream pool {{\n    ip_hash;\n{list}}}\nserver {{\n    listen 127.0.0.1:{{port}};\n    location / {{ proxy_pass http://pool; }}\n}}\n"
+    );
+    let s = Server::start(&config, &[]);
+    let answers: std::collections::HashSet<String> =
+        (0..9).map(|_| s.send(&get_close("/i")).text()).collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
 }

@@ -15,8 +15,8 @@ use super::grammar::Token;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
-    CgiHandler, Limits, ListenSocket, Location, NamePattern, ProxyPass, RoutingTable, Server,
-    ServerNames, Upstream, UpstreamServer,
+    CgiHandler, Limits, ListenSocket, Location, NamePattern, Policy, ProxyPass, RoutingTable,
+    Server, ServerNames, Upstream, UpstreamServer,
 };
 
 const HAS_DEFAULT: &str = "the directive table gives this setting a default";
@@ -272,6 +272,7 @@ fn location(
         index: own_or(&own.index, &shared.index, |i| i.as_slice().into()),
         autoindex: *s.get(|s| &s.autoindex).expect(HAS_DEFAULT),
         methods: *s.get(|s| &s.methods).expect(HAS_DEFAULT),
+        proxy_methods: proxy_methods(own, proxy.is_some()),
         ret: s.ret().cloned(),
         error_pages: own_or(&own.error_pages, &shared.error_pages, |p| error_pages(p)),
         client_max_body_size: *s.get(|s| &s.client_max_body_size).expect(HAS_DEFAULT),
@@ -285,7 +286,16 @@ fn location(
         }),
         proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
         proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
+        proxy_next_upstream: *s.get(|s| &s.proxy_next_upstream).expect(HAS_DEFAULT),
     }
+}
+
+/// A proxied location's own `methods`, known and other tokens alike.
+fn proxy_methods(own: &Settings, proxied: bool) -> Option<Arc<[String]>> {
+    let set = own.methods.filter(|_| proxied)?;
+    let known = set.iter().map(|m| m.as_str().to_string());
+    let other = own.other_methods.iter().map(|(t, _)| t.clone());
+    Some(known.chain(other).collect())
 }
 
 /// Named `upstream` groups, then one implicit group per distinct direct
@@ -311,14 +321,7 @@ impl Upstreams {
             let Some(name) = &block.upstream_name else {
                 continue;
             };
-            let servers = block
-                .members
-                .iter()
-                .map(|m| UpstreamServer {
-                    addr: m.value.addr,
-                    weight: m.value.weight,
-                })
-                .collect();
+            let servers = block.members.iter().map(|m| m.value.clone()).collect();
             upstreams
                 .by_name
                 .entry(name.value.clone())
@@ -326,6 +329,7 @@ impl Upstreams {
             upstreams.list.push(Upstream {
                 name: name.value.clone(),
                 servers,
+                policy: block.settings.policy.unwrap_or_default(),
             });
         }
         upstreams
@@ -367,7 +371,8 @@ impl Upstreams {
         let addr = values::host_port(authority)?;
         self.list.push(Upstream {
             name: authority.to_string(),
-            servers: vec![UpstreamServer { addr, weight: 1 }],
+            servers: vec![UpstreamServer::new(addr)],
+            policy: Policy::RoundRobin,
         });
         self.direct
             .insert(authority.to_string(), self.list.len() - 1);

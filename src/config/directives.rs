@@ -11,7 +11,8 @@ use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, Pat
 use super::values;
 use crate::http::Method;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NamePattern, Return, TlsVersions, WorkerProcesses,
+    LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Policy, Return, TlsVersions,
+    WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -212,12 +213,38 @@ pub const DIRECTIVES: &[Directive] = &[
     Directive {
         name: "server",
         contexts: U,
-        arity: Between(1, 2),
+        arity: Between(1, 5),
         repeatable: true,
         action: Action::Set(member),
-        usage: "HOST:PORT [weight=N]",
+        usage: "HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup]",
         default: DefaultValue::Unset,
-        doc: "A backend of the upstream group; weight 1-100 (default 1).",
+        doc: "A backend of the upstream group; weight 1-100 (default 1); max_fails failures (0-1000, default 1, 0: never out) within fail_timeout (default 10s) take it out for fail_timeout; a backup server is used only while every other one is out.",
+    },
+    Directive {
+        name: "least_conn",
+        contexts: U,
+        arity: Exactly(0),
+        repeatable: false,
+        action: Action::Set(|scope, _| {
+            scope.settings.policy = Some(Policy::LeastConn);
+            Ok(())
+        }),
+        usage: "(no arguments)",
+        default: DefaultValue::Note("weighted round-robin"),
+        doc: "Send each request to the server with the fewest active requests (weights respected, ties by round-robin).",
+    },
+    Directive {
+        name: "ip_hash",
+        contexts: U,
+        arity: Exactly(0),
+        repeatable: false,
+        action: Action::Set(|scope, _| {
+            scope.settings.policy = Some(Policy::IpHash);
+            Ok(())
+        }),
+        usage: "(no arguments)",
+        default: DefaultValue::Note("weighted round-robin"),
+        doc: "Pick the server from the client's IPv4 /24 (IPv6 /64), stable while the servers are; not with backup.",
     },
     Directive {
         name: "include",
@@ -309,7 +336,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(methods),
         usage: "METHOD...",
         default: DefaultValue::Value("GET HEAD"),
-        doc: "Allowed methods, from GET HEAD POST PUT DELETE (case-sensitive); others get 405.",
+        doc: "Allowed methods, from GET HEAD POST PUT DELETE (case-sensitive; any token in a location with proxy_pass); others get 405.",
     },
     Directive {
         name: "return",
@@ -615,6 +642,16 @@ pub const DIRECTIVES: &[Directive] = &[
         doc: "Longest gap between two reads from a backend. Slower: 504.",
     },
     Directive {
+        name: "proxy_next_upstream",
+        contexts: GSL,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(proxy_next_upstream),
+        usage: "error | timeout | http_502 | http_503 | http_504 ... | off",
+        default: DefaultValue::Value("error timeout"),
+        doc: "When to try the next server of the group: never after response bytes reached the client or a request body that was not fully buffered was sent.",
+    },
+    Directive {
         name: "ssl_certificate",
         contexts: S,
         arity: Exactly(1),
@@ -743,12 +780,26 @@ fn upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
 }
 
 fn member(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
-    let addr = args.parse(0, values::host_port)?;
-    let weight = match args.values.len() {
-        2 => args.parse(1, values::weight)?,
-        _ => 1,
-    };
-    scope.members.push(args.at(Member { addr, weight }));
+    let mut member = Member::new(args.parse(0, values::host_port)?);
+    for i in 1..args.values.len() {
+        let text = args.text(i);
+        let (key, _) = text.split_once('=').unwrap_or((text, ""));
+        match key {
+            "weight" => member.weight = args.parse(i, values::weight)?,
+            "max_fails" => member.max_fails = args.parse(i, values::max_fails)?,
+            "fail_timeout" => member.fail_timeout = args.parse(i, values::fail_timeout)?,
+            "backup" if text == "backup" => member.backup = true,
+            _ => {
+                return Err(ArgError {
+                    arg: i,
+                    message: format!(
+                    "expected weight=N, max_fails=N, fail_timeout=TIME or backup, found \"{text}\""
+                ),
+                })
+            }
+        }
+    }
+    scope.members.push(args.at(member));
     Ok(())
 }
 
@@ -811,14 +862,54 @@ fn log_file(scope: &mut Scope, args: &Args, directive: &'static str) -> LogTarge
 
 fn methods(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
     let mut set = MethodSet::empty();
+    let mut other = Vec::new();
     for i in 0..args.values.len() {
-        set.insert(args.parse(i, |t| {
-            Method::from_token(t).ok_or_else(|| {
-                format!("unknown method \"{t}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
-            })
-        })?);
+        let token = args.text(i);
+        match Method::from_token(token) {
+            Some(method) => set.insert(method),
+            // Any token may be forwarded by `proxy_pass`; `validate` refuses
+            // one anywhere else, where it could never be served.
+            None if is_method_token(token) => other.push((token.to_string(), args.span(i))),
+            None => {
+                return Err(ArgError {
+                    arg: i,
+                    message: unknown_method(token),
+                })
+            }
+        }
     }
     scope.settings.methods = Some(set);
+    scope.settings.other_methods = other;
+    Ok(())
+}
+
+/// `method = token` (RFC 9110 §9.1, §5.6.2).
+fn is_method_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub fn unknown_method(token: &str) -> String {
+    format!("unknown method \"{token}\" (one of GET HEAD POST PUT DELETE, case-sensitive)")
+}
+
+fn proxy_next_upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let mut set = NextUpstream::OFF;
+    for i in 0..args.values.len() {
+        let text = args.text(i);
+        let flag = match text {
+            "off" if args.values.len() == 1 => NextUpstream::OFF,
+            _ => NextUpstream::from_name(text).ok_or_else(|| ArgError {
+                arg: i,
+                message: format!(
+                    "expected error, timeout, http_502, http_503, http_504 or off alone, found \"{text}\""
+                ),
+            })?,
+        };
+        set = set.with(flag);
+    }
+    scope.settings.proxy_next_upstream = Some(set);
     Ok(())
 }
 

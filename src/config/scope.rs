@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::diag::Span;
 use super::values::ProxyUrl;
-use crate::routing::{LogLevel, LogTarget, MethodSet, Return, TlsVersions, WorkerProcesses};
+use crate::routing::{
+    LogLevel, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions, WorkerProcesses,
+};
 
 /// The four kinds of block a directive can appear in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +81,8 @@ pub struct Listen {
     pub ssl: Option<Span>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub addr: SocketAddr,
-    pub weight: u32,
-}
+/// One `server` of an `upstream` block, as the group will hold it.
+pub use crate::routing::UpstreamServer as Member;
 
 /// The inheritable settings of one level (SPEC §2 table). `build` merges them
 /// top level → server → location in one step. There is one per location, so
@@ -95,6 +94,9 @@ pub struct Settings {
     pub index: Option<Vec<String>>,
     pub autoindex: Option<bool>,
     pub methods: Option<MethodSet>,
+    /// Tokens of this level's own `methods` that are none of [`MethodSet`]'s
+    /// (allowed only beside `proxy_pass`); never inherited.
+    pub other_methods: Vec<(String, Span)>,
     pub ret: Option<Return>,
     pub error_pages: Option<Vec<At<ErrorPage>>>,
     /// `Some(None)`: set to 0, unlimited.
@@ -118,6 +120,9 @@ pub struct Settings {
     pub proxy_set_header: Option<Vec<(String, String)>>,
     pub proxy_connect_timeout: Option<Duration>,
     pub proxy_read_timeout: Option<Duration>,
+    pub proxy_next_upstream: Option<NextUpstream>,
+    /// An `upstream` block's `least_conn` or `ip_hash`; never inherited.
+    pub policy: Option<Policy>,
     pub ssl_certificate: Option<Box<At<PathArg>>>,
     pub ssl_certificate_key: Option<Box<At<PathArg>>>,
     pub ssl_protocols: Option<TlsVersions>,
@@ -150,7 +155,7 @@ impl Settings {
             client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script,
             client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
             max_connections, access_log, error_log, proxy_pass, proxy_set_header,
-            proxy_connect_timeout, proxy_read_timeout, ssl_protocols, worker_processes,
+            proxy_connect_timeout, proxy_read_timeout, proxy_next_upstream, ssl_protocols, worker_processes,
             worker_shutdown_timeout, pid,
         );
     }

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::diag::{Diagnostic, Report, Span};
+use super::directives::unknown_method;
 use super::scope::{At, Context, PathArg, Scope};
 
 /// Directives that make a location answer by itself.
@@ -24,7 +25,9 @@ pub fn validate(main: &Scope, report: &mut Report) {
             "no \"server\" block: nothing to serve",
         ));
     }
+    method_tokens(main, report);
     for server in main.blocks_of(Context::Server) {
+        method_tokens(server, report);
         server_checks(server, report);
     }
     upstream_names(main, report);
@@ -41,6 +44,9 @@ fn server_checks(server: &Scope, report: &mut Report) {
     let mut uris: HashMap<(&str, bool), Span> = HashMap::with_capacity(server.blocks.len());
     for location in server.blocks_of(Context::Location) {
         conflicts(location, report);
+        if location.seen("proxy_pass").is_none() {
+            method_tokens(location, report);
+        }
         // A location whose URI was refused (reported) has none to compare.
         let Some(loc) = &location.location else {
             continue;
@@ -53,6 +59,14 @@ fn server_checks(server: &Scope, report: &mut Report) {
                 format!("duplicate location \"{eq}{}\" (first at {first})", loc.uri),
             ));
         }
+    }
+}
+
+/// A `methods` token other than GET HEAD POST PUT DELETE outside a location
+/// with `proxy_pass`: nothing there could answer it.
+fn method_tokens(scope: &Scope, report: &mut Report) {
+    for (token, span) in &scope.settings.other_methods {
+        report.push(Diagnostic::error(*span, unknown_method(token)));
     }
 }
 
@@ -95,10 +109,32 @@ fn upstream_names(main: &Scope, report: &mut Report) {
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
+        policies(upstream, report);
         if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
                 format!("upstream \"{}\" has no servers", name.value),
+            ));
+        }
+    }
+}
+
+/// One policy per `upstream`, and no `backup` server with `ip_hash` (the
+/// hash, not the health of the others, decides).
+fn policies(upstream: &Scope, report: &mut Report) {
+    if let (Some(a), Some(b)) = (upstream.seen("least_conn"), upstream.seen("ip_hash")) {
+        let ((_, first), (_, later)) = if a.0 < b.0 { (a, b) } else { (b, a) };
+        let line = report.where_is(first, later);
+        report.push(Diagnostic::error(
+            later,
+            format!("an upstream has one balancing policy (\"least_conn\" or \"ip_hash\"); the other is at {line}"),
+        ));
+    }
+    if upstream.seen("ip_hash").is_some() {
+        for member in upstream.members.iter().filter(|m| m.value.backup) {
+            report.push(Diagnostic::error(
+                member.arg,
+                "a \"backup\" server cannot be used with \"ip_hash\"",
             ));
         }
     }

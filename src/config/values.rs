@@ -173,6 +173,25 @@ pub fn weight(text: &str) -> Result<u32, String> {
     }
 }
 
+/// `max_fails=N`, 0-1000 (0 turns failure accounting off).
+pub fn max_fails(text: &str) -> Result<u32, String> {
+    let n = text
+        .strip_prefix("max_fails=")
+        .ok_or_else(|| format!("expected max_fails=N, found \"{text}\""))?;
+    match number(n) {
+        Some(m @ 0..=1000) => Ok(m as u32),
+        _ => Err(format!("invalid max_fails \"{n}\" (0-1000)")),
+    }
+}
+
+/// `fail_timeout=TIME`.
+pub fn fail_timeout(text: &str) -> Result<Duration, String> {
+    let t = text
+        .strip_prefix("fail_timeout=")
+        .ok_or_else(|| format!("expected fail_timeout=TIME, found \"{text}\""))?;
+    time(t)
+}
+
 /// Optimal string alignment distance, for "did you mean".
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

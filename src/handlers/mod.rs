@@ -36,6 +36,9 @@ pub enum Action {
 /// Routes `request` within `server` (SPEC §3, §4).
 pub fn handle(request: &Request, server: &Server) -> Action {
     let location = server.select_location(&request.path);
+    if location.proxy.is_some() {
+        return proxied(request, server, location);
+    }
     let Some(method) = request.method else {
         return Action::Reply(error_page::reply(501, server, location));
     };
@@ -44,9 +47,6 @@ pub fn handle(request: &Request, server: &Server) -> Action {
     }
     if !location.methods.contains(method) {
         return Action::Reply(method_not_allowed(location.methods, server, location));
-    }
-    if location.proxy.is_some() {
-        return Action::Proxy;
     }
     if matches!(method, Method::Get | Method::Head | Method::Post) {
         if let Some(script) = cgi_script(request, location) {
@@ -72,6 +72,21 @@ pub fn handle(request: &Request, server: &Server) -> Action {
             None => Action::Reply(method_not_allowed(location.methods, server, location)),
         },
         Method::Delete => Action::Reply(delete::delete(request, server, location)),
+    }
+}
+
+/// A location with `proxy_pass` forwards every method token unless it sets
+/// `methods` itself (SPEC §9.3); a server-level `methods` does not apply.
+fn proxied(request: &Request, server: &Server, location: &Location) -> Action {
+    if let Some(ret) = &location.ret {
+        return Action::Reply(redirect_or_text(ret, request, server, location));
+    }
+    match &location.proxy_methods {
+        Some(allowed) if !allowed.iter().any(|m| m == request.method_str()) => {
+            let reply = error_page::reply(405, server, location);
+            Action::Reply(reply.with_header("Allow", allowed.join(", ")))
+        }
+        _ => Action::Proxy,
     }
 }
 

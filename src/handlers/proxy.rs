@@ -4,8 +4,8 @@
 //! drives these steps, in order, for each proxied request:
 //!
 //! 1. [`Balancer::pick`] chooses a server of the location's upstream group
-//!    (smooth weighted round-robin, as nginx); after a failed connect,
-//!    [`Balancer::failed`] marks it down for [`FAIL_TIMEOUT`] and
+//!    (smooth weighted round-robin, as nginx); after a failure,
+//!    [`Balancer::failed`] counts it against `max_fails`/`fail_timeout` and
 //!    [`Balancer::pick_excluding`] gives the next candidate for the same
 //!    request; [`Balancer::succeeded`] clears the mark.
 //! 2. [`Pool::take`] hands back an idle keep-alive connection to that
@@ -21,10 +21,12 @@
 //!    holds, [`Pool::put`] keeps the connection; [`Pool::expire`] closes
 //!    connections idle for too long.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::http::parse_content_length;
@@ -33,7 +35,7 @@ use crate::http::request::Request;
 use crate::http::response::write_header;
 use crate::http::trim_ows as trim;
 use crate::http::vars;
-use crate::routing::{Location, ProxyPass, Upstream};
+use crate::routing::{Location, Policy, ProxyPass, Upstream};
 
 /// An upstream response head larger than this is a 502 (nginx's
 /// `proxy_buffer_size` is one page; 16 KiB leaves room for big cookies).
@@ -41,10 +43,6 @@ pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 /// More response headers than this is a 502, as a head that is too large.
 const MAX_RESPONSE_HEADERS: usize = 100;
-
-/// nginx's defaults `max_fails=1 fail_timeout=10s`: one failure takes a
-/// server out of rotation for this long.
-pub const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle connections kept per upstream address (nginx's `keepalive N`; more
 /// than its usual 32, so 50-100 busy clients do not churn connections).
@@ -55,11 +53,15 @@ pub const POOL_PER_ADDR: usize = 128;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus the obsolete `Keep-Alive` and
-/// `Proxy-Connection`): they describe one connection and are never
-/// forwarded, in either direction. Lower case.
+/// `Proxy-Connection`, and the proxy credentials of RFC 9110 §11.7, which
+/// are meant for this proxy, not the next hop): they describe one
+/// connection and are never forwarded, in either direction (SPEC §9.3).
+/// Lower case.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
     "proxy-connection",
     "te",
     "trailer",
@@ -101,10 +103,8 @@ struct Context<'a> {
 /// `100-continue` itself); last `Connection: keep-alive` (upstream
 /// connections are pooled) and the framing header for `body`.
 ///
-/// `Proxy-Authorization` is forwarded, as nginx does: RFC 9110 §7.6.1 does
-/// not list it as hop-by-hop, and §11.7.2 lets it pass a proxy that did
-/// not ask for it; this server never sends 407, so the credentials are the
-/// upstream's business.
+/// `Proxy-Authorization` is not forwarded (SPEC §9.3; nginx does forward
+/// it): credentials for a proxy would leak to the application behind it.
 ///
 /// `proxy_set_header` values may use nginx's common variables (`$host`,
 /// `$http_NAME`, `$remote_addr`, `$remote_port`, `$proxy_host`,
@@ -136,7 +136,15 @@ pub fn request_head(
     write_default_headers(&mut out, &ctx, location);
     write_configured_headers(&mut out, &ctx, location);
     write_client_headers(&mut out, &ctx, location);
-    out.extend_from_slice(b"Connection: keep-alive\r\n");
+    match upgrade_of(request) {
+        // SPEC §9.3: an upgrade is forwarded with both headers; on 101 the
+        // connection becomes a tunnel and is never pooled.
+        Some(protocol) => {
+            write_header(&mut out, "Upgrade", protocol);
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        }
+        None => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+    }
     match body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
@@ -305,6 +313,57 @@ fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> 
         .map(trim)
         .filter(|token| !token.is_empty())
         .collect()
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to: its `Upgrade`
+/// value, when its `Connection` lists `upgrade` (RFC 9110 §7.8).
+pub fn upgrade_of(request: &Request) -> Option<&[u8]> {
+    if request.minor_version == 0 {
+        return None;
+    }
+    let asked = connection_tokens(request.headers())
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    let mut values = request
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        .map(|(_, v)| trim(v));
+    let protocol = values.next().filter(|v| !v.is_empty())?;
+    (asked && values.next().is_none()).then_some(protocol)
+}
+
+/// A `101 Switching Protocols` answer to an upgrade: the headers to relay
+/// (hop-by-hop ones left out) and the protocol the upstream switched to.
+#[derive(Debug)]
+pub struct SwitchHead {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub upgrade: Vec<u8>,
+}
+
+/// `Ok(Some((head, len)))` when `buf` starts with a complete 101 head that
+/// names its protocol; `Ok(None)` when it is incomplete or another status
+/// (for [`parse_response_head`]); `Err` for a 101 without `Upgrade`.
+pub fn parse_switch_head(buf: &[u8]) -> Result<Option<(SwitchHead, usize)>, UpstreamError> {
+    let window = &buf[..buf.len().min(MAX_RESPONSE_HEAD)];
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut raw = httparse::Response::new(&mut slots);
+    let Ok(httparse::Status::Complete(len)) = raw.parse(window) else {
+        return Ok(None);
+    };
+    if raw.code != Some(101) {
+        return Ok(None);
+    }
+    let fields: Vec<(&str, &[u8])> = raw.headers.iter().map(|h| (h.name, h.value)).collect();
+    let upgrade = values(&fields, "upgrade")
+        .next()
+        .map(trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(UpstreamError::UnexpectedSwitch)?;
+    let head = SwitchHead {
+        upgrade: upgrade.to_vec(),
+        headers: relayed_headers(&fields, false),
+    };
+    Ok(Some((head, len)))
 }
 
 /// Expands the variables of a `proxy_set_header` value: the proxy's own
@@ -521,19 +580,41 @@ fn values<'a>(
 // ---------------------------------------------------------------------------
 // 3. The balancer
 
-/// Smooth weighted round-robin over each upstream group, with nginx's
-/// failure accounting (`max_fails=1`, `fail_timeout=10s`).
+/// Smooth weighted round-robin over each upstream group, with passive
+/// health (SPEC §9.3): `max_fails` failures within `fail_timeout` take a
+/// server out for `fail_timeout`; `backup` servers stand in only while
+/// every other one is out (or was tried by this request).
 #[derive(Debug)]
 pub struct Balancer {
     groups: Vec<Vec<Peer>>,
+    policies: Vec<Policy>,
+}
+
+/// One request in progress on a server, for `least_conn`: counted while
+/// this lives (a request that ends any way at all drops it).
+#[derive(Debug)]
+pub struct Active(Rc<Cell<u32>>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 #[derive(Debug)]
 struct Peer {
     weight: i64,
     current: i64,
-    /// Out of rotation until then, after a failure.
+    max_fails: u32,
+    fail_timeout: Duration,
+    backup: bool,
+    /// Failures counted since `window_start`.
+    fails: u32,
+    window_start: Option<Instant>,
+    /// Out of rotation until then.
     down_until: Option<Instant>,
+    /// Requests in progress on this server.
+    active: Rc<Cell<u32>>,
 }
 
 impl Peer {
@@ -554,12 +635,26 @@ impl Balancer {
                     .map(|s| Peer {
                         weight: i64::from(s.weight),
                         current: 0,
+                        max_fails: s.max_fails,
+                        fail_timeout: s.fail_timeout,
+                        backup: s.backup,
+                        fails: 0,
+                        window_start: None,
                         down_until: None,
+                        active: Rc::default(),
                     })
                     .collect()
             })
             .collect();
-        Balancer { groups }
+        let policies = upstreams.iter().map(|u| u.policy).collect();
+        Balancer { groups, policies }
+    }
+
+    /// Counts a request on `server` until the returned guard is dropped.
+    pub fn active(&self, group: usize, server: usize) -> Option<Active> {
+        let peer = self.groups.get(group)?.get(server)?;
+        peer.active.set(peer.active.get().saturating_add(1));
+        Some(Active(Rc::clone(&peer.active)))
     }
 
     /// The next server of `group`, as an index into its `servers`.
@@ -568,35 +663,145 @@ impl Balancer {
     }
 
     /// The next server of `group` not in `tried` (the servers this request
-    /// already failed to reach). Servers marked down are skipped until
-    /// their [`FAIL_TIMEOUT`] is over; when every untried server is down,
-    /// one is tried anyway, so a recovered server is found at once (nginx
-    /// never refuses its only server, either). `None` when every server
-    /// was tried, or the group is unknown or empty.
+    /// already failed on): a live primary server; else, when every primary
+    /// is out or tried, a live backup; else, when every untried server is
+    /// out, the first untried one in the order of the configuration (nginx
+    /// would answer 502 at once; we prefer a chance, and a recovered server
+    /// is found at once). `None` when every server was tried, or the group
+    /// is unknown or empty.
     pub fn pick_excluding(&mut self, group: usize, tried: &[usize], now: Instant) -> Option<usize> {
-        let peers = self.groups.get_mut(group)?;
-        let untried = |i: usize| !tried.contains(&i);
-        smooth_pick(peers, |i, p| untried(i) && p.is_live(now))
-            .or_else(|| smooth_pick(peers, |i, _| untried(i)))
+        self.choose(group, tried, IpAddr::from([0, 0, 0, 0]), now)
     }
 
-    /// A connect or exchange with `server` failed: out for [`FAIL_TIMEOUT`].
+    /// [`Balancer::pick_excluding`] for a request from `client`, under the
+    /// group's policy.
+    pub fn choose(
+        &mut self,
+        group: usize,
+        tried: &[usize],
+        client: IpAddr,
+        now: Instant,
+    ) -> Option<usize> {
+        let policy = *self.policies.get(group)?;
+        let peers = self.groups.get_mut(group)?;
+        let untried = |i: usize| !tried.contains(&i);
+        let primary = |i: usize, p: &Peer| untried(i) && !p.backup && p.is_live(now);
+        let chosen = match policy {
+            Policy::RoundRobin => smooth_pick(peers, primary),
+            Policy::LeastConn => least_conn(peers, primary),
+            Policy::IpHash => {
+                ip_hash(peers, client, primary).or_else(|| smooth_pick(peers, primary))
+            }
+        };
+        chosen
+            .or_else(|| smooth_pick(peers, |i, p| untried(i) && p.backup && p.is_live(now)))
+            .or_else(|| (0..peers.len()).find(|&i| untried(i)))
+    }
+
+    /// Whether `group` has a server that `tried` does not hold.
+    pub fn has_untried(&self, group: usize, tried: &[usize]) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|peers| (0..peers.len()).any(|i| !tried.contains(&i)))
+    }
+
+    /// An exchange with `server` failed (connect error, reset or close
+    /// before the response head, timeout, or a status `proxy_next_upstream`
+    /// lists): the `max_fails`-th failure within `fail_timeout` takes it
+    /// out for `fail_timeout`. A group of one is never taken out.
     pub fn failed(&mut self, group: usize, server: usize, now: Instant) {
-        if let Some(peer) = self.peer(group, server) {
-            peer.down_until = Some(now.checked_add(FAIL_TIMEOUT).unwrap_or(now));
+        let Some(peers) = self.groups.get_mut(group) else {
+            return;
+        };
+        if peers.len() < 2 {
+            return;
+        }
+        let Some(peer) = peers.get_mut(server) else {
+            return;
+        };
+        if peer.max_fails == 0 {
+            return;
+        }
+        let window_over = peer
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= peer.fail_timeout);
+        if window_over {
+            peer.fails = 0;
+            peer.window_start = Some(now);
+        }
+        peer.fails += 1;
+        if peer.fails >= peer.max_fails {
+            peer.down_until = Some(now.checked_add(peer.fail_timeout).unwrap_or(now));
+            peer.fails = 0;
+            peer.window_start = None;
         }
     }
 
-    /// `server` answered: back in rotation at once.
+    /// `server` answered: its failures are forgotten and it is back in
+    /// rotation at once.
     pub fn succeeded(&mut self, group: usize, server: usize) {
         if let Some(peer) = self.peer(group, server) {
             peer.down_until = None;
+            peer.fails = 0;
+            peer.window_start = None;
         }
     }
 
     fn peer(&mut self, group: usize, server: usize) -> Option<&mut Peer> {
         self.groups.get_mut(group)?.get_mut(server)
     }
+}
+
+/// The eligible peer with the fewest active requests per weight; ties go
+/// round-robin among the tied.
+fn least_conn(peers: &mut [Peer], eligible: impl Fn(usize, &Peer) -> bool) -> Option<usize> {
+    // a/wa < b/wb without division: a*wb < b*wa.
+    let load = |p: &Peer| (i64::from(p.active.get()), p.weight);
+    let best = (0..peers.len())
+        .filter(|&i| eligible(i, &peers[i]))
+        .map(|i| load(&peers[i]))
+        .reduce(|(a, wa), (b, wb)| if b * wa < a * wb { (b, wb) } else { (a, wa) })?;
+    let (a, wa) = best;
+    smooth_pick(peers, |i, p| {
+        let (b, wb) = load(p);
+        eligible(i, p) && b * wa == a * wb
+    })
+}
+
+/// nginx's `ip_hash`: the first three octets of an IPv4 address (the
+/// first eight bytes of an IPv6 one) hash to a point on the weights; a
+/// peer that cannot take the request is rehashed, up to 20 times.
+fn ip_hash(
+    peers: &[Peer],
+    client: IpAddr,
+    eligible: impl Fn(usize, &Peer) -> bool,
+) -> Option<usize> {
+    let key: Vec<u8> = match client {
+        IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets()[..3].to_vec(),
+            None => v6.octets()[..8].to_vec(),
+        },
+    };
+    let total: i64 = peers.iter().map(|p| p.weight).sum();
+    if total <= 0 {
+        return None;
+    }
+    let mut hash: u64 = 89;
+    for _ in 0..20 {
+        for &b in &key {
+            hash = (hash * 113 + u64::from(b)) % 6271;
+        }
+        let mut point = (hash % total as u64) as i64;
+        let index = peers.iter().position(|p| {
+            point -= p.weight;
+            point < 0
+        })?;
+        if eligible(index, &peers[index]) {
+            return Some(index);
+        }
+    }
+    None
 }
 
 /// nginx's `ngx_http_upstream_get_peer`: every eligible peer gains its
@@ -873,7 +1078,8 @@ mod tests {
             ("TE: trailers\r\n", none, BodyFraming::None, "te", &[]),
             ("Trailer: X\r\n", none, BodyFraming::None, "trailer", &[]),
             ("Upgrade: websocket\r\n", none, BodyFraming::None, "upgrade", &[]),
-            ("Proxy-Authorization: Basic eA==\r\n", none, BodyFraming::None, "proxy-authorization", &["Basic eA=="]),
+            ("Proxy-Authorization: Basic eA==\r\n", none, BodyFraming::None, "proxy-authorization", &[]),
+            ("Proxy-Authenticate: Basic\r\n", none, BodyFraming::None, "proxy-authenticate", &[]),
             ("X-Other: 1\r\nX-Other: 2\r\n", none, BodyFraming::None, "x-other", &["1", "2"]),
             // framing and Expect are the server's
             ("Expect: 100-continue\r\n", none, BodyFraming::None, "expect", &[]),
@@ -1028,7 +1234,7 @@ mod tests {
         #[rustfmt::skip]
         let cases: &[Case] = &[
             ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nServer: up\r\nDate: x\r\n\r\n", false, &[("Content-Type", "text/plain")]),
-            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n", false, &[("X-Keep", "2")]),
+            ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nProxy-Authenticate: Basic\r\nProxy-Authorization: x\r\nTE: trailers\r\nX-Keep: 2\r\n\r\n", false, &[("X-Keep", "2")]),
             ("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n", false, &[("Set-Cookie", "a=1"), ("set-cookie", "b=2")]),
             ("HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 5, 5\r\n\r\n", true, &[("ETag", "\"e\""), ("Content-Length", "5")]),
             ("HTTP/1.1 200 OK\r\nContent-Length: bogus\r\n\r\n", true, &[]),
@@ -1049,6 +1255,38 @@ mod tests {
                 expected.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
             assert_eq!(got, want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn upgrade_requests_and_switch_heads() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Connection: Upgrade\r\nUpgrade: websocket\r\n", Some("websocket")),
+            ("Connection: keep-alive, upgrade\r\nUpgrade: h2c, foo\r\n", Some("h2c, foo")),
+            ("Upgrade: websocket\r\n", None),
+            ("Connection: upgrade\r\n", None),
+            ("Connection: upgrade\r\nUpgrade: a\r\nUpgrade: b\r\n", None),
+        ];
+        for (headers, want) in cases {
+            let r = get("/", headers);
+            assert_eq!(upgrade_of(&r), want.map(str::as_bytes), "{headers:?}");
+        }
+        let old = request("GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n");
+        assert_eq!(upgrade_of(&old), None);
+
+        let raw = b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade, X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\nframes";
+        let (head, len) = parse_switch_head(raw).expect("valid").expect("a 101");
+        assert_eq!(&raw[len..], b"frames");
+        assert_eq!(head.upgrade, b"websocket");
+        let names: Vec<&str> = head.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-B"]);
+        assert!(parse_switch_head(b"HTTP/1.1 101 S\r\n\r\n").is_err());
+        assert!(parse_switch_head(b"HTTP/1.1 200 OK\r\n\r\n")
+            .expect("ok")
+            .is_none());
+        assert!(parse_switch_head(b"HTTP/1.1 101 S\r\nUpg")
+            .expect("ok")
+            .is_none());
     }
 
     #[test]
@@ -1154,11 +1392,140 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &weight)| UpstreamServer {
-                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
                     weight,
+                    ..UpstreamServer::new(SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))
                 })
                 .collect(),
+            policy: Policy::RoundRobin,
         }
+    }
+
+    /// The default `fail_timeout`.
+    const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn with(servers: &[(u32, u32, u64, bool)]) -> Upstream {
+        // (weight, max_fails, fail_timeout seconds, backup)
+        Upstream {
+            name: "g".to_owned(),
+            servers: servers
+                .iter()
+                .enumerate()
+                .map(|(i, &(weight, max_fails, secs, backup))| UpstreamServer {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                    weight,
+                    max_fails,
+                    fail_timeout: Duration::from_secs(secs),
+                    backup,
+                })
+                .collect(),
+            policy: Policy::RoundRobin,
+        }
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idle_server_weights_respected() {
+        let t0 = Instant::now();
+        let mut g = group(&[1, 1, 2]);
+        g.policy = Policy::LeastConn;
+        let mut b = Balancer::new(&[g]);
+        // All idle: round-robin among the tied, weights respected.
+        let first = b.pick(0, t0).expect("one");
+        let held = b.active(0, first).expect("counted");
+        let second = b.pick(0, t0).expect("two");
+        assert_ne!(first, second);
+        drop(held);
+        let busy = b.active(0, 0).expect("counted");
+        // c has weight 2: one request there weighs half of one on b.
+        let _c = b.active(0, 2).expect("counted");
+        assert_eq!(b.pick(0, t0), Some(1));
+        let _b = b.active(0, 1).expect("counted");
+        assert_eq!(b.pick(0, t0), Some(2));
+        drop(busy);
+        assert_eq!(b.pick(0, t0), Some(0));
+    }
+
+    #[test]
+    fn ip_hash_is_stable_per_network() {
+        let t0 = Instant::now();
+        let mut g = group(&[1, 1, 1, 1]);
+        g.policy = Policy::IpHash;
+        let mut b = Balancer::new(&[g]);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let a = b.choose(0, &[], ip("10.1.2.3"), t0);
+        for other in ["10.1.2.200", "10.1.2.3", "::ffff:10.1.2.9"] {
+            assert_eq!(b.choose(0, &[], ip(other), t0), a, "{other}");
+        }
+        let spread: std::collections::HashSet<_> = (0..64)
+            .map(|n| b.choose(0, &[], ip(&format!("10.{n}.7.1")), t0))
+            .collect();
+        assert!(spread.len() > 1, "{spread:?}");
+        let v6 = b.choose(0, &[], ip("2001:db8:1:2::1"), t0);
+        assert_eq!(b.choose(0, &[], ip("2001:db8:1:2:ffff::9"), t0), v6);
+        // Its server tried: another one, by rehash.
+        let first = a.expect("a server");
+        let next = b.choose(0, &[first], ip("10.1.2.3"), t0).expect("another");
+        assert_ne!(next, first);
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_take_a_server_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[(1, 3, 10, false), (1, 1, 10, false)])]);
+        b.failed(0, 0, t0);
+        b.failed(0, 0, t0 + Duration::from_secs(5));
+        assert_eq!(sequence(&mut b, 0, 2, t0 + Duration::from_secs(6)), "ab");
+        // The window restarts after fail_timeout: a third failure later
+        // counts as the first.
+        b.failed(0, 0, t0 + Duration::from_secs(11));
+        assert_eq!(sequence(&mut b, 0, 2, t0 + Duration::from_secs(11)), "ab");
+        b.failed(0, 0, t0 + Duration::from_secs(12));
+        b.failed(0, 0, t0 + Duration::from_secs(13));
+        assert_eq!(sequence(&mut b, 0, 3, t0 + Duration::from_secs(14)), "bbb");
+        // Out for fail_timeout from the last failure.
+        assert_eq!(
+            sequence(&mut b, 0, 2, t0 + Duration::from_secs(23))
+                .matches('a')
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn max_fails_zero_never_takes_a_server_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[(1, 0, 10, false), (1, 1, 10, false)])]);
+        for _ in 0..5 {
+            b.failed(0, 0, t0);
+        }
+        assert_eq!(sequence(&mut b, 0, 4, t0), "abab");
+    }
+
+    #[test]
+    fn backup_only_while_every_other_server_is_out() {
+        let t0 = Instant::now();
+        let mut b = Balancer::new(&[with(&[
+            (1, 1, 10, false),
+            (1, 1, 10, false),
+            (1, 1, 10, true),
+        ])]);
+        assert_eq!(sequence(&mut b, 0, 4, t0), "abab");
+        b.failed(0, 0, t0);
+        assert_eq!(sequence(&mut b, 0, 2, t0), "bb");
+        b.failed(0, 1, t0);
+        assert_eq!(sequence(&mut b, 0, 2, t0), "cc");
+        // Tried by this request counts as out.
+        assert_eq!(
+            b.pick_excluding(0, &[], t0 + FAIL_TIMEOUT).map(|i| i < 2),
+            Some(true)
+        );
+        let mut b = Balancer::new(&[with(&[(1, 1, 10, false), (1, 1, 10, true)])]);
+        assert_eq!(b.pick_excluding(0, &[0], t0), Some(1));
+        // Everything out: still tried, in order.
+        b.failed(0, 0, t0);
+        b.failed(0, 1, t0);
+        assert_eq!(b.pick_excluding(0, &[], t0), Some(0));
+        assert_eq!(b.pick_excluding(0, &[0], t0), Some(1));
+        assert_eq!(b.pick_excluding(0, &[0, 1], t0), None);
     }
 
     fn sequence(balancer: &mut Balancer, group: usize, n: usize, now: Instant) -> String {

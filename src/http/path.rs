@@ -69,17 +69,14 @@ pub fn split_target(target: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-/// The authority (`host[:port]`, without any `userinfo@`) of an
-/// absolute-form target; `None` for any other form. RFC 9112 §3.2.2: a
-/// server uses it instead of the `Host` header.
+/// The authority (`[userinfo@]host[:port]`) of an absolute-form target;
+/// `None` for any other form. RFC 9112 §3.2.2: a server uses it instead of
+/// the `Host` header. A `userinfo@` is left in for the caller to refuse
+/// (RFC 9110 §4.2.4: a sender must not generate one).
 pub fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
     let end = authority_end(target)?;
     let start = scheme_len(target)?;
-    let authority = &target[start..end];
-    Some(match memchr::memrchr(b'@', authority) {
-        Some(at) => &authority[at + 1..],
-        None => authority,
-    })
+    Some(&target[start..end])
 }
 
 /// The target without the scheme and authority of an absolute-form target
@@ -324,7 +321,7 @@ mod tests {
             (b"https://[::1]:8443/", (b"/", None, Some(b"[::1]:8443"))),
             (b"http://h", (b"/", None, Some(b"h"))),
             (b"http://h?q", (b"/", Some(b"q"), Some(b"h"))),
-            (b"http://u:p@h/x", (b"/x", None, Some(b"h"))),
+            (b"http://u:p@h/x", (b"/x", None, Some(b"u:p@h"))),
             (b"http://", (b"/", None, Some(b""))),
             (b"ftp://h/p", (b"ftp://h/p", None, None)),
             (b"/http://h/p", (b"/http://h/p", None, None)),

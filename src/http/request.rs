@@ -261,13 +261,16 @@ impl Request {
     }
 
     /// Origin-form `/path?query`, or absolute-form `http://host/path`
-    /// (RFC 9112 §3.2.2: then the target's host wins over `Host`).
+    /// (RFC 9112 §3.2.2: then the target's host wins over `Host`); one
+    /// with `userinfo@` is refused (SPEC §9.3).
     fn resolve_target(&mut self) -> Result<(), HeadError> {
         let raw = &self.head[self.target.clone()];
         let (path_bytes, query) = path::split_target(raw);
-        let host = path::absolute_form_authority(raw)
-            .map(clean_host)
-            .transpose()?;
+        let authority = path::absolute_form_authority(raw);
+        if authority.is_some_and(|a| a.contains(&b'@')) {
+            return Err(HeadError::BadTarget);
+        }
+        let host = authority.map(clean_host).transpose()?;
         let path = path::normalize(path_bytes).map_err(|_| HeadError::BadTarget)?;
         let base = self.head.as_ptr() as usize;
         self.query = query.map(|q| {
@@ -531,6 +534,18 @@ mod tests {
         for (target, expected) in cases {
             let r = parse(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n")).unwrap();
             assert_eq!(r.request_uri(), expected, "{target}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_target_with_userinfo_is_refused() {
+        for target in ["http://user@h/", "http://u:p@h:81/x", "HTTPS://@h/"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(
+                Request::parse(head.as_bytes(), 8192).unwrap_err(),
+                HeadError::BadTarget,
+                "{target}"
+            );
         }
     }
 

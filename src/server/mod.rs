@@ -18,6 +18,7 @@ pub mod relay;
 pub mod sys;
 pub mod timers;
 pub mod transport;
+pub mod tunnel;
 
 use std::path::Path;
 

@@ -10,29 +10,39 @@
 //!    relay the body to the client as it comes: with its length, as chunks
 //!    (passed through as they are), or until the upstream closes;
 //! 4. a complete response on a keep-alive upstream connection returns the
-//!    connection to the pool.
+//!    connection to the pool;
+//! 5. a `101` answer to an upgrade turns the exchange into a [`Tunnel`]
+//!    (bytes both ways until both sides end), and the client connection
+//!    closes with it.
+//!
+//! A failure before the response head (connect error, reset, timeout, a
+//! status `proxy_next_upstream` lists) is counted by the balancer and, when
+//! `proxy_next_upstream` allows and the request is still whole, the next
+//! server is tried.
 //!
 //! The upstream is read only while the client keeps up, and the client
 //! only while the upstream keeps up, so memory stays bounded.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::proxy::{
-    parse_response_head, request_head, Balancer, BodyFraming, Pool, ResponseFraming, UpstreamHead,
+    parse_response_head, parse_switch_head, request_head, upgrade_of, Active, Balancer,
+    BodyFraming, Pool, ResponseFraming, SwitchHead, UpstreamHead,
 };
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
-use crate::routing::{Location, ProxyPass, RoutingTable};
+use crate::routing::{Location, NextUpstream, ProxyPass, RoutingTable};
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, Readiness};
 use crate::server::relay::Relay;
+use crate::server::tunnel::{Tunnel, TunnelStep};
 
 /// The most request body bytes buffered on their way upstream.
 const SEND_BUFFER: usize = 64 * 1024;
@@ -89,12 +99,24 @@ pub struct ProxyRun {
     out_pos: usize,
     /// Bytes `out` held before the first body byte: what a retry resends.
     head_len: usize,
+    /// `out` still holds the whole request (head and any body): it can be
+    /// sent again to another server.
+    out_whole: bool,
+    next_upstream: NextUpstream,
+    /// The client's address, for `ip_hash`.
+    client_ip: IpAddr,
+    /// Counts this request on its server, for `least_conn`.
+    active: Option<Active>,
     /// The client's body still to read, counted against its limit.
     feed: Option<BodyIn>,
     body_framing: BodyFraming,
     /// The response head read so far (until `relay` exists).
     head: Vec<u8>,
     relay: Option<Relay>,
+    /// The client asked for an upgrade (`Connection: upgrade`, `Upgrade`).
+    upgrade: bool,
+    /// After a 101: the connection is a two-way byte tunnel.
+    tunnel: Option<Box<Tunnel>>,
     up_body: Option<UpBody>,
     /// The client is HTTP/1.0 and the upstream body chunked: de-chunk.
     dechunk: bool,
@@ -145,12 +167,18 @@ impl ProxyRun {
             writable: false,
             read_closed: false,
             head_len: out.len(),
+            out_whole: true,
+            next_upstream: location.proxy_next_upstream,
+            client_ip: peer.ip(),
+            active: None,
             out,
             out_pos: 0,
             feed,
             body_framing,
             head: Vec::new(),
             relay: None,
+            upgrade: upgrade_of(&request).is_some(),
+            tunnel: None,
             up_body: None,
             dechunk: false,
             upstream_keep_alive: false,
@@ -177,13 +205,15 @@ impl ProxyRun {
     }
 
     pub fn responded(&self) -> bool {
-        self.relay.is_some()
+        self.relay.is_some() || self.tunnel.is_some()
     }
 
-    /// The relay is full: the exchange waits for the client to read
-    /// (`send_timeout` applies, not the upstream's timeouts).
+    /// The relay (or the tunnel's way to the client) is full: the exchange
+    /// waits for the client to read (`send_timeout` applies, not the
+    /// upstream's timeouts).
     pub fn waiting_on_client(&self) -> bool {
         self.relay.as_ref().is_some_and(|r| !r.has_room())
+            || self.tunnel.as_ref().is_some_and(|t| t.waiting_on_client())
     }
 
     /// How long the current wait may last.
@@ -195,17 +225,30 @@ impl ProxyRun {
         }
     }
 
-    /// The deadline passed: a connect that took too long tries the next
-    /// server; otherwise the upstream is too slow (504).
+    /// The deadline passed before the response head: a failure of this
+    /// server, and with `proxy_next_upstream timeout` the next one is
+    /// tried (the request must still be whole once it was sent); otherwise
+    /// the upstream is too slow (504).
     pub fn on_timeout(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), u16> {
-        if self.connected || self.relay.is_some() {
+        if self.relay.is_some() {
             return Err(504);
         }
         cx.upstreams
             .balancer
             .failed(self.group, self.server, cx.now);
+        let again = !self.connected || self.replayable();
+        if !again || !self.next_upstream.has(NextUpstream::TIMEOUT) {
+            return Err(504);
+        }
         self.drop_upstream(cx.registry);
         self.connect_next(table, cx, true).map_err(|_| 504)
+    }
+
+    /// Whether the request can go to another server: no response byte
+    /// reached the client and the request is still whole in `out` (a body
+    /// larger than the buffer was consumed on the way).
+    fn replayable(&self) -> bool {
+        self.relay.is_none() && self.feed.is_none() && self.out_whole
     }
 
     /// Opens a connection to the next server of the group that was not
@@ -221,10 +264,10 @@ impl ProxyRun {
             .get(self.group)
             .map_or(&[][..], |u| &u.servers[..]);
         loop {
-            let Some(index) = cx
-                .upstreams
-                .balancer
-                .pick_excluding(self.group, &self.tried, cx.now)
+            let Some(index) =
+                cx.upstreams
+                    .balancer
+                    .choose(self.group, &self.tried, self.client_ip, cx.now)
             else {
                 return Err(if after_failure { 502 } else { 503 });
             };
@@ -232,6 +275,7 @@ impl ProxyRun {
             let Some(server) = servers.get(index) else {
                 continue;
             };
+            self.active = cx.upstreams.balancer.active(self.group, index);
             self.server = index;
             self.addr = server.addr;
             if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
@@ -243,9 +287,14 @@ impl ProxyRun {
             let attached = TcpStream::connect(server.addr)
                 .is_ok_and(|stream| self.attach(stream, cx.registry, false));
             if attached {
+                // The connect timeout runs from here, not from the request.
+                self.last_progress = cx.now;
                 return Ok(());
             }
             cx.upstreams.balancer.failed(self.group, index, cx.now);
+            if !self.next_upstream.has(NextUpstream::ERROR) {
+                return Err(502);
+            }
         }
     }
 
@@ -272,6 +321,7 @@ impl ProxyRun {
         self.read_closed = false;
         self.writable = reused;
         self.out_pos = 0;
+        self.head.clear();
         true
     }
 
@@ -284,6 +334,9 @@ impl ProxyRun {
 
     /// Moves everything that can move.
     pub fn step(&mut self, client: &mut Client, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
+        if self.tunnel.is_some() {
+            return self.step_tunnel(client, cx);
+        }
         let mut progress = false;
         let body_read = self.feed.is_none();
         if body_read && !self.relay.as_ref().is_some_and(Relay::is_done) && client_gone(client) {
@@ -303,11 +356,11 @@ impl ProxyRun {
                 Err(status) => return ProxyStep::Fail(status),
             }
         }
-        match self.send(client, cx) {
+        match self.send(client, table, cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
-        match self.receive(cx) {
+        match self.receive(table, cx) {
             Ok(moved) => progress |= moved,
             Err(step) => return step,
         }
@@ -326,6 +379,53 @@ impl ProxyRun {
         } else {
             ProxyStep::Blocked
         }
+    }
+
+    /// Bytes both ways through the tunnel; its end ends the exchange and
+    /// the client connection.
+    fn step_tunnel(&mut self, client: &mut Client, cx: &mut Cx) -> ProxyStep {
+        let (Some(tunnel), Some(upstream)) = (&mut self.tunnel, &mut self.upstream) else {
+            return ProxyStep::Abort;
+        };
+        if !client.input.is_empty() {
+            // What the client sent right behind its request belongs to the
+            // new protocol.
+            tunnel.push_early(client.input.data());
+            let n = client.input.len();
+            client.input.consume(n);
+        }
+        match tunnel.step(client, upstream, &mut self.readable, self.read_closed, cx) {
+            TunnelStep::Progress => {
+                self.last_progress = cx.now;
+                self.body_bytes = tunnel.body_bytes;
+                ProxyStep::Progress
+            }
+            TunnelStep::Blocked => ProxyStep::Blocked,
+            TunnelStep::Closed => {
+                self.body_bytes = tunnel.body_bytes;
+                self.drop_upstream(cx.registry);
+                ProxyStep::Done { close: true }
+            }
+        }
+    }
+
+    /// The upstream switched protocols: the 101 head (and whatever came
+    /// behind it) goes to the client through a new tunnel.
+    fn start_tunnel(&mut self, head: &SwitchHead, len: usize, cx: &mut Cx) {
+        cx.upstreams.balancer.succeeded(self.group, self.server);
+        self.status = 101;
+        self.keep_alive = false;
+        let mut out = Vec::with_capacity(256);
+        write_head_start(&mut out, 101, cx.date.get(std::time::SystemTime::now()));
+        for (name, value) in &head.headers {
+            write_header(&mut out, name, value);
+        }
+        write_header(&mut out, "Upgrade", &head.upgrade);
+        out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+        let head_len = out.len();
+        out.extend_from_slice(&self.head[len..]);
+        self.head = Vec::new();
+        self.tunnel = Some(Box::new(Tunnel::new(out, head_len)));
     }
 
     /// A non-blocking connect finished when the socket turns writable.
@@ -356,6 +456,9 @@ impl ProxyRun {
                 .balancer
                 .failed(self.group, self.server, cx.now);
             self.drop_upstream(cx.registry);
+            if !self.next_upstream.has(NextUpstream::ERROR) {
+                return Err(502);
+            }
             self.connect_next(table, cx, true)?;
             return Ok(true);
         }
@@ -365,7 +468,12 @@ impl ProxyRun {
     }
 
     /// Request bytes → upstream, refilled from the client's body.
-    fn send(&mut self, client: &mut Client, cx: &mut Cx) -> Result<bool, ProxyStep> {
+    fn send(
+        &mut self,
+        client: &mut Client,
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<bool, ProxyStep> {
         let mut progress = self.fill_out(client, cx)?;
         let Some(stream) = &mut self.upstream else {
             return Ok(progress);
@@ -378,11 +486,16 @@ impl ProxyRun {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) if self.relay.is_none() && self.reused => return Err(self.retry_or_fail(cx)),
+                Err(_) if self.relay.is_none() && self.reused => {
+                    return Err(self.retry_or_fail(table, cx))
+                }
                 Err(_) => return Err(self.upstream_broke(cx)),
             }
         }
-        if self.out_pos == self.out.len() && self.out_pos > self.head_len {
+        // A body still arriving is sent and forgotten; one that is whole in
+        // `out` stays there, for another server should this one fail.
+        if self.out_pos == self.out.len() && self.out_pos > self.head_len && self.feed.is_some() {
+            self.out_whole = false;
             self.out.clear();
             self.out_pos = 0;
             self.head_len = 0;
@@ -427,7 +540,7 @@ impl ProxyRun {
     }
 
     /// Upstream → response head, then → relay.
-    fn receive(&mut self, cx: &mut Cx) -> Result<bool, ProxyStep> {
+    fn receive(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<bool, ProxyStep> {
         let room = self.relay.as_ref().is_none_or(Relay::has_room);
         if !self.readable || !room {
             return Ok(false);
@@ -438,26 +551,26 @@ impl ProxyRun {
         let n = match read_edge(stream, cx.scratch, &mut self.readable, self.read_closed) {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(false),
-            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(cx)),
+            Err(_) if self.relay.is_none() => return Err(self.retry_or_fail(table, cx)),
             Err(_) => return Err(ProxyStep::Abort),
         };
         if n == 0 {
-            return self.upstream_eof(cx).map(|()| true);
+            return self.upstream_eof(table, cx).map(|()| true);
         }
         self.reused = false;
         if self.relay.is_some() {
             self.relay_body(n, cx)?;
         } else {
             self.head.extend_from_slice(&cx.scratch[..n]);
-            self.parse_head(cx)?;
+            self.parse_head(table, cx)?;
         }
         Ok(true)
     }
 
-    fn upstream_eof(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
+    fn upstream_eof(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
         self.upstream_keep_alive = false;
         if self.relay.is_none() {
-            return Err(self.retry_or_fail(cx));
+            return Err(self.retry_or_fail(table, cx));
         }
         self.drop_upstream(cx.registry);
         match self.up_body {
@@ -472,14 +585,14 @@ impl ProxyRun {
         }
     }
 
-    /// The upstream failed before any response: a dead pooled connection
-    /// gets one fresh try (when the request can be sent again whole);
-    /// anything else is 502.
-    fn retry_or_fail(&mut self, cx: &mut Cx) -> ProxyStep {
+    /// The upstream failed before the whole response head: a dead pooled
+    /// connection gets one fresh try on the same server (not a failure of
+    /// the server); otherwise the server failed, and with
+    /// `proxy_next_upstream error` the next one is tried while the request
+    /// can be sent again whole; anything else is 502.
+    fn retry_or_fail(&mut self, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
         self.drop_upstream(cx.registry);
-        let replayable = self.head.is_empty() && self.feed.is_none() && self.head_len > 0;
-        if self.reused && replayable {
-            self.tried.clear();
+        if self.reused && self.head.is_empty() && self.replayable() {
             if let Ok(stream) = TcpStream::connect(self.addr) {
                 if self.attach(stream, cx.registry, false) {
                     return ProxyStep::Progress;
@@ -489,6 +602,12 @@ impl ProxyRun {
         cx.upstreams
             .balancer
             .failed(self.group, self.server, cx.now);
+        if self.next_upstream.has(NextUpstream::ERROR) && self.replayable() {
+            return match self.connect_next(table, cx, true) {
+                Ok(()) => ProxyStep::Progress,
+                Err(status) => ProxyStep::Fail(status),
+            };
+        }
         ProxyStep::Fail(502)
     }
 
@@ -504,8 +623,18 @@ impl ProxyRun {
         }
     }
 
-    fn parse_head(&mut self, cx: &mut Cx) -> Result<(), ProxyStep> {
+    fn parse_head(&mut self, table: &RoutingTable, cx: &mut Cx) -> Result<(), ProxyStep> {
         loop {
+            if self.upgrade {
+                match parse_switch_head(&self.head) {
+                    Ok(Some((head, len))) => {
+                        self.start_tunnel(&head, len, cx);
+                        return Ok(());
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(self.upstream_broke(cx)),
+                }
+            }
             let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
@@ -516,7 +645,19 @@ impl ProxyRun {
             if head.is_interim() {
                 continue;
             }
-            cx.upstreams.balancer.succeeded(self.group, self.server);
+            if self.next_upstream.has_status(head.status) {
+                cx.upstreams
+                    .balancer
+                    .failed(self.group, self.server, cx.now);
+                let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
+                if others && self.replayable() {
+                    // The answer is dropped unread, and its connection with it.
+                    self.drop_upstream(cx.registry);
+                    return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
+                }
+            } else {
+                cx.upstreams.balancer.succeeded(self.group, self.server);
+            }
             let rest = std::mem::take(&mut self.head);
             self.relay = Some(self.response_head(&head, cx));
             if !rest.is_empty() {
