@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use webserv::config::CheckFormat;
 use webserv::server::pidfile::{self, Control};
 
 #[derive(Parser)]
@@ -39,6 +40,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Fail (exit 1) when there is a warning, as for an error.
+        #[arg(long)]
+        deny_warnings: bool,
     },
 }
 
@@ -46,13 +50,24 @@ enum Command {
 enum Format {
     Text,
     Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { configs, format }) => {
-            webserv::config::check_command(&configs, matches!(format, Format::Json))
+        Some(Command::Check {
+            configs,
+            format,
+            deny_warnings,
+        }) => {
+            let format = match format {
+                Format::Text => CheckFormat::Text,
+                Format::Json => CheckFormat::Json,
+                Format::Sarif => CheckFormat::Sarif,
+            };
+            webserv::config::check_command(&configs, format, deny_warnings)
         }
         None => {
             let outcome = match cli.signal {

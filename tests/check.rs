@@ -165,6 +165,7 @@ fn json_output() {
         (Some(3), Some(5))
     );
     assert_eq!(d["severity"], "error");
+    assert_eq!(d["name"], "unknown-directive");
     assert_eq!(
         d["message"],
         "unknown directive \"lisen\" (did you mean \"listen\"?)"
@@ -180,4 +181,62 @@ fn missing_config_file() {
         stderr.starts_with("tests/configs/no-such.conf: error: cannot read configuration file:"),
         "{stderr}"
     );
+}
+
+#[test]
+fn deny_warnings_fails_on_a_warning() {
+    let out = check(&["--deny-warnings", "tests/configs/warn/missing_root.conf"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with("failed: 0 errors, 1 warning (--deny-warnings)\n"),
+        "{stderr}"
+    );
+    // Silenced warnings do not count.
+    let out = check(&["--deny-warnings", "tests/configs/warn/allow_comment.conf"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = check(&["--deny-warnings", "conf.d/examples/minimal.conf"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn sarif_output() {
+    let out = check(&[
+        "--format",
+        "sarif",
+        "tests/configs/warn/missing_root.conf",
+        "tests/configs/invalid/unknown_directive.conf",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(log["version"], "2.1.0");
+    let runs = log["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    let driver = &runs[0]["tool"]["driver"];
+    assert_eq!(driver["name"], "webserv");
+    let rules: Vec<&str> = driver["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(rules, ["missing-path", "unknown-directive"]);
+    let results = runs[0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    let r = &results[1];
+    assert_eq!(r["ruleId"], "unknown-directive");
+    assert_eq!(r["ruleIndex"], 1);
+    assert_eq!(r["level"], "error");
+    assert_eq!(
+        r["message"]["text"],
+        "unknown directive \"lisen\" (did you mean \"listen\"?)"
+    );
+    let location = &r["locations"][0]["physicalLocation"];
+    assert_eq!(
+        location["artifactLocation"]["uri"],
+        "tests/configs/invalid/unknown_directive.conf"
+    );
+    assert_eq!(location["region"]["startLine"], 3);
+    assert_eq!(location["region"]["startColumn"], 5);
+    assert_eq!(results[0]["level"], "warning");
 }

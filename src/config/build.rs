@@ -340,7 +340,7 @@ impl Upstreams {
             match self.direct(authority) {
                 Ok(i) => i,
                 Err(message) => {
-                    report.push(Diagnostic::error(url.arg, message));
+                    report.push(Diagnostic::error(url.arg, "proxy-pass-address", message));
                     return None;
                 }
             }
@@ -348,6 +348,7 @@ impl Upstreams {
             if !self.incomplete {
                 report.push(Diagnostic::error(
                     url.arg,
+                    "unknown-upstream",
                     format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
                 ));
             }
@@ -402,6 +403,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
             if sockets[s].servers.contains(&i) {
                 report.push(Diagnostic::error(
                     listen.arg,
+                    "duplicate-listen",
                     format!("duplicate listen address {addr} in one server"),
                 ));
                 continue;
@@ -413,6 +415,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                         let first = report.where_is(first, at);
                         report.push(Diagnostic::error(
                             at,
+                            "duplicate-default-server",
                             format!("{addr} already has a default server (set at {first})"),
                         ));
                     }
@@ -468,6 +471,7 @@ fn claim_names(
                 let first = report.where_is(first, name.arg);
                 report.push(Diagnostic::error(
                     name.arg,
+                    "duplicate-server-name",
                     format!(
                         "server name \"{}\" is already used on {} (at {first})",
                         name.value, socket.addr
@@ -493,7 +497,7 @@ fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) 
             }
             if let Some(problem) = missing_page(server, merged, &page.value) {
                 warned.insert(page.arg);
-                report.push(Diagnostic::warning(page.arg, problem));
+                report.push(Diagnostic::warning(page.arg, "missing-error-page", problem));
             }
         }
     }

@@ -21,6 +21,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
     if main.seen("server").is_none() && !main.incomplete {
         report.push(Diagnostic::file_error(
             main.at.file,
+            "no-server",
             "no \"server\" block: nothing to serve",
         ));
     }
@@ -35,6 +36,7 @@ fn server_checks(server: &Scope, report: &mut Report) {
     if server.seen("listen").is_none() && !server.incomplete {
         report.push(Diagnostic::error(
             server.at,
+            "no-listen",
             "server has no \"listen\" directive",
         ));
     }
@@ -50,6 +52,7 @@ fn server_checks(server: &Scope, report: &mut Report) {
             let eq = if loc.exact { "= " } else { "" };
             report.push(Diagnostic::error(
                 loc.span,
+                "duplicate-location",
                 format!("duplicate location \"{eq}{}\" (first at {first})", loc.uri),
             ));
         }
@@ -77,6 +80,7 @@ fn conflicts(location: &Scope, report: &mut Report) {
         let line = report.where_is(earlier_at, later_at);
         report.push(Diagnostic::error(
             later_at,
+            "conflicting-directives",
             format!("\"{later}\" cannot be used with \"{earlier}\" ({line}) in one location"),
         ));
     }
@@ -92,12 +96,14 @@ fn upstream_names(main: &Scope, report: &mut Report) {
             let first = report.where_is(first, name.arg);
             report.push(Diagnostic::error(
                 name.arg,
+                "duplicate-upstream",
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
         if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
+                "empty-upstream",
                 format!("upstream \"{}\" has no servers", name.value),
             ));
         }
@@ -143,7 +149,11 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
                 seen.interpreters.insert(interpreter.path.clone(), problem);
             }
             if let Some(problem) = &seen.interpreters[&interpreter.path] {
-                report.push(Diagnostic::warning(interpreter.span, problem.clone()));
+                report.push(Diagnostic::warning(
+                    interpreter.span,
+                    "cgi-interpreter",
+                    problem.clone(),
+                ));
             }
         }
     }
@@ -151,6 +161,7 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
         if let Some(problem) = log_file_problem(&log.value.path) {
             report.push(Diagnostic::error(
                 log.arg,
+                "log-file",
                 format!(
                     "cannot open {directive} \"{}\": {problem}",
                     log.value.written
@@ -214,7 +225,7 @@ fn warn_missing(
         Some(false) if must_be_dir => format!("{name} \"{written}\" is not a directory"),
         Some(_) => return,
     };
-    report.push(Diagnostic::warning(at.arg, problem));
+    report.push(Diagnostic::warning(at.arg, "missing-path", problem));
 }
 
 /// Why `interpreter` cannot run, if it cannot: a name without `/` is looked
