@@ -240,3 +240,30 @@ fn sarif_output() {
     assert_eq!(location["region"]["startColumn"], 5);
     assert_eq!(results[0]["level"], "warning");
 }
+
+/// Each §9.4 warning has a golden that fires it (`NAME.conf`, with the
+/// name in its output) and a near miss that stays silent (`NAME_silent.conf`).
+#[test]
+fn each_lint_fires_and_has_a_silent_near_miss() {
+    let names = [
+        "alias-traversal",
+        "executable-uploads",
+        "delete-static",
+        "unlimited-body",
+        "host-spoofing",
+        "unreachable-location",
+        "unreachable-server",
+        "error-page-override",
+        "server-name-port",
+        "error-page-loop",
+    ];
+    for name in names {
+        let file = name.replace('-', "_");
+        let fires = check(&[&format!("tests/configs/warn/{file}.conf")]);
+        let stderr = String::from_utf8_lossy(&fires.stderr);
+        assert!(stderr.contains(&format!("[{name}]")), "{name}: {stderr}");
+        let silent = check(&[&format!("tests/configs/warn/{file}_silent.conf")]);
+        assert!(silent.status.success(), "{name}");
+        assert!(silent.stderr.is_empty(), "{name}: {:?}", silent.stderr);
+    }
+}

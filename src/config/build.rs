@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::diag::{Diagnostic, FileId, Report, Span};
 use super::directives::{Action, Args, DefaultValue, DIRECTIVES};
 use super::grammar::Token;
+use super::lint;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
@@ -44,6 +45,16 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
     }
     super::tls::attach(&server_scopes, &mut servers, &mut sockets, report);
     warn_error_pages(&servers, &merged, report);
+    let parts: Vec<lint::Parts> = server_scopes
+        .iter()
+        .zip(&servers)
+        .map(|(scope, server)| lint::Parts::new(scope, server))
+        .collect();
+    // The lints reason about the table the server would run: with an
+    // error there is none, and they would only add noise.
+    if !report.has_errors() {
+        lint::lint(main, &parts, &sockets, report);
+    }
     RoutingTable {
         sockets,
         servers,

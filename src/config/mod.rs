@@ -23,6 +23,7 @@ mod diag;
 pub mod directives;
 mod grammar;
 mod include;
+mod lint;
 mod readme;
 mod scope;
 #[cfg(test)]
