@@ -1,5 +1,5 @@
 //! Command line: `webserv [CONFIG]` serves, `webserv check [CONFIG...]`
-//! lints, `webserv -s reload|stop [CONFIG]` signals the running server.
+//! lints, `webserv route CONFIG URL` explains routing, `webserv -s reload|stop [CONFIG]` signals the running server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,29 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Show which listener, server and location a request would reach, and
+    /// what it would get. Runs nothing, binds nothing.
+    Route {
+        /// Configuration file.
+        config: PathBuf,
+        /// The request URL, e.g. http://127.0.0.1:8080/images/a.png
+        url: String,
+        /// Request method.
+        #[arg(short = 'X', default_value = "GET")]
+        method: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(short = 'H', value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RouteFormat::Text)]
+        format: RouteFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RouteFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +92,19 @@ fn main() -> ExitCode {
             };
             webserv::config::check_command(&configs, format, deny_warnings)
         }
+        Some(Command::Route {
+            config,
+            url,
+            method,
+            headers,
+            format,
+        }) => webserv::route::command(
+            &config,
+            &url,
+            &method,
+            &headers,
+            matches!(format, RouteFormat::Json),
+        ),
         None => {
             let outcome = match cli.signal {
                 None => webserv::server::run(&cli.config),
