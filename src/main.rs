@@ -1,5 +1,6 @@
 //! Command line: `webserv [CONFIG]` serves, `webserv check [CONFIG...]`
-//! lints, `webserv route CONFIG URL` explains routing, `webserv -s reload|stop [CONFIG]` signals the running server.
+//! lints, `webserv route CONFIG URL` explains routing, `webserv fmt` lays
+//! files out, `webserv -s reload|stop [CONFIG]` signals the running server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = RouteFormat::Text)]
         format: RouteFormat,
     },
+    /// Rewrite configuration files in the canonical layout (`-`: stdin to stdout).
+    Fmt {
+        /// Write nothing; list the files that would change, exit 1 if any.
+        #[arg(long)]
+        check: bool,
+        /// Files to format, or `-`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +115,7 @@ fn main() -> ExitCode {
             &headers,
             matches!(format, RouteFormat::Json),
         ),
+        Some(Command::Fmt { check, files }) => webserv::config::fmt::command(&files, check),
         None => {
             let outcome = match cli.signal {
                 None => webserv::server::run(&cli.config),

@@ -21,6 +21,7 @@
 mod build;
 mod diag;
 pub mod directives;
+pub mod fmt;
 mod grammar;
 mod include;
 mod lint;
