@@ -70,7 +70,7 @@ pub fn lint(main: &Scope, servers: &[Parts], sockets: &[ListenSocket], report: &
         unreachable_locations(parts, lines, &mut warn);
         server_name_port(parts.scope, &mut warn);
         executable_uploads(parts, &mut warn);
-        error_page_loop(parts, &mut warn);
+        error_page_loop(main, parts, &mut warn);
     }
     unreachable_servers(servers, sockets, &mut warn);
     each_scope(main, &mut |scope| {
@@ -287,9 +287,10 @@ fn server_name_port(scope: &Scope, warn: &mut Warn) {
     }
 }
 
-/// An error page whose own URI answers with that error.
-fn error_page_loop(parts: &Parts, warn: &mut Warn) {
-    let mut scopes: Vec<&Scope> = vec![parts.scope];
+/// An error page whose own URI answers with that error. A page set at the
+/// top level is checked in each server, through which it is served.
+fn error_page_loop(main: &Scope, parts: &Parts, warn: &mut Warn) {
+    let mut scopes: Vec<&Scope> = vec![main, parts.scope];
     scopes.extend(parts.locations.iter().copied());
     for scope in scopes {
         for page in scope.settings.error_pages.iter().flatten() {
