@@ -132,6 +132,8 @@ enum Item {
 struct Parser {
     toks: std::vec::IntoIter<(Tok, usize)>,
     peeked: Option<(Tok, usize)>,
+    /// Whether a token was read yet: the first one starts a line.
+    started: bool,
 }
 
 impl Parser {
@@ -144,7 +146,11 @@ impl Parser {
 
     fn next(&mut self) -> Option<(Tok, usize)> {
         self.peek();
-        self.peeked.take()
+        let next = self.peeked.take();
+        let first = !self.started;
+        self.started = true;
+        // The first token starts a line as if a line break came before it.
+        next.map(|(tok, newlines)| (tok, if first { 1 } else { newlines }))
     }
 
     /// A comment on the same line as what was just read.
@@ -171,7 +177,7 @@ impl Parser {
             let blank_before = newlines >= 2;
             match tok {
                 Tok::Comment(text, _) => items.push(Item::Comment { text, blank_before }),
-                Tok::Word(name) => items.push(self.directive(name, blank_before)),
+                Tok::Word(name) => items.push(self.directive(name, blank_before, newlines > 0)),
                 // The grammar refuses these where a directive should start.
                 Tok::Semi | Tok::Open | Tok::Close => {}
             }
@@ -179,10 +185,14 @@ impl Parser {
         items
     }
 
-    fn directive(&mut self, name: String, blank_before: bool) -> Item {
+    /// `own_line`: the directive starts its line. Its trailing comment then
+    /// keeps its column if the directive also ends there.
+    fn directive(&mut self, name: String, blank_before: bool, own_line: bool) -> Item {
         let mut words = vec![name];
         let mut inside = Vec::new();
-        while let Some((tok, _)) = self.next() {
+        let mut one_line = own_line;
+        while let Some((tok, newlines)) = self.next() {
+            one_line &= newlines == 0;
             match tok {
                 Tok::Word(w) => words.push(canonical_word(w)),
                 Tok::Comment(c, _) => inside.push(c),
@@ -203,7 +213,11 @@ impl Parser {
                 Tok::Close => break,
             }
         }
-        let trailing = self.trailing();
+        // Column 0: one space after the code (the line it was aligned on
+        // held other code, or was not this one).
+        let trailing = self
+            .trailing()
+            .map(|(text, column)| (text, if one_line { column } else { 0 }));
         Item::Directive {
             words,
             blank_before,
@@ -302,6 +316,7 @@ pub fn format(text: &str) -> Result<String, Vec<Diagnostic>> {
     let mut parser = Parser {
         toks: tokenize(text).into_iter(),
         peeked: None,
+        started: false,
     };
     let items = parser.items();
     let mut out = String::with_capacity(text.len());
@@ -408,7 +423,7 @@ mod tests {
             ("a  b\n  c ;b;", "a b c;\nb;\n"),
             (
                 "server{listen 80;# port\nlocation / {root \"www\";}}",
-                "server {\n    listen 80;   # port\n    location / {\n        root www;\n    }\n}\n",
+                "server {\n    listen 80; # port\n    location / {\n        root www;\n    }\n}\n",
             ),
             ("# top\n\n\n\na;\n\n\n# end\n", "# top\n\na;\n\n# end\n"),
             ("s {\n\n  a;\n\n}\n", "s {\n    a;\n}\n"),
