@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::diag::{Diagnostic, FileId, Report, Span};
 use super::directives::{Action, Args, DefaultValue, DIRECTIVES};
 use super::grammar::Token;
+use super::lint;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
 use crate::routing::{
@@ -44,6 +45,16 @@ pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
     }
     super::tls::attach(&server_scopes, &mut servers, &mut sockets, report);
     warn_error_pages(&servers, &merged, report);
+    let parts: Vec<lint::Parts> = server_scopes
+        .iter()
+        .zip(&servers)
+        .map(|(scope, server)| lint::Parts::new(scope, server))
+        .collect();
+    // The lints reason about the table the server would run: with an
+    // error there is none, and they would only add noise.
+    if !report.has_errors() {
+        lint::lint(main, &parts, &sockets, report);
+    }
     RoutingTable {
         sockets,
         servers,
@@ -344,7 +355,7 @@ impl Upstreams {
             match self.direct(authority) {
                 Ok(i) => i,
                 Err(message) => {
-                    report.push(Diagnostic::error(url.arg, message));
+                    report.push(Diagnostic::error(url.arg, "proxy-pass-address", message));
                     return None;
                 }
             }
@@ -352,6 +363,7 @@ impl Upstreams {
             if !self.incomplete {
                 report.push(Diagnostic::error(
                     url.arg,
+                    "unknown-upstream",
                     format!("unknown upstream \"{authority}\" (declare it with \"upstream {authority} {{ ... }}\" or give HOST:PORT)"),
                 ));
             }
@@ -407,6 +419,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
             if sockets[s].servers.contains(&i) {
                 report.push(Diagnostic::error(
                     listen.arg,
+                    "duplicate-listen",
                     format!("duplicate listen address {addr} in one server"),
                 ));
                 continue;
@@ -418,6 +431,7 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                         let first = report.where_is(first, at);
                         report.push(Diagnostic::error(
                             at,
+                            "duplicate-default-server",
                             format!("{addr} already has a default server (set at {first})"),
                         ));
                     }
@@ -473,6 +487,7 @@ fn claim_names(
                 let first = report.where_is(first, name.arg);
                 report.push(Diagnostic::error(
                     name.arg,
+                    "duplicate-server-name",
                     format!(
                         "server name \"{}\" is already used on {} (at {first})",
                         name.value, socket.addr
@@ -498,7 +513,7 @@ fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) 
             }
             if let Some(problem) = missing_page(server, merged, &page.value) {
                 warned.insert(page.arg);
-                report.push(Diagnostic::warning(page.arg, problem));
+                report.push(Diagnostic::warning(page.arg, "missing-error-page", problem));
             }
         }
     }

@@ -45,33 +45,38 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// Stable, kebab-case: printed after the message (`[unknown-directive]`),
+    /// the SARIF rule id, and what `# webserv: allow NAME` names.
+    pub name: &'static str,
     pub file: FileId,
     pub span: Option<Range<usize>>,
     pub message: String,
 }
 
 impl Diagnostic {
-    pub fn error(at: Span, message: impl Into<String>) -> Self {
-        Self::new(Severity::Error, at, message)
+    pub fn error(at: Span, name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, at, name, message)
     }
 
-    pub fn warning(at: Span, message: impl Into<String>) -> Self {
-        Self::new(Severity::Warning, at, message)
+    pub fn warning(at: Span, name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, at, name, message)
     }
 
     /// An error about a whole file.
-    pub fn file_error(file: FileId, message: impl Into<String>) -> Self {
+    pub fn file_error(file: FileId, name: &'static str, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
+            name,
             file,
             span: None,
             message: message.into(),
         }
     }
 
-    fn new(severity: Severity, at: Span, message: impl Into<String>) -> Self {
+    fn new(severity: Severity, at: Span, name: &'static str, message: impl Into<String>) -> Self {
         Diagnostic {
             severity,
+            name,
             file: at.file,
             span: Some(at.start..at.end),
             message: message.into(),
@@ -99,6 +104,7 @@ pub struct Located<'a> {
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub severity: Severity,
+    pub name: &'a str,
     pub message: &'a str,
 }
 
@@ -133,6 +139,15 @@ impl Report {
             .sort_by_key(|d| (d.file, d.span.as_ref().map(|s| s.start)));
     }
 
+    /// Drops each warning that a `# webserv: allow NAME` comment silences:
+    /// on the line where the warning points, or alone on the line before.
+    /// Errors cannot be silenced: the server would refuse the file anyway.
+    pub fn apply_allows(&mut self) {
+        let sources = &self.sources;
+        self.diagnostics
+            .retain(|d| d.severity == Severity::Error || !allowed(sources, d));
+    }
+
     /// Keeps the first `max` diagnostics, noting how many were dropped.
     pub fn truncate(&mut self, max: usize) {
         let total = self.diagnostics.len();
@@ -146,6 +161,7 @@ impl Report {
             };
             self.diagnostics.push(Diagnostic {
                 severity,
+                name: "too-many-diagnostics",
                 file,
                 span: None,
                 message: format!("{dropped} more problems not shown"),
@@ -174,6 +190,7 @@ impl Report {
                     line: pos.as_ref().map(|p| p.line),
                     column: pos.as_ref().map(|p| p.column),
                     severity: d.severity,
+                    name: d.name,
                     message: &d.message,
                 }
             })
@@ -207,15 +224,46 @@ impl Report {
         let display = self.display(d.file);
         let severity = d.severity.as_str();
         let Some(pos) = self.position(d) else {
-            return format!("{display}: {severity}: {}\n", d.message);
+            return format!("{display}: {severity}: {} [{}]\n", d.message, d.name);
         };
         let pad = " ".repeat(pos.column - 1);
         let carets = "^".repeat(pos.width);
         format!(
-            "{display}:{}:{}: {severity}: {}\n{:>5} | {}\n{:>5} | {pad}{carets}\n",
-            pos.line, pos.column, d.message, pos.line, pos.echo, ""
+            "{display}:{}:{}: {severity}: {} [{}]\n{:>5} | {}\n{:>5} | {pad}{carets}\n",
+            pos.line, pos.column, d.message, d.name, pos.line, pos.echo, ""
         )
     }
+}
+
+/// Whether a `# webserv: allow` comment silences `d` (see [`Report::apply_allows`]).
+fn allowed(sources: &[SourceFile], d: &Diagnostic) -> bool {
+    let (Some(span), Some(source)) = (&d.span, sources.get(d.file.0)) else {
+        return false;
+    };
+    let text = &source.text;
+    let start = floor_char_boundary(text, span.start);
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    if allows(&text[line_start..line_end], d.name) {
+        return true;
+    }
+    let Some(prev_end) = line_start.checked_sub(1) else {
+        return false;
+    };
+    let prev_start = text[..prev_end].rfind('\n').map_or(0, |i| i + 1);
+    let prev = text[prev_start..prev_end].trim_start();
+    prev.starts_with('#') && allows(prev, d.name)
+}
+
+/// Whether `line` holds `# webserv: allow A B,C` naming `name`.
+fn allows(line: &str, name: &str) -> bool {
+    const MARK: &str = "webserv: allow";
+    line.match_indices(MARK).any(|(i, _)| {
+        line[..i].trim_end().ends_with('#')
+            && line[i + MARK.len()..]
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .any(|word| word == name)
+    })
 }
 
 /// Where a span starts, and what to echo under it.
@@ -274,6 +322,7 @@ mod tests {
             }],
             diagnostics: vec![Diagnostic {
                 severity: Severity::Error,
+                name: "unknown-directive",
                 file: FileId(0),
                 span: Some(span),
                 message: message.into(),
@@ -287,8 +336,35 @@ mod tests {
         let r = report(text, 13..18, "unknown directive \"lisen\"");
         assert_eq!(
             r.render_text(),
-            "conf.d/bad.conf:2:5: error: unknown directive \"lisen\"\n    2 |     lisen 8080;\n      |     ^^^^^\n"
+            "conf.d/bad.conf:2:5: error: unknown directive \"lisen\" [unknown-directive]\n    2 |     lisen 8080;\n      |     ^^^^^\n"
         );
+    }
+
+    #[test]
+    fn allow_comments() {
+        let cases: &[(&str, bool)] = &[
+            ("    x y; # webserv: allow some-name\n", true),
+            ("    x y; # webserv: allow other, some-name\n", true),
+            ("    # webserv: allow some-name\n    x y;\n", true),
+            ("    # webserv: allow other\n    x y;\n", false),
+            ("    z; # webserv: allow some-name\n    x y;\n", false),
+            ("    x y; # webserv: allow some-names\n", false),
+            ("    x \"webserv: allow some-name\";\n", false),
+        ];
+        for (text, silenced) in cases {
+            let at = text.rfind("x ").expect("x");
+            let d = Diagnostic {
+                severity: Severity::Warning,
+                name: "some-name",
+                file: FileId(0),
+                span: Some(at..at + 1),
+                message: String::new(),
+            };
+            let mut r = report(text, 0..1, "e");
+            r.diagnostics.push(d);
+            r.apply_allows();
+            assert_eq!(r.diagnostics.len() == 1, *silenced, "{text:?}");
+        }
     }
 
     #[test]

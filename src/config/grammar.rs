@@ -50,6 +50,7 @@ pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective<'_>>, Vec<Diag
         let limit = MAX_FILE_BYTES >> 20;
         return Err(vec![Diagnostic::error(
             at(0, 0),
+            "syntax",
             format!(
                 "file too large ({} bytes, the limit is {limit} MiB)",
                 text.len()
@@ -59,6 +60,7 @@ pub fn parse(text: &str, file: FileId) -> Result<Vec<RawDirective<'_>>, Vec<Diag
     if let Some(pos) = too_deep(text) {
         return Err(vec![Diagnostic::error(
             at(pos, pos + 1),
+            "syntax",
             format!("blocks nested more than {MAX_DEPTH} levels deep"),
         )]);
     }
@@ -109,6 +111,7 @@ impl Converter {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,
+                        "syntax",
                         "unexpected \"}\" (no block is open here)",
                     ));
                 }
@@ -118,6 +121,7 @@ impl Converter {
                     let span = self.span(&pair);
                     self.errors.push(Diagnostic::error(
                         span,
+                        "syntax",
                         "unexpected end of file: a block is not closed (missing \"}\")",
                     ));
                 }
@@ -152,6 +156,7 @@ impl Converter {
                 }),
                 Rule::unterminated => self.errors.push(Diagnostic::error(
                     span,
+                    "syntax",
                     "unterminated string (missing closing quote)",
                 )),
                 Rule::block => block = Some(self.directives(part)),
@@ -283,6 +288,7 @@ fn from_pest(error: &pest::error::Error<Rule>, text: &str, file: FileId) -> Diag
             start: pos,
             end,
         },
+        "syntax",
         message,
     )
 }

@@ -92,7 +92,7 @@ impl Includes {
                     .collect(),
             ),
             Err(message) => {
-                report.push(Diagnostic::error(token.span, message));
+                report.push(Diagnostic::error(token.span, "missing-include", message));
                 None
             }
         }
@@ -119,7 +119,7 @@ impl Includes {
         };
         if let Some(message) = refusal {
             self.failed |= limit;
-            report.push(Diagnostic::error(at, message));
+            report.push(Diagnostic::error(at, "include-refused", message));
             return None;
         }
         let file = register(report, &m.path, m.display.clone());
@@ -196,9 +196,14 @@ fn read_error(file: FileId, at: Option<Span>, path: &Path, e: &std::io::Error) -
     match at {
         Some(span) => Diagnostic::error(
             span,
+            "unreadable-file",
             format!("cannot read included file \"{}\": {e}", path.display()),
         ),
-        None => Diagnostic::file_error(file, format!("cannot read configuration file: {e}")),
+        None => Diagnostic::file_error(
+            file,
+            "unreadable-file",
+            format!("cannot read configuration file: {e}"),
+        ),
     }
 }
 
@@ -212,9 +217,9 @@ fn decode(bytes: Vec<u8>, file: FileId, report: &mut Report) -> Result<(), Vec<D
     };
     let (text, problem) = match String::from_utf8(bytes) {
         Ok(text) => {
-            let nul = text
-                .find('\0')
-                .map(|pos| Diagnostic::error(at(pos), "NUL byte in configuration file"));
+            let nul = text.find('\0').map(|pos| {
+                Diagnostic::error(at(pos), "not-text", "NUL byte in configuration file")
+            });
             (text, nul)
         }
         Err(e) => {
@@ -224,6 +229,7 @@ fn decode(bytes: Vec<u8>, file: FileId, report: &mut Report) -> Result<(), Vec<D
                 text,
                 Some(Diagnostic::error(
                     at(pos),
+                    "not-text",
                     "invalid UTF-8 in configuration file",
                 )),
             )

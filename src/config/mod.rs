@@ -21,8 +21,10 @@
 mod build;
 mod diag;
 pub mod directives;
+pub mod fmt;
 mod grammar;
 mod include;
+mod lint;
 mod readme;
 mod scope;
 #[cfg(test)]
@@ -56,38 +58,117 @@ pub fn load(path: &Path) -> (Option<RoutingTable>, Report) {
         }
         _ => None,
     };
+    report.apply_allows();
     report.sort();
     report.truncate(MAX_DIAGNOSTICS);
     let table = table.filter(|_| !report.has_errors());
     (table, report)
 }
 
-/// `webserv check [CONFIG...] [--format json]`: print, exit 0 or 1.
+/// How `check` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    /// Caret text on stderr, the summary on stdout.
+    Text,
+    /// One object per file and per line on stdout.
+    Json,
+    /// One SARIF 2.1.0 log for all files on stdout, for code-scanning tools.
+    Sarif,
+}
+
+/// `webserv check [CONFIG...] [--format text|json|sarif] [--deny-warnings]`:
+/// print, exit 0 or 1.
 ///
 /// Text: diagnostics on stderr; then, for a valid file, the one-line summary
-/// on stdout, else a count of problems on stderr. JSON: one object per file
-/// and per line on stdout.
-pub fn check_command(paths: &[PathBuf], json: bool) -> ExitCode {
+/// on stdout, else a count of problems on stderr. With `deny_warnings`, a
+/// file with a warning fails like one with an error.
+pub fn check_command(paths: &[PathBuf], format: CheckFormat, deny_warnings: bool) -> ExitCode {
     keep_freed_memory();
     let mut all_valid = true;
+    let mut sarif = Vec::new();
     for path in paths {
         let (table, report) = load(path);
-        all_valid &= table.is_some();
-        if json {
-            println!("{}", json_report(path, table.as_ref(), &report));
-        } else {
-            eprint!("{}", report.render_text());
-            match &table {
-                Some(table) => println!("{}: ok: {}", path.display(), summary(table)),
-                None => eprintln!("{}: failed: {}", path.display(), counts(&report)),
+        let denied = deny_warnings && report.count(Severity::Warning) > 0;
+        all_valid &= table.is_some() && !denied;
+        match format {
+            CheckFormat::Json => println!("{}", json_report(path, table.as_ref(), &report)),
+            CheckFormat::Sarif => sarif.extend(report.located().iter().map(sarif_result)),
+            CheckFormat::Text => {
+                eprint!("{}", report.render_text());
+                match &table {
+                    Some(_) if denied => eprintln!(
+                        "{}: failed: {} (--deny-warnings)",
+                        path.display(),
+                        counts(&report)
+                    ),
+                    Some(table) => println!("{}: ok: {}", path.display(), summary(table)),
+                    None => eprintln!("{}: failed: {}", path.display(), counts(&report)),
+                }
             }
         }
+    }
+    if format == CheckFormat::Sarif {
+        println!("{:#}", sarif_log(sarif));
     }
     if all_valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// One SARIF `result`; its `ruleIndex` is filled in by [`sarif_log`].
+fn sarif_result(d: &Located<'_>) -> serde_json::Value {
+    let mut location = serde_json::json!({
+        "physicalLocation": { "artifactLocation": { "uri": d.file } }
+    });
+    if let (Some(line), Some(column)) = (d.line, d.column) {
+        location["physicalLocation"]["region"] =
+            serde_json::json!({ "startLine": line, "startColumn": column });
+    }
+    let level = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    serde_json::json!({
+        "ruleId": d.name,
+        "level": level,
+        "message": { "text": d.message },
+        "locations": [location],
+    })
+}
+
+/// A SARIF 2.1.0 log: one run of the `webserv` tool whose rules are the
+/// diagnostic names that occur, in order of first appearance.
+fn sarif_log(mut results: Vec<serde_json::Value>) -> serde_json::Value {
+    let mut rules: Vec<String> = Vec::new();
+    for result in &mut results {
+        let id = result["ruleId"].as_str().unwrap_or_default().to_string();
+        let index = match rules.iter().position(|r| *r == id) {
+            Some(i) => i,
+            None => {
+                rules.push(id);
+                rules.len() - 1
+            }
+        };
+        result["ruleIndex"] = index.into();
+    }
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|id| serde_json::json!({ "id": id, "name": id, "shortDescription": { "text": id } }))
+        .collect();
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "webserv",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            } },
+            "results": results,
+        }],
+    })
 }
 
 /// `webserv check` runs once and exits: let malloc keep what a load frees

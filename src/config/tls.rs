@@ -71,10 +71,12 @@ pub fn attach(
             }
             (Some(cert), None) => report.push(Diagnostic::error(
                 cert.name,
+                "tls-pair",
                 "\"ssl_certificate\" without \"ssl_certificate_key\"",
             )),
             (None, Some(key)) => report.push(Diagnostic::error(
                 key.name,
+                "tls-pair",
                 "\"ssl_certificate_key\" without \"ssl_certificate\"",
             )),
             (None, None) => {
@@ -82,6 +84,7 @@ pub fn attach(
                     let at = listen.value.ssl.unwrap_or(listen.arg);
                     report.push(Diagnostic::error(
                         at,
+                        "tls-missing-certificate",
                         "\"ssl\" listen address without \"ssl_certificate\" and \"ssl_certificate_key\" in its server",
                     ));
                 }
@@ -109,6 +112,7 @@ pub fn attach(
             {
                 report.push(Diagnostic::error(
                     scopes[socket.default_server].at,
+                    "tls-missing-certificate",
                     format!(
                         "the default server of ssl address {} has no \"ssl_certificate\"",
                         socket.addr
@@ -143,6 +147,7 @@ pub fn attach(
             }
             Err(err) => report.push(Diagnostic::error(
                 scopes[socket.default_server].at,
+                "tls-setup",
                 format!("TLS for {}: {err}", socket.addr),
             )),
         }
@@ -208,6 +213,7 @@ fn load(
         Err(rustls::Error::InconsistentKeys(_)) => {
             report.push(Diagnostic::error(
                 key.arg,
+                "tls-key-mismatch",
                 format!(
                     "the key in \"{}\" does not match the certificate in \"{}\"",
                     key.value.written, cert.value.written
@@ -218,6 +224,7 @@ fn load(
         Err(err) => {
             report.push(Diagnostic::error(
                 key.arg,
+                "tls-bad-key",
                 format!("unusable key in \"{}\": {err}", key.value.written),
             ));
             return None;
@@ -232,6 +239,7 @@ fn read_file(at: &At<PathArg>, what: &str, report: &mut Report) -> Option<Vec<u8
         Err(err) => {
             report.push(Diagnostic::error(
                 at.arg,
+                "tls-unreadable",
                 format!("cannot read {what} \"{}\": {err}", at.value.written),
             ));
             None
@@ -247,6 +255,7 @@ fn read_chain(at: &At<PathArg>, report: &mut Report) -> Option<Vec<CertificateDe
         Ok(_) => {
             report.push(Diagnostic::error(
                 at.arg,
+                "tls-bad-certificate",
                 format!("no PEM certificate in \"{}\"", at.value.written),
             ));
             None
@@ -254,6 +263,7 @@ fn read_chain(at: &At<PathArg>, report: &mut Report) -> Option<Vec<CertificateDe
         Err(err) => {
             report.push(Diagnostic::error(
                 at.arg,
+                "tls-bad-certificate",
                 format!("unparsable certificate \"{}\": {err}", at.value.written),
             ));
             None
@@ -268,6 +278,7 @@ fn read_key(at: &At<PathArg>, report: &mut Report) -> Option<PrivateKeyDer<'stat
         Err(err) => {
             report.push(Diagnostic::error(
                 at.arg,
+                "tls-bad-key",
                 format!(
                     "no usable PEM private key (PKCS#8, PKCS#1 or SEC1) in \"{}\": {err}",
                     at.value.written
@@ -290,6 +301,7 @@ fn check_leaf(
     let Ok((_, leaf)) = X509Certificate::from_der(der) else {
         report.push(Diagnostic::error(
             at.arg,
+            "tls-bad-certificate",
             format!("unparsable certificate \"{}\"", at.value.written),
         ));
         return false;
@@ -302,6 +314,7 @@ fn check_leaf(
     if not_after < now {
         report.push(Diagnostic::error(
             at.arg,
+            "certificate-expired",
             format!(
                 "certificate \"{written}\" expired on {}",
                 leaf.validity().not_after
@@ -312,6 +325,7 @@ fn check_leaf(
     if not_after - now < EXPIRY_WARNING as i64 {
         report.push(Diagnostic::warning(
             at.arg,
+            "certificate-expiring",
             format!(
                 "certificate \"{written}\" expires on {}, within 30 days",
                 leaf.validity().not_after
@@ -328,6 +342,7 @@ fn check_leaf(
     if !missing.is_empty() {
         report.push(Diagnostic::warning(
             at.arg,
+            "certificate-name",
             format!(
                 "certificate \"{written}\" does not cover server_name {} (it names {})",
                 missing.join(", "),

@@ -22,6 +22,7 @@ pub fn validate(main: &Scope, report: &mut Report) {
     if main.seen("server").is_none() && !main.incomplete {
         report.push(Diagnostic::file_error(
             main.at.file,
+            "no-server",
             "no \"server\" block: nothing to serve",
         ));
     }
@@ -38,6 +39,7 @@ fn server_checks(server: &Scope, report: &mut Report) {
     if server.seen("listen").is_none() && !server.incomplete {
         report.push(Diagnostic::error(
             server.at,
+            "no-listen",
             "server has no \"listen\" directive",
         ));
     }
@@ -56,6 +58,7 @@ fn server_checks(server: &Scope, report: &mut Report) {
             let eq = if loc.exact { "= " } else { "" };
             report.push(Diagnostic::error(
                 loc.span,
+                "duplicate-location",
                 format!("duplicate location \"{eq}{}\" (first at {first})", loc.uri),
             ));
         }
@@ -66,7 +69,11 @@ fn server_checks(server: &Scope, report: &mut Report) {
 /// with `proxy_pass`: nothing there could answer it.
 fn method_tokens(scope: &Scope, report: &mut Report) {
     for (token, span) in &scope.settings.other_methods {
-        report.push(Diagnostic::error(*span, unknown_method(token)));
+        report.push(Diagnostic::error(
+            *span,
+            "invalid-argument",
+            unknown_method(token),
+        ));
     }
 }
 
@@ -91,6 +98,7 @@ fn conflicts(location: &Scope, report: &mut Report) {
         let line = report.where_is(earlier_at, later_at);
         report.push(Diagnostic::error(
             later_at,
+            "conflicting-directives",
             format!("\"{later}\" cannot be used with \"{earlier}\" ({line}) in one location"),
         ));
     }
@@ -106,6 +114,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
             let first = report.where_is(first, name.arg);
             report.push(Diagnostic::error(
                 name.arg,
+                "duplicate-upstream",
                 format!("duplicate upstream \"{}\" (first at {first})", name.value),
             ));
         }
@@ -113,6 +122,7 @@ fn upstream_names(main: &Scope, report: &mut Report) {
         if upstream.seen("server").is_none() && !upstream.incomplete {
             report.push(Diagnostic::error(
                 name.arg,
+                "empty-upstream",
                 format!("upstream \"{}\" has no servers", name.value),
             ));
         }
@@ -127,6 +137,7 @@ fn policies(upstream: &Scope, report: &mut Report) {
         let line = report.where_is(first, later);
         report.push(Diagnostic::error(
             later,
+            "conflicting-directives",
             format!("an upstream has one balancing policy (\"least_conn\" or \"ip_hash\"); the other is at {line}"),
         ));
     }
@@ -134,6 +145,7 @@ fn policies(upstream: &Scope, report: &mut Report) {
         for member in upstream.members.iter().filter(|m| m.value.backup) {
             report.push(Diagnostic::error(
                 member.arg,
+                "conflicting-directives",
                 "a \"backup\" server cannot be used with \"ip_hash\"",
             ));
         }
@@ -179,7 +191,11 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
                 seen.interpreters.insert(interpreter.path.clone(), problem);
             }
             if let Some(problem) = &seen.interpreters[&interpreter.path] {
-                report.push(Diagnostic::warning(interpreter.span, problem.clone()));
+                report.push(Diagnostic::warning(
+                    interpreter.span,
+                    "cgi-interpreter",
+                    problem.clone(),
+                ));
             }
         }
     }
@@ -187,6 +203,7 @@ fn warn_paths(scope: &Scope, seen: &mut Seen, report: &mut Report) {
         if let Some(problem) = log_file_problem(&log.value.path) {
             report.push(Diagnostic::error(
                 log.arg,
+                "log-file",
                 format!(
                     "cannot open {directive} \"{}\": {problem}",
                     log.value.written
@@ -250,7 +267,7 @@ fn warn_missing(
         Some(false) if must_be_dir => format!("{name} \"{written}\" is not a directory"),
         Some(_) => return,
     };
-    report.push(Diagnostic::warning(at.arg, problem));
+    report.push(Diagnostic::warning(at.arg, "missing-path", problem));
 }
 
 /// Why `interpreter` cannot run, if it cannot: a name without `/` is looked

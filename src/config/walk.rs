@@ -119,7 +119,8 @@ impl Walker<'_> {
             Ok(()) => true,
             Err(e) => {
                 let at = args.values.get(e.arg).map_or(args.name.span, |t| t.span);
-                self.report.push(Diagnostic::error(at, e.message));
+                self.report
+                    .push(Diagnostic::error(at, "invalid-argument", e.message));
                 false
             }
         }
@@ -160,7 +161,11 @@ impl Walker<'_> {
             let hint = directives::did_you_mean(name)
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
-            self.fail(at, format!("unknown directive \"{name}\"{hint}"));
+            self.fail(
+                at,
+                "unknown-directive",
+                format!("unknown directive \"{name}\"{hint}"),
+            );
             return Err(None);
         };
         if !entry.contexts.contains(scope.context) {
@@ -172,6 +177,7 @@ impl Walker<'_> {
             return self.fail_known(
                 entry,
                 at,
+                "wrong-context",
                 format!("\"{name}\" is not allowed {place} (allowed in: {allowed})"),
             );
         }
@@ -186,13 +192,19 @@ impl Walker<'_> {
             } else {
                 "takes no block"
             };
-            return self.fail_known(entry, at, format!("\"{name}\" {what} (usage: {usage})"));
+            return self.fail_known(
+                entry,
+                at,
+                "block-shape",
+                format!("\"{name}\" {what} (usage: {usage})"),
+            );
         }
         if !entry.arity.accepts(raw.args.len()) {
             let usage = format!("{name} {}", entry.usage);
             return self.fail_known(
                 entry,
                 at,
+                "wrong-arity",
                 format!("wrong number of arguments for \"{name}\" (usage: {usage})"),
             );
         }
@@ -202,6 +214,7 @@ impl Walker<'_> {
                 return self.fail_known(
                     entry,
                     at,
+                    "duplicate-directive",
                     format!("duplicate \"{name}\" (first set at {first})"),
                 );
             }
@@ -209,17 +222,18 @@ impl Walker<'_> {
         Ok(entry)
     }
 
-    fn fail(&mut self, at: Span, message: String) {
-        self.report.push(Diagnostic::error(at, message));
+    fn fail(&mut self, at: Span, name: &'static str, message: String) {
+        self.report.push(Diagnostic::error(at, name, message));
     }
 
     fn fail_known(
         &mut self,
         entry: &'static Directive,
         at: Span,
+        name: &'static str,
         message: String,
     ) -> Result<&'static Directive, Option<&'static Directive>> {
-        self.fail(at, message);
+        self.fail(at, name, message);
         Err(Some(entry))
     }
 }

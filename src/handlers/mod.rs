@@ -19,7 +19,9 @@ use crate::http::request::Request;
 use crate::http::response::Reply;
 use crate::http::vars;
 use crate::http::Method;
-use crate::routing::{Location, MethodSet, Return, Server};
+use std::path::Path;
+
+use crate::routing::{Location, MethodSet, ProxyPass, Return, Server};
 
 /// What the server must do next for a request.
 #[derive(Debug)]
@@ -33,60 +35,107 @@ pub enum Action {
     /// Forward the request to the location's `proxy_pass` upstream.
     Proxy,
 }
-/// Routes `request` within `server` (SPEC §3, §4).
-pub fn handle(request: &Request, server: &Server) -> Action {
-    let location = server.select_location(&request.path);
-    if location.proxy.is_some() {
-        return proxied(request, server, location);
+/// What [`handle`] does with a request in its location, decided before
+/// anything is read, written or run: `webserv route` shows the same plan,
+/// so it can never disagree with the server.
+#[derive(Debug)]
+pub enum Plan<'a> {
+    /// A method token the server does not implement: 501.
+    NotImplemented,
+    /// `return CODE [URL or TEXT]`.
+    Return(&'a Return),
+    /// The method is not in `methods` (or POST/PUT without a store): 405.
+    MethodNotAllowed,
+    /// `proxy_pass`.
+    Proxy(&'a ProxyPass),
+    /// A proxied location's own `methods` does not list the method: 405
+    /// with these in `Allow`.
+    ProxyMethodNotAllowed(&'a [String]),
+    /// The path (or its directory's index) is a CGI script.
+    Cgi(Script),
+    /// Another upload's temporary file: 403.
+    UploadInProgress,
+    /// GET or HEAD of a file, a directory index or listing.
+    Static,
+    /// POST or PUT into `upload_store`.
+    Upload { store: &'a Path, put: bool },
+    /// DELETE of the mapped file.
+    Delete,
+}
+
+/// SPEC §4 in nginx's order: `return` first, then the method check, then
+/// the content handler. Only reads file metadata (to find a CGI script).
+pub fn plan<'a>(request: &Request, location: &'a Location) -> Plan<'a> {
+    // A location with `proxy_pass` forwards every method token unless it
+    // sets `methods` itself (SPEC §9.3); a server-level `methods` does not
+    // apply.
+    if let Some(proxy) = &location.proxy {
+        if let Some(ret) = &location.ret {
+            return Plan::Return(ret);
+        }
+        return match &location.proxy_methods {
+            Some(allowed) if !allowed.iter().any(|m| m == request.method_str()) => {
+                Plan::ProxyMethodNotAllowed(allowed)
+            }
+            _ => Plan::Proxy(proxy),
+        };
     }
     let Some(method) = request.method else {
-        return Action::Reply(error_page::reply(501, server, location));
+        return Plan::NotImplemented;
     };
     if let Some(ret) = &location.ret {
-        return Action::Reply(redirect_or_text(ret, request, server, location));
+        return Plan::Return(ret);
     }
     if !location.methods.contains(method) {
-        return Action::Reply(method_not_allowed(location.methods, server, location));
+        return Plan::MethodNotAllowed;
     }
     if matches!(method, Method::Get | Method::Head | Method::Post) {
         if let Some(script) = cgi_script(request, location) {
-            return Action::Cgi(script);
+            return Plan::Cgi(script);
         }
     }
     match method {
         // Another upload's file in progress is not there to be read (its
         // name is guessable); PUT and DELETE refuse it alike.
-        Method::Get | Method::Head if upload::is_temp_name(&request.path) => {
-            Action::Reply(error_page::reply(403, server, location))
-        }
-        Method::Get | Method::Head => Action::Reply(static_file::get(request, server, location)),
+        Method::Get | Method::Head if upload::is_temp_name(&request.path) => Plan::UploadInProgress,
+        Method::Get | Method::Head => Plan::Static,
         Method::Post | Method::Put => match &location.upload_store {
-            Some(store) => {
-                let upload = if method == Method::Put {
-                    Upload::put(request, location, store)
-                } else {
-                    Upload::post(request, location, store)
-                };
-                upload_action(upload, server, location)
-            }
-            None => Action::Reply(method_not_allowed(location.methods, server, location)),
+            Some(store) => Plan::Upload {
+                store,
+                put: method == Method::Put,
+            },
+            None => Plan::MethodNotAllowed,
         },
-        Method::Delete => Action::Reply(delete::delete(request, server, location)),
+        Method::Delete => Plan::Delete,
     }
 }
 
-/// A location with `proxy_pass` forwards every method token unless it sets
-/// `methods` itself (SPEC §9.3); a server-level `methods` does not apply.
-fn proxied(request: &Request, server: &Server, location: &Location) -> Action {
-    if let Some(ret) = &location.ret {
-        return Action::Reply(redirect_or_text(ret, request, server, location));
-    }
-    match &location.proxy_methods {
-        Some(allowed) if !allowed.iter().any(|m| m == request.method_str()) => {
+/// Routes `request` within `server` (SPEC §3, §4): [`plan`], then do it.
+pub fn handle(request: &Request, server: &Server) -> Action {
+    let location = server.select_location(&request.path);
+    match plan(request, location) {
+        Plan::NotImplemented => Action::Reply(error_page::reply(501, server, location)),
+        Plan::Return(ret) => Action::Reply(redirect_or_text(ret, request, server, location)),
+        Plan::MethodNotAllowed => {
+            Action::Reply(method_not_allowed(location.methods, server, location))
+        }
+        Plan::Proxy(_) => Action::Proxy,
+        Plan::ProxyMethodNotAllowed(allowed) => {
             let reply = error_page::reply(405, server, location);
             Action::Reply(reply.with_header("Allow", allowed.join(", ")))
         }
-        _ => Action::Proxy,
+        Plan::Cgi(script) => Action::Cgi(script),
+        Plan::UploadInProgress => Action::Reply(error_page::reply(403, server, location)),
+        Plan::Static => Action::Reply(static_file::get(request, server, location)),
+        Plan::Upload { store, put } => {
+            let upload = if put {
+                Upload::put(request, location, store)
+            } else {
+                Upload::post(request, location, store)
+            };
+            upload_action(upload, server, location)
+        }
+        Plan::Delete => Action::Reply(delete::delete(request, server, location)),
     }
 }
 

@@ -1,0 +1,479 @@
+//! `webserv route CONFIG URL [-X METHOD] [-H 'Name: value']... [--format json]`:
+//! where a request would go, and what it would get, without running it.
+//!
+//! Steps, each the server's own code:
+//! 1. [`config::load`] the configuration (a bad one prints its diagnostics);
+//! 2. the listener: the socket on the URL's port whose address is the URL's
+//!    host, else a wildcard one, else the first (a host name is not resolved);
+//! 3. a request head is synthesized and parsed with [`Request::parse`];
+//! 4. [`RoutingTable::choose_server`], then [`Server::select_location`];
+//! 5. [`handlers::plan`], described: the mapped file, the index or listing,
+//!    the CGI script, the store, the return, the upstream and the URI
+//!    [`proxy::upstream_uri`] sends.
+//!
+//! Nothing is bound, run, written or deleted; only metadata is read.
+
+use std::fs::Metadata;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use crate::config;
+use crate::handlers::{self, proxy, static_file, Plan};
+use crate::http::request::{Request, Via};
+use crate::routing::{Location, RoutingTable, ServerMatch};
+
+/// The parts of the URL given on the command line.
+struct Url {
+    https: bool,
+    /// As written, with its port if any: the default `Host` header.
+    authority: String,
+    host: String,
+    port: u16,
+    /// Path and query, as sent in the request line.
+    target: String,
+}
+
+fn parse_url(url: &str) -> Result<Url, String> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return Err(format!("URL \"{url}\" must start with http:// or https://"));
+    };
+    let (authority, target) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("bad port in URL \"{url}\""))?;
+            (host, port)
+        }
+        _ => (authority, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("no host in URL \"{url}\""));
+    }
+    Ok(Url {
+        https,
+        authority: authority.to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        target,
+    })
+}
+
+/// The socket a connection to `url` would arrive on: the one bound to the
+/// URL's address, else a wildcard one on its port, else the first on it.
+fn listener(table: &RoutingTable, url: &Url) -> Result<(usize, &'static str), String> {
+    let on_port: Vec<usize> = (0..table.sockets.len())
+        .filter(|&i| table.sockets[i].addr.port() == url.port)
+        .collect();
+    let ip =
+        url.host.parse::<IpAddr>().ok().or_else(|| {
+            (url.host == "localhost").then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        });
+    let exact = on_port
+        .iter()
+        .copied()
+        .find(|&i| Some(table.sockets[i].addr.ip()) == ip);
+    let wildcard = on_port
+        .iter()
+        .copied()
+        .find(|&i| table.sockets[i].addr.ip().is_unspecified());
+    match (exact, wildcard, on_port.first()) {
+        (Some(i), _, _) => Ok((i, "the URL's address")),
+        (None, Some(i), _) => Ok((i, "the wildcard address on the URL's port")),
+        (None, None, Some(&i)) => Ok((i, "the first listener on the URL's port")),
+        (None, None, None) => Err(format!("no listen address on port {}", url.port)),
+    }
+}
+
+/// The request head the client would send.
+fn head(method: &str, url: &Url, headers: &[String]) -> Result<Vec<u8>, String> {
+    let mut head = format!("{method} {} HTTP/1.1\r\n", url.target);
+    let has_host = headers.iter().any(|h| {
+        h.split_once(':')
+            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("host"))
+    });
+    if !has_host {
+        head.push_str(&format!("Host: {}\r\n", url.authority));
+    }
+    for h in headers {
+        if !h.contains(':') || h.contains(['\r', '\n']) {
+            return Err(format!("bad header \"{h}\" (expected 'Name: value')"));
+        }
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    Ok(head.into_bytes())
+}
+
+/// What `route` found, as JSON; the text output is read from it.
+pub fn route(
+    table: &RoutingTable,
+    url: &str,
+    method: &str,
+    headers: &[String],
+) -> Result<Value, String> {
+    let url = parse_url(url)?;
+    let (socket, why_socket) = listener(table, &url)?;
+    let listen = &table.sockets[socket];
+    let bytes = head(method, &url, headers)?;
+    let mut request = match Request::parse(&bytes, bytes.len()) {
+        Ok(Some((request, _))) => request,
+        Ok(None) => return Err("incomplete request head".to_string()),
+        Err(e) => {
+            return Err(format!(
+                "the server would answer {} to this request ({e:?})",
+                e.status()
+            ))
+        }
+    };
+    request.via = Via {
+        https: url.https,
+        peer: None,
+        server_port: url.port,
+    };
+    let (index, why) = table.choose_server(socket, request.host.as_deref());
+    let server = &table.servers[index];
+    let location = server.select_location(&request.path);
+    let exact_candidate = server.exact.contains_key(&request.path);
+    let candidates: Vec<String> = server
+        .exact
+        .get(&request.path)
+        .map(|&i| format!("= {}", server.locations[i].uri))
+        .into_iter()
+        .chain(
+            server
+                .prefixes
+                .iter()
+                .map(|&i| &server.locations[i])
+                .filter(|l| request.path.starts_with(l.uri.as_str()))
+                .map(|l| l.uri.clone()),
+        )
+        .collect();
+    let location_why = if std::ptr::eq(location, &server.fallback) {
+        "no location matches: the server's own settings"
+    } else if exact_candidate {
+        "exact match"
+    } else {
+        "longest prefix"
+    };
+    let outcome = outcome(&request, table, location);
+    Ok(json!({
+        "request": {
+            "method": method,
+            "target": url.target,
+            "path": request.path,
+            "host": request.host,
+        },
+        "listener": { "addr": listen.addr.to_string(), "why": why_socket },
+        "server": {
+            "index": index,
+            "names": server.names,
+            "listen": server.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "why": why_text(why),
+            "match": why,
+        },
+        "location": {
+            "uri": if std::ptr::eq(location, &server.fallback) { None } else { Some(&location.uri) },
+            "exact": location.exact,
+            "why": location_why,
+            "candidates": candidates,
+        },
+        "outcome": outcome,
+        "methods": location.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "client_max_body_size": location.client_max_body_size,
+        "limits": server.limits,
+    }))
+}
+
+fn why_text(why: ServerMatch) -> &'static str {
+    match why {
+        ServerMatch::ExactName => "Host matches its server_name",
+        ServerMatch::LeadingWildcard => "Host matches its *.name wildcard",
+        ServerMatch::TrailingWildcard => "Host matches its name.* wildcard",
+        ServerMatch::DefaultServer => "no server_name matches Host: the default_server",
+        ServerMatch::FirstServer => "no server_name matches Host: the first server on this address",
+    }
+}
+
+fn outcome(request: &Request, table: &RoutingTable, location: &Location) -> Value {
+    match handlers::plan(request, location) {
+        Plan::NotImplemented => json!({ "kind": "status", "status": 501 }),
+        Plan::Return(ret) => json!({ "kind": "return", "status": ret.code, "target": ret.target }),
+        Plan::MethodNotAllowed => json!({ "kind": "status", "status": 405 }),
+        Plan::ProxyMethodNotAllowed(allowed) => {
+            json!({ "kind": "status", "status": 405, "allow": allowed })
+        }
+        Plan::Proxy(pass) => {
+            let upstream = &table.upstreams[pass.upstream];
+            json!({
+                "kind": "proxy",
+                "upstream": upstream.name,
+                "servers": upstream.servers.iter().map(|s| s.addr.to_string()).collect::<Vec<_>>(),
+                "uri": proxy::upstream_uri(request, location, pass),
+            })
+        }
+        Plan::Cgi(script) => json!({
+            "kind": "cgi",
+            "script": script.path,
+            "interpreter": script.interpreter,
+            "script_name": script.script_name,
+            "path_info": script.path_info,
+        }),
+        Plan::UploadInProgress => json!({ "kind": "status", "status": 403 }),
+        Plan::Static => static_outcome(request, location),
+        Plan::Upload { store, put } => {
+            let mut value = json!({ "kind": if put { "put" } else { "post" }, "store": store });
+            if put {
+                let rest = request
+                    .path
+                    .strip_prefix(location.uri.as_str())
+                    .unwrap_or(&request.path);
+                let file = crate::http::path::map_under(store, rest);
+                value["exists"] = file.exists().into();
+                value["file"] = json!(file);
+            }
+            value
+        }
+        Plan::Delete => {
+            let file = match &location.upload_store {
+                Some(store) => {
+                    let rest = request
+                        .path
+                        .strip_prefix(location.uri.as_str())
+                        .unwrap_or(&request.path);
+                    Some(crate::http::path::map_under(store, rest))
+                }
+                None => static_file::map_path(location, &request.path),
+            };
+            let exists = file.as_deref().is_some_and(Path::exists);
+            json!({ "kind": "delete", "file": file, "exists": exists })
+        }
+    }
+}
+
+/// GET or HEAD: the file, or the directory's index or listing.
+fn static_outcome(request: &Request, location: &Location) -> Value {
+    let Some(file) = static_file::map_path(location, &request.path) else {
+        return json!({ "kind": "file", "file": null, "status": 404 });
+    };
+    let meta: Option<Metadata> = file.metadata().ok();
+    let mut value = json!({ "kind": "file", "file": file, "exists": meta.is_some() });
+    let status = match &meta {
+        None => 404,
+        Some(m) if m.is_dir() && !request.path.ends_with('/') => 301,
+        Some(m) if m.is_dir() => {
+            let index: Option<PathBuf> = location
+                .index
+                .iter()
+                .map(|name| file.join(name))
+                .find(|p| p.is_file());
+            value["index"] = json!(index);
+            value["autoindex"] = location.autoindex.into();
+            if index.is_some() || location.autoindex {
+                200
+            } else {
+                403
+            }
+        }
+        Some(_) if request.path.ends_with('/') => 404,
+        Some(m) if m.is_file() => 200,
+        Some(_) => 403,
+    };
+    value["status"] = status.into();
+    value
+}
+
+/// The text rendering: one line per step.
+pub fn render_text(v: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let r = &v["request"];
+    out.push_str(&format!(
+        "request   {} {} (path {}, host {})\n",
+        s(&r["method"]),
+        s(&r["target"]),
+        s(&r["path"]),
+        s(&r["host"])
+    ));
+    out.push_str(&format!(
+        "listener  {} ({})\n",
+        s(&v["listener"]["addr"]),
+        s(&v["listener"]["why"])
+    ));
+    let server = &v["server"];
+    let names: Vec<String> = server["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let names = if names.is_empty() {
+        "no server_name".to_string()
+    } else {
+        format!("server_name {}", names.join(" "))
+    };
+    out.push_str(&format!(
+        "server    #{} ({names}): {}\n",
+        s(&server["index"]),
+        s(&server["why"])
+    ));
+    let location = &v["location"];
+    let candidates: Vec<String> = location["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let uri = match &location["uri"] {
+        Value::Null => "(none)".to_string(),
+        uri if location["exact"] == true => format!("= {}", s(uri)),
+        uri => s(uri),
+    };
+    out.push_str(&format!(
+        "location  {uri}: {} (candidates: {})\n",
+        s(&location["why"]),
+        if candidates.is_empty() {
+            "none".to_string()
+        } else {
+            candidates.join(", ")
+        }
+    ));
+    out.push_str(&format!("outcome   {}\n", outcome_text(&v["outcome"], &s)));
+    let methods: Vec<String> = v["methods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let body = match &v["client_max_body_size"] {
+        Value::Null => "unlimited".to_string(),
+        n => format!("{} bytes", s(n)),
+    };
+    out.push_str(&format!(
+        "methods   {}; client_max_body_size {body}\n",
+        methods.join(" ")
+    ));
+    out
+}
+
+fn outcome_text(o: &Value, s: &dyn Fn(&Value) -> String) -> String {
+    match o["kind"].as_str().unwrap_or_default() {
+        "status" => {
+            let code = o["status"].as_u64().unwrap_or_default();
+            let reason = u16::try_from(code).map_or("", crate::http::status::reason);
+            format!("{code} {reason}")
+        }
+        "return" => format!("return {} {}", s(&o["status"]), s(&o["target"])),
+        "proxy" => format!(
+            "proxy to upstream {} ({}) as {}",
+            s(&o["upstream"]),
+            o["servers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect::<Vec<_>>()
+                .join(", "),
+            s(&o["uri"])
+        ),
+        "cgi" => format!(
+            "CGI: {} {} (SCRIPT_NAME {}, PATH_INFO \"{}\")",
+            match &o["interpreter"] {
+                Value::Null => "(executed itself)".to_string(),
+                i => s(i),
+            },
+            s(&o["script"]),
+            s(&o["script_name"]),
+            s(&o["path_info"])
+        ),
+        "post" => format!("POST stored as a new file in {}", s(&o["store"])),
+        "put" => format!(
+            "PUT written to {} ({})",
+            s(&o["file"]),
+            if o["exists"] == true {
+                "exists: 204"
+            } else {
+                "new: 201"
+            }
+        ),
+        "delete" => format!(
+            "DELETE {} ({})",
+            s(&o["file"]),
+            if o["exists"] == true {
+                "exists"
+            } else {
+                "missing: 404"
+            }
+        ),
+        _ => {
+            let mut text = format!(
+                "{} file {} ({})",
+                s(&o["status"]),
+                s(&o["file"]),
+                if o["exists"] == true {
+                    "exists"
+                } else {
+                    "missing"
+                }
+            );
+            if o.get("autoindex").is_some() {
+                text.push_str(&format!(
+                    "; index {}, autoindex {}",
+                    s(&o["index"]),
+                    if o["autoindex"] == true { "on" } else { "off" }
+                ));
+            }
+            text
+        }
+    }
+}
+
+/// The command: load, route, print. Exit 1 on a bad config or URL.
+pub fn command(
+    config_path: &Path,
+    url: &str,
+    method: &str,
+    headers: &[String],
+    json: bool,
+) -> ExitCode {
+    let (table, report) = config::load(config_path);
+    let Some(table) = table else {
+        eprint!("{}", report.render_text());
+        eprintln!("{}: failed", config_path.display());
+        return ExitCode::FAILURE;
+    };
+    match route(&table, url, method, headers) {
+        Ok(value) if json => {
+            println!("{value:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(value) => {
+            print!("{}", render_text(&value));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("webserv route: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
