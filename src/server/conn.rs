@@ -1408,63 +1408,48 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
 
 /// [`write_some`] through TLS: no `sendfile`; a file goes through a
 /// bounded buffer, read at its offset, so memory does not grow with it.
+/// What is left of the head and the next body bytes go in one record and
+/// one write.
 fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
     let head = &out.head[out.written..];
-    if !head.is_empty() {
-        // The head and the first body bytes go in one record and one write.
-        let n = match &mut out.body {
-            OutBody::Bytes { data, pos } => {
-                transport.write_vectored(&[IoSlice::new(head), IoSlice::new(&data[*pos..])])?
-            }
-            OutBody::File {
-                file,
-                offset,
-                remaining,
-            } if *remaining > 0 => {
-                let mut buf = [0u8; TLS_FILE_CHUNK];
-                let room = TLS_FILE_CHUNK.saturating_sub(head.len()).max(1);
-                let want = usize::try_from(*remaining).map_or(room, |r| r.min(room));
-                let got = std::os::unix::fs::FileExt::read_at(&*file, &mut buf[..want], *offset)?;
-                let n =
-                    transport.write_vectored(&[IoSlice::new(head), IoSlice::new(&buf[..got])])?;
-                let from_file = n.saturating_sub(head.len());
-                *offset += from_file as u64;
-                *remaining -= from_file as u64;
-                n
-            }
-            _ => transport.write(head)?,
-        };
-        let from_head = n.min(head.len());
-        out.written += from_head;
-        if let OutBody::Bytes { pos, .. } = &mut out.body {
-            *pos += n - from_head;
-        }
-        return Ok(n);
-    }
-    match &mut out.body {
-        OutBody::Bytes { data, pos } => {
-            let n = transport.write(&data[*pos..])?;
-            *pos += n;
-            Ok(n)
-        }
+    let mut buf = [0u8; TLS_FILE_CHUNK];
+    let body: &[u8] = match &out.body {
+        OutBody::Bytes { data, pos } => &data[*pos..],
         OutBody::File {
             file,
             offset,
             remaining,
         } if *remaining > 0 => {
-            let mut buf = [0u8; TLS_FILE_CHUNK];
-            let want = usize::try_from(*remaining).map_or(buf.len(), |r| r.min(buf.len()));
-            let got = std::os::unix::fs::FileExt::read_at(&*file, &mut buf[..want], *offset)?;
+            let room = TLS_FILE_CHUNK - head.len().min(TLS_FILE_CHUNK / 2);
+            let want = usize::try_from(*remaining).map_or(room, |r| r.min(room));
+            let got = std::os::unix::fs::FileExt::read_at(file, &mut buf[..want], *offset)?;
             if got == 0 {
+                // The file shrank under us: the promised length cannot be
+                // kept, so the connection must end.
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            let n = transport.write(&buf[..got])?;
-            *offset += n as u64;
-            *remaining -= n as u64;
-            Ok(n)
+            &buf[..got]
         }
-        OutBody::File { .. } | OutBody::None => Ok(0),
+        OutBody::File { .. } | OutBody::None => &[],
+    };
+    if head.is_empty() && body.is_empty() {
+        return Ok(0);
     }
+    let n = transport.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
+    let from_head = n.min(head.len());
+    let from_body = n - from_head;
+    out.written += from_head;
+    match &mut out.body {
+        OutBody::Bytes { pos, .. } => *pos += from_body,
+        OutBody::File {
+            offset, remaining, ..
+        } => {
+            *offset += from_body as u64;
+            *remaining -= from_body as u64;
+        }
+        OutBody::None => {}
+    }
+    Ok(n)
 }
 
 impl InBuf {

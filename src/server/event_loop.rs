@@ -30,7 +30,6 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::config;
 use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
@@ -505,16 +504,7 @@ impl EventLoop {
     /// opening the listen addresses that appear and closing those that
     /// vanish. Established connections keep the table they started with.
     fn reload(&mut self) {
-        let (table, report) = config::load(&self.config_path);
-        let diagnostics = report.render_text();
-        if !diagnostics.is_empty() {
-            log::console_err(&diagnostics);
-        }
-        let Some(table) = table else {
-            self.logs.error(format_args!(
-                "reload refused: {} has errors; the running configuration stays",
-                self.config_path.display()
-            ));
+        let Some(table) = super::reload_table(&self.config_path, &mut self.logs) else {
             return;
         };
         if table.worker_processes.resolve() != 1 {

@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mio::net::TcpListener;
 
-use crate::config;
 use crate::routing::RoutingTable;
 use crate::server::event_loop::{self, EventLoop, Inherited};
 use crate::server::log::{self, Logs};
@@ -329,16 +328,7 @@ impl Master {
 
     /// SIGHUP: a valid configuration gets new workers, the old ones drain.
     fn reload(&mut self) {
-        let (table, report) = config::load(&self.config_path);
-        let diagnostics = report.render_text();
-        if !diagnostics.is_empty() {
-            log::console_err(&diagnostics);
-        }
-        let Some(table) = table else {
-            self.logs.error(format_args!(
-                "reload refused: {} has errors; the running configuration stays",
-                self.config_path.display()
-            ));
+        let Some(table) = super::reload_table(&self.config_path, &mut self.logs) else {
             return;
         };
         if let Err(err) = self.swap(table) {

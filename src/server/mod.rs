@@ -50,3 +50,21 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
         count => master::run(config, table, count, pid.as_deref()),
     }
 }
+
+/// SIGHUP's first step, for the single process and the master alike: load
+/// `config` again, show its diagnostics, and refuse it (logged; the running
+/// configuration stays) when it has errors.
+fn reload_table(config: &Path, logs: &mut log::Logs) -> Option<crate::routing::RoutingTable> {
+    let (table, report) = config::load(config);
+    let diagnostics = report.render_text();
+    if !diagnostics.is_empty() {
+        log::console_err(&diagnostics);
+    }
+    if table.is_none() {
+        logs.error(format_args!(
+            "reload refused: {} has errors; the running configuration stays",
+            config.display()
+        ));
+    }
+    table
+}
