@@ -14,13 +14,19 @@ pub struct Pem {
     pub key: String,
 }
 
-/// A self-signed certificate for `names` (DNS names or IP addresses).
+/// A self-signed certificate for `names` (DNS names or IP addresses), its
+/// subject's common name the first of them (what a browser shows).
 pub fn self_signed(names: &[&str]) -> Pem {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let certified = rcgen::generate_simple_self_signed(names).expect("rcgen");
+    let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(owned).expect("params");
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+    params.distinguished_name = subject;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
     Pem {
-        cert: certified.cert.pem(),
-        key: certified.signing_key.serialize_pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
     }
 }
 
