@@ -16,6 +16,12 @@
 //! that connection only. The loop runs alone ([`Role::Single`]: it binds and
 //! reloads itself) or as one worker of the master ([`Role::Worker`]: it
 //! serves inherited listeners and leaves SIGHUP to the master).
+//!
+//! A worker polls the listeners it shares with the other workers as nginx
+//! does on Linux: level-triggered with `EPOLLEXCLUSIVE`, one `accept` per
+//! event. A new connection wakes one idle worker rather than every one,
+//! and a worker busy with a burst leaves the rest of it to the others (see
+//! the README, "How workers share a listening socket").
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,6 +44,7 @@ use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
+use crate::server::sys;
 use crate::server::timers::Timers;
 use crate::server::transport::Transport;
 
@@ -55,6 +62,10 @@ struct Listener {
     table: Arc<RoutingTable>,
     /// Index of this address in `table.sockets`.
     index: usize,
+    /// Shared with other workers: registered level-triggered with
+    /// `EPOLLEXCLUSIVE`, one `accept` per event, out of the poll while
+    /// accepting is paused. Else edge-triggered through mio, drained.
+    exclusive: bool,
 }
 
 /// Whether the loop serves alone or as one worker of a master.
@@ -338,10 +349,18 @@ impl EventLoop {
         let Some(listener) = self.listeners.get(listener_key) else {
             return;
         };
+        // A shared listener is level-triggered: the next poll reports it
+        // again while connections wait, and meanwhile another worker may
+        // take them.
+        let mut turns = if listener.exclusive { 1 } else { usize::MAX };
         loop {
+            if turns == 0 {
+                return;
+            }
+            turns -= 1;
             if self.conns.len() >= max {
                 // Resumed when a connection closes.
-                self.accept_paused = Some(now + Duration::from_secs(3600));
+                self.pause_accepting(now + Duration::from_secs(3600));
                 return;
             }
             let (stream, peer) = match listener.socket.accept() {
@@ -354,7 +373,7 @@ impl EventLoop {
                     ) =>
                 {
                     self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.accept_paused = Some(now + ACCEPT_RETRY);
+                    self.pause_accepting(now + ACCEPT_RETRY);
                     return;
                 }
                 // The peer gave up before we took it: take the next one.
@@ -369,7 +388,7 @@ impl EventLoop {
                 // Anything else may persist: pause rather than spin.
                 Err(err) => {
                     self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.accept_paused = Some(now + ACCEPT_RETRY);
+                    self.pause_accepting(now + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -409,6 +428,18 @@ impl EventLoop {
         }
     }
 
+    /// Stops accepting until `until` (or a connection closes): shared
+    /// listeners leave the poll, where being level-triggered they would
+    /// wake the loop at once, again and again.
+    fn pause_accepting(&mut self, until: Instant) {
+        self.accept_paused = Some(until);
+        for (_, listener) in self.listeners.iter_mut() {
+            if listener.exclusive {
+                unregister(&self.poll, listener);
+            }
+        }
+    }
+
     fn accept_retry_in(&self, now: Instant) -> Option<Duration> {
         self.accept_paused
             .map(|at| at.saturating_duration_since(now))
@@ -427,6 +458,14 @@ impl EventLoop {
         self.accept_paused = None;
         let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
         for key in keys {
+            let listener = &self.listeners[key];
+            if listener.exclusive {
+                let token = LISTENER_BASE + key;
+                if let Err(err) = sys::epoll_add_exclusive(&self.poll, &listener.socket, token) {
+                    self.logs
+                        .error(format_args!("polling {} again: {err}", listener.addr));
+                }
+            }
             self.accept_all(key, now);
         }
     }
@@ -441,10 +480,15 @@ impl EventLoop {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
         anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
-        self.poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)
-            .with_context(|| format!("registering {addr}"))?;
+        let exclusive = self.role == Role::Worker;
+        if exclusive {
+            sys::epoll_add_exclusive(&self.poll, &socket, token.0)
+        } else {
+            self.poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE)
+        }
+        .with_context(|| format!("registering {addr}"))?;
         if self.role == Role::Single {
             let scheme = if table.sockets[index].tls.is_some() {
                 "https"
@@ -461,6 +505,7 @@ impl EventLoop {
             addr,
             table: Arc::clone(table),
             index,
+            exclusive,
         });
         Ok(())
     }
@@ -488,7 +533,7 @@ impl EventLoop {
                 .notice(format_args!("worker {} shutting down", std::process::id())),
         }
         for mut listener in self.listeners.drain() {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
+            unregister(&self.poll, &mut listener);
         }
         self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -538,7 +583,7 @@ impl EventLoop {
             .collect();
         for key in gone {
             let mut listener = self.listeners.remove(key);
-            let _ = self.poll.registry().deregister(&mut listener.socket);
+            unregister(&self.poll, &mut listener);
             log::console(format_args!(
                 "webserv: stopped listening on http://{}",
                 listener.addr
@@ -562,6 +607,16 @@ impl EventLoop {
     }
 }
 
+/// Takes `listener` out of the poll (a paused shared listener is out
+/// already: nothing to do).
+fn unregister(poll: &Poll, listener: &mut Listener) {
+    let _ = if listener.exclusive {
+        sys::epoll_remove(poll, &listener.socket)
+    } else {
+        poll.registry().deregister(&mut listener.socket)
+    };
+}
+
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    crate::server::sys::listen_on(addr).map(TcpListener::from_std)
+    sys::listen_on(addr).map(TcpListener::from_std)
 }
