@@ -16,12 +16,6 @@
 //! that connection only. The loop runs alone ([`Role::Single`]: it binds and
 //! reloads itself) or as one worker of the master ([`Role::Worker`]: it
 //! serves inherited listeners and leaves SIGHUP to the master).
-//!
-//! A worker polls the listeners it shares with the other workers as nginx
-//! does on Linux: level-triggered with `EPOLLEXCLUSIVE`, one `accept` per
-//! event. A new connection wakes one idle worker rather than every one,
-//! and a worker busy with a burst leaves the rest of it to the others (see
-//! the README, "How workers share a listening socket").
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,7 +38,6 @@ use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::proxy::Upstreams;
 use crate::server::reaper::Reaper;
-use crate::server::sys;
 use crate::server::timers::Timers;
 use crate::server::transport::Transport;
 
@@ -62,10 +55,6 @@ struct Listener {
     table: Arc<RoutingTable>,
     /// Index of this address in `table.sockets`.
     index: usize,
-    /// Shared with other workers: registered level-triggered with
-    /// `EPOLLEXCLUSIVE`, one `accept` per event, out of the poll while
-    /// accepting is paused. Else edge-triggered through mio, drained.
-    exclusive: bool,
 }
 
 /// Whether the loop serves alone or as one worker of a master.
@@ -349,18 +338,10 @@ impl EventLoop {
         let Some(listener) = self.listeners.get(listener_key) else {
             return;
         };
-        // A shared listener is level-triggered: the next poll reports it
-        // again while connections wait, and meanwhile another worker may
-        // take them.
-        let mut turns = if listener.exclusive { 1 } else { usize::MAX };
         loop {
-            if turns == 0 {
-                return;
-            }
-            turns -= 1;
             if self.conns.len() >= max {
                 // Resumed when a connection closes.
-                self.pause_accepting(now + Duration::from_secs(3600));
+                self.accept_paused = Some(now + Duration::from_secs(3600));
                 return;
             }
             let (stream, peer) = match listener.socket.accept() {
@@ -373,7 +354,7 @@ impl EventLoop {
                     ) =>
                 {
                     self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.pause_accepting(now + ACCEPT_RETRY);
+                    self.accept_paused = Some(now + ACCEPT_RETRY);
                     return;
                 }
                 // The peer gave up before we took it: take the next one.
@@ -388,7 +369,7 @@ impl EventLoop {
                 // Anything else may persist: pause rather than spin.
                 Err(err) => {
                     self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.pause_accepting(now + ACCEPT_RETRY);
+                    self.accept_paused = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -428,18 +409,6 @@ impl EventLoop {
         }
     }
 
-    /// Stops accepting until `until` (or a connection closes): shared
-    /// listeners leave the poll, where being level-triggered they would
-    /// wake the loop at once, again and again.
-    fn pause_accepting(&mut self, until: Instant) {
-        self.accept_paused = Some(until);
-        for (_, listener) in self.listeners.iter_mut() {
-            if listener.exclusive {
-                unregister(&self.poll, listener);
-            }
-        }
-    }
-
     fn accept_retry_in(&self, now: Instant) -> Option<Duration> {
         self.accept_paused
             .map(|at| at.saturating_duration_since(now))
@@ -458,14 +427,6 @@ impl EventLoop {
         self.accept_paused = None;
         let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let listener = &self.listeners[key];
-            if listener.exclusive {
-                let token = LISTENER_BASE + key;
-                if let Err(err) = sys::epoll_add_exclusive(&self.poll, &listener.socket, token) {
-                    self.logs
-                        .error(format_args!("polling {} again: {err}", listener.addr));
-                }
-            }
             self.accept_all(key, now);
         }
     }
@@ -480,15 +441,10 @@ impl EventLoop {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
         anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
-        let exclusive = self.role == Role::Worker;
-        if exclusive {
-            sys::epoll_add_exclusive(&self.poll, &socket, token.0)
-        } else {
-            self.poll
-                .registry()
-                .register(&mut socket, token, Interest::READABLE)
-        }
-        .with_context(|| format!("registering {addr}"))?;
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+            .with_context(|| format!("registering {addr}"))?;
         if self.role == Role::Single {
             let scheme = if table.sockets[index].tls.is_some() {
                 "https"
@@ -505,7 +461,6 @@ impl EventLoop {
             addr,
             table: Arc::clone(table),
             index,
-            exclusive,
         });
         Ok(())
     }
@@ -533,7 +488,7 @@ impl EventLoop {
                 .notice(format_args!("worker {} shutting down", std::process::id())),
         }
         for mut listener in self.listeners.drain() {
-            unregister(&self.poll, &mut listener);
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -583,7 +538,7 @@ impl EventLoop {
             .collect();
         for key in gone {
             let mut listener = self.listeners.remove(key);
-            unregister(&self.poll, &mut listener);
+            let _ = self.poll.registry().deregister(&mut listener.socket);
             log::console(format_args!(
                 "webserv: stopped listening on http://{}",
                 listener.addr
@@ -607,16 +562,6 @@ impl EventLoop {
     }
 }
 
-/// Takes `listener` out of the poll (a paused shared listener is out
-/// already: nothing to do).
-fn unregister(poll: &Poll, listener: &mut Listener) {
-    let _ = if listener.exclusive {
-        sys::epoll_remove(poll, &listener.socket)
-    } else {
-        poll.registry().deregister(&mut listener.socket)
-    };
-}
-
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    sys::listen_on(addr).map(TcpListener::from_std)
+    crate::server::sys::listen_on(addr).map(TcpListener::from_std)
 }

@@ -1,9 +1,8 @@
 //! The few system calls std does not offer: `send` with `MSG_MORE`,
 //! `sendfile` (both work on non-blocking sockets and report `WouldBlock`
-//! like any other write), a listening socket with `IPV6_V6ONLY`,
+//! like any other write), a listening socket with `IPV6_V6ONLY`, and
 //! `pidfd_open` (a child's exit as a readable
-//! descriptor for the event loop), and a listener shared by workers
-//! registered with `EPOLLEXCLUSIVE` (mio does not offer the flag).
+//! descriptor for the event loop).
 
 use std::fs::File;
 use std::io;
@@ -66,57 +65,6 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let fd = i32::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adds listening socket `socket` to the epoll instance `epoll` (a mio
-/// `Poll`, whose events carry `token` as mio's do), level-triggered with
-/// `EPOLLEXCLUSIVE` (Linux 4.5+): a new connection wakes one of the
-/// workers blocked on the socket, not all of them, and one that is busy
-/// is passed over. [`epoll_remove`] undoes it (mio's `deregister` would
-/// not know the socket in a debug build).
-pub fn epoll_add_exclusive(
-    epoll: &impl AsRawFd,
-    socket: &impl AsRawFd,
-    token: usize,
-) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
-        u64: token as u64,
-    };
-    // SAFETY: both descriptors are owned by live objects for the call, and
-    // `event` is a valid epoll_event.
-    let rc = unsafe {
-        libc::epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            socket.as_raw_fd(),
-            &mut event,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// Removes `socket` from the epoll instance `epoll`.
-pub fn epoll_remove(epoll: &impl AsRawFd, socket: &impl AsRawFd) -> io::Result<()> {
-    // SAFETY: both descriptors are owned by live objects for the call; a
-    // null event is allowed for EPOLL_CTL_DEL (Linux 2.6.9+).
-    let rc = unsafe {
-        libc::epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            socket.as_raw_fd(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// Catches SIGXFSZ with a handler that does nothing: a write past
