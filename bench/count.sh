@@ -3,7 +3,10 @@
 # counts that do not depend on what else runs on the machine: instructions
 # (valgrind --tool=callgrind, Ir) and system calls (strace -c), per request.
 #
-#   bench/count.sh [BIN...]      one line per binary and case
+#   bench/count.sh [BIN...] [nginx]      one line per binary and case
+#
+# `nginx` measures nginx the same way (one process: master_process off), with
+# the TLS settings of bench/tls.sh (both protocols, webserv's order of suites).
 #
 # Each binary serves a 1 KiB file on a plain and on a TLS port (one process,
 # the same ECDSA P-256 certificate as bench/tls.sh); bench/drive.py sends
@@ -54,12 +57,36 @@ server {
     root $WORK/www;
 }
 CONF
+    local cmd=("$bin" "$WORK/count.conf")
+    if [ "$bin" = nginx ]; then
+        nginx_conf "$WORK/nginx" "
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384;
+    server {
+        listen 127.0.0.1:${PORT[plain]};
+        root $WORK/www;
+    }
+    server {
+        listen 127.0.0.1:${PORT[tls]} ssl;
+        server_name localhost;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        root $WORK/www;
+    }"
+        echo 'master_process off;' >>"$WORK/nginx/nginx.conf"
+        cmd=(nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf")
+    fi
     case $tool in
         callgrind)
             valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
-                "$bin" "$WORK/count.conf" >"$WORK/server.log" 2>&1 &
+                "${cmd[@]}" >"$WORK/server.log" 2>&1 &
             ;;
-        strace) "$bin" "$WORK/count.conf" >"$WORK/server.log" 2>&1 & ;;
+        strace) "${cmd[@]}" >"$WORK/server.log" 2>&1 & ;;
     esac
     PID[server]=$!
     START_TIMEOUT=60
@@ -113,4 +140,4 @@ for bin in "$@"; do
         done
     done
 done
-grep -m1 negotiated "$WORK/drive.log" >&2 || true
+sort -u "$WORK/drive.log" >&2 || true

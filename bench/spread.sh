@@ -9,9 +9,10 @@
 # file; per run and case, wrk -t2 -c50 for DURATION seconds, then each
 # worker's share is its count of write system calls (/proc/PID/io syscw)
 # during the run, printed as smaller/larger (1.00: even; 0.00: one worker
-# did everything), with req/s, the load average and, counted by `perf stat`
-# over both workers, system calls, epoll_wait calls, accept4 calls and
-# context switches per request. Cases: keepalive, close
+# did everything), with req/s, the load average, the workers' CPU time per
+# request (user + system, µs, from /proc/PID/stat: what a request costs,
+# whatever else runs) and, counted by `perf stat` over both workers, system
+# calls, epoll_wait calls, accept4 calls and context switches per request. Cases: keepalive, close
 # (`Connection: close`), notfound (404, keep-alive). Environment:
 # DURATION (5), ROUNDS (3), CASES.
 set -euo pipefail
@@ -32,6 +33,8 @@ head -c 1024 /dev/urandom >"$WORK/www/small.bin"
 chmod -R a+rX "$WORK/www"
 
 syscw() { awk '/^syscw:/ { print $2 }' "/proc/$1/io"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime
+TICK=$(getconf CLK_TCK)
 
 one_run() { # one_run BIN CASE
     local bin=$1 case=$2 w1 w2 a1 a2 b1 b2 out args=()
@@ -64,6 +67,7 @@ CONF
     read -r w1 w2 < <(pgrep -P "${PID[ws]}" | head -n 2 | tr '\n' ' ')
     a1=$(syscw "$w1")
     a2=$(syscw "$w2")
+    local t0=$(($(cpu_ticks "$w1") + $(cpu_ticks "$w2")))
     local path=/small.bin
     case $case in
         close) args=(-H 'Connection: close') ;;
@@ -77,17 +81,18 @@ CONF
     wait "$perf_pid" 2>/dev/null || true
     b1=$(($(syscw "$w1") - a1))
     b2=$(($(syscw "$w2") - a2))
+    local ticks=$(($(cpu_ticks "$w1") + $(cpu_ticks "$w2") - t0))
     stop_pid "${PID[ws]}"
     unset 'PID[ws]'
     awk -F, -v x="$b1" -v y="$b2" -v rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")" \
         -v n="$(awk '/requests in/ { print $1 }' <<<"$out")" \
-        -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+        -v load="$(cut -d' ' -f1 /proc/loadavg)" -v ticks="$ticks" -v hz="$TICK" '
         $3 ~ /sys_enter$/ { sys = $1 } $3 ~ /epoll_wait/ { ep = $1 } $3 ~ /accept4/ { acc = $1 }
         $3 ~ /context-switches/ { cs = $1 }
         END {
         lo = (x < y) ? x : y; hi = (x < y) ? y : x
-        printf "share %.2f  req/s %s  load %s  per request: syscalls %.2f epoll_wait %.2f accept4 %.2f cswitch %.2f",
-            (hi > 0) ? lo / hi : 0, rps, load, sys / n, ep / n, acc / n, cs / n }' "$WORK/perf.txt"
+        printf "share %.2f  req/s %s  load %s  per request: cpu %.1f us, syscalls %.2f epoll_wait %.2f accept4 %.2f cswitch %.2f",
+            (hi > 0) ? lo / hi : 0, rps, load, ticks / hz * 1e6 / n, sys / n, ep / n, acc / n, cs / n }' "$WORK/perf.txt"
 }
 
 for round in $(seq "$ROUNDS"); do
