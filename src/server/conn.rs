@@ -121,18 +121,12 @@ pub struct Readiness {
 pub enum Verdict {
     Keep,
     Close,
-    /// Keep, and run it again once the other events of this turn are
-    /// served ([`Conn::resume`]): it finished a response and its next
-    /// request may be waiting already, but one connection must not hold
-    /// the loop while the others wait (nginx posts such a connection too).
-    Yield,
 }
 
 enum Step {
     Progress,
     Blocked,
     Close,
-    Yield,
 }
 
 enum Phase {
@@ -480,11 +474,6 @@ impl Conn {
         self.run(cx)
     }
 
-    /// Runs a connection that yielded ([`Verdict::Yield`]).
-    pub fn resume(&mut self, cx: &mut Cx) -> Verdict {
-        self.run(cx)
-    }
-
     /// The connection is closing: kill and hand over what it still runs.
     pub fn release(&mut self, cx: &mut Cx) {
         match &mut self.phase {
@@ -542,7 +531,6 @@ impl Conn {
                 Step::Progress => {}
                 Step::Blocked => return Verdict::Keep,
                 Step::Close => return Verdict::Close,
-                Step::Yield => return Verdict::Yield,
             }
         }
     }
@@ -1170,16 +1158,7 @@ impl Conn {
                 self.head_started = (!self.client.input.is_empty()).then_some(cx.now);
                 self.client.last_activity = cx.now;
                 self.client.input.release_if_empty();
-                // A request already read (pipelined) is served now; one
-                // that may wait in the socket, after the turn's other
-                // connections.
-                if self.client.input.is_empty()
-                    && (self.client.readable || self.client.transport.has_buffered())
-                {
-                    Step::Yield
-                } else {
-                    Step::Progress
-                }
+                Step::Progress
             }
             After::Close => Step::Close,
             After::Linger => {

@@ -88,9 +88,6 @@ pub struct EventLoop {
     /// resumes when a connection closes or at this instant.
     accept_paused: Option<Instant>,
     closing: Vec<usize>,
-    /// Connections that yielded ([`Verdict::Yield`]): run again after the
-    /// turn's events, in the order they yielded.
-    posted: Vec<usize>,
     /// CGI children that ended their exchange but not yet their process.
     reaper: Reaper,
     /// Idle upstream connections and the balancer's state.
@@ -177,7 +174,6 @@ impl EventLoop {
             shutdown_at: None,
             accept_paused: None,
             closing: Vec::new(),
-            posted: Vec::new(),
             reaper: Reaper::default(),
             upstreams: Upstreams {
                 pool: Pool::default(),
@@ -206,8 +202,6 @@ impl EventLoop {
                 }
             }
             let timeout = [
-                // Connections that yielded wait for no event.
-                (!self.posted.is_empty()).then_some(Duration::ZERO),
                 self.timers.timeout(now),
                 self.shutdown_at.map(|at| at - now),
                 self.accept_retry_in(now),
@@ -233,7 +227,6 @@ impl EventLoop {
             for event in events.iter() {
                 self.dispatch(event, Instant::now());
             }
-            self.run_posted();
             let now = Instant::now();
             self.fire_deadlines(now);
             self.close_finished(now);
@@ -292,32 +285,11 @@ impl EventLoop {
         Some(verdict)
     }
 
-    /// Runs once more each connection that yielded before this call; one
-    /// that yields again waits for the next turn.
-    fn run_posted(&mut self) {
-        let mut posted = std::mem::take(&mut self.posted);
-        // Two events of one connection in a batch may both have yielded.
-        let mut seen = std::collections::HashSet::with_capacity(posted.len());
-        posted.retain(|key| seen.insert(*key));
-        for key in posted {
-            if self.closing.contains(&key) {
-                continue;
-            }
-            if let Some(verdict) = self.guarded(key, Instant::now(), Conn::resume) {
-                self.settle(key, verdict);
-            }
-        }
-    }
-
     /// Records a connection's verdict: its deadline, or its end.
     fn settle(&mut self, key: usize, verdict: Verdict) {
         let conn = &mut self.conns[key];
         match verdict {
             Verdict::Keep => self.timers.sync(key, &mut conn.deadline),
-            Verdict::Yield => {
-                self.timers.sync(key, &mut conn.deadline);
-                self.posted.push(key);
-            }
             Verdict::Close => {
                 self.timers.cancel(key, &mut conn.deadline);
                 self.closing.push(key);
@@ -343,10 +315,7 @@ impl EventLoop {
     }
 
     fn close_finished(&mut self, now: Instant) {
-        let closing = std::mem::take(&mut self.closing);
-        // Their keys may be reused by the next accept.
-        self.posted.retain(|key| !closing.contains(key));
-        for key in closing {
+        for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let mut cx = cx!(self, now);
                 if let Err(message) = panic::catch(|| conn.release(&mut cx)) {
