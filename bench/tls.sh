@@ -8,8 +8,18 @@
 #   (d) RSS per idle TLS keep-alive connection (KiB)       bench/idle_conns.py --tls
 #
 # wrk shares the 2 cores with the server under test (and each server runs one
-# worker), so compare ratios, not absolute figures. Environment: as run.sh
-# (WEBSERV_BIN, DURATION, BENCH_SERVERS, RESULTS), IDLE_CONNS (default 1000).
+# worker), so compare ratios, not absolute figures. Both servers get the same
+# `ssl_protocols` (SSL_PROTOCOLS, default "TLSv1.2 TLSv1.3": nginx 1.22's own
+# default has no TLS 1.3, and a TLS 1.2 handshake is a different amount of
+# work) and nginx gets webserv's order of cipher suites, the server's choice
+# (else it follows OpenSSL's client to AES-256-GCM-SHA384); the report says
+# what each negotiated with OpenSSL's client (wrk's): protocol, cipher
+# suite, key exchange group. Both send OpenSSL's and rustls's default two
+# TLS 1.3 session tickets per handshake (nginx: stateless; webserv:
+# rustls's in-memory session cache). Environment: as run.sh
+# (WEBSERV_BIN, DURATION, BENCH_SERVERS, RESULTS, WORKERS: worker_processes
+# on both sides, 1 by default; other than 1, (d) is left out, as in run.sh),
+# IDLE_CONNS (default 1000), SSL_PROTOCOLS.
 set -euo pipefail
 
 BENCH_NAME=tls
@@ -18,6 +28,8 @@ BENCH_NAME=tls
 DURATION=${DURATION:-10}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
+WORKERS=${WORKERS:-1}
+SSL_PROTOCOLS=${SSL_PROTOCOLS:-TLSv1.2 TLSv1.3}
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 ensure_installed wrk
@@ -45,7 +57,9 @@ chmod a+r "$WORK/key.pem"
 start_webserv() {
     PORT[webserv]=$(free_port)
     cat >"$WORK/webserv.conf" <<CONF
+worker_processes $WORKERS;
 max_connections $((FDS - 64));
+ssl_protocols $SSL_PROTOCOLS;
 server {
     listen 127.0.0.1:${PORT[webserv]} ssl;
     server_name localhost;
@@ -63,6 +77,11 @@ start_nginx() {
     sendfile on;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
+    ssl_protocols $SSL_PROTOCOLS;
+    # webserv's order of suites (src/config/tls.rs), the server's choice.
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305;
     server {
         listen 127.0.0.1:${PORT[nginx]} ssl;
         server_name localhost;
@@ -123,6 +142,14 @@ bench_memory() {
     fi
 }
 
+# negotiated NAME: what OpenSSL's client (the one wrk uses) settles on.
+negotiated() {
+    openssl s_client -connect "127.0.0.1:${PORT[$1]}" -servername localhost </dev/null 2>/dev/null |
+        awk '/^New,/ { sub(/^New, /, ""); sub(/, Cipher is /, " "); v = $0 }
+             /Temp Key:/ { sub(/^.*Temp Key: /, ""); sub(/,.*/, ""); g = $0 }
+             END { printf "%s, %s", v, g }'
+}
+
 row() {
     local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
     printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
@@ -136,7 +163,12 @@ for name in $BENCH_SERVERS; do
     esac
     log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
 done
-for name in $BENCH_SERVERS; do bench_memory "$name"; done
+NEGOTIATED=""
+for name in $BENCH_SERVERS; do NEGOTIATED+="${NEGOTIATED:+; }$name: $(negotiated "$name")"; done
+log "negotiated: $NEGOTIATED"
+if [ "$WORKERS" = 1 ]; then
+    for name in $BENCH_SERVERS; do bench_memory "$name"; done
+fi
 for name in $BENCH_SERVERS; do bench_wrk "$name"; done
 
 table=$(
@@ -146,13 +178,16 @@ table=$(
     row "1 KiB keep-alive, p99 latency ms (lower is better)" small-p99
     row "new handshakes: 1 KiB Connection: close, req/s (higher is better)" close-rps
     row "1 MiB keep-alive, MiB/s (higher is better)" big-mib
-    row "idle TLS connections held" idle-ok
-    row "RSS per idle TLS connection, KiB (lower is better)" kib-per-conn
+    if [ "$WORKERS" = 1 ]; then
+        row "idle TLS connections held" idle-ok
+        row "RSS per idle TLS connection, KiB (lower is better)" kib-per-conn
+    fi
     row "wrk errors and non-2xx (keep-alive / close / 1 MiB)" errors
 )
 echo "$table"
-append_results "TLS (bench/tls.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle TLS connections")
+append_results "TLS, worker_processes $WORKERS (bench/tls.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle TLS connections")
+Negotiated (OpenSSL $(openssl version | awk '{ print $2 }') client): $NEGOTIATED.
 
-\`DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
+\`WORKERS=$WORKERS SSL_PROTOCOLS=\"$SSL_PROTOCOLS\" DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
 
 $table"

@@ -531,6 +531,23 @@ fn plain_http_on_the_tls_port_gets_400_then_close() {
     assert_eq!(response.status, 200);
 }
 
+/// The first read of a TLS connection is also where a client that leaves
+/// without a byte is seen: the server closes at once, not at
+/// client_header_timeout (60s here).
+#[test]
+fn a_client_that_leaves_before_its_first_byte_is_closed_at_once() {
+    let (server, pem) = start_tls(SIMPLE, &[]);
+    let since = Instant::now();
+    let quiet = server.connect();
+    quiet
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    closed_between(quiet, since, Duration::ZERO, Duration::from_secs(5))
+        .expect("a client that left");
+    let response = fetch(server.port, &client(&[&pem], BOTH), "localhost", "/");
+    assert_eq!(response.status, 200);
+}
+
 // --- 5. large bodies, bounded memory -------------------------------------------------
 
 /// The size of the large transfers. 100 MiB runs in a few seconds in a

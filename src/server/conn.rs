@@ -1193,8 +1193,8 @@ impl Client {
         if self.peer_closed {
             return ReadOutcome::Closed;
         }
-        // TLS records still to send (a handshake answer) go out first.
-        if self.writable && self.transport.wants_write() {
+        // A handshake answer still to send goes out first.
+        if self.writable && self.transport.owes_peer() {
             match self.transport.flush() {
                 Ok(true) => {}
                 Ok(false) => self.writable = false,
@@ -1435,7 +1435,18 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
     if head.is_empty() && body.is_empty() {
         return Ok(0);
     }
-    let n = transport.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
+    let last = match &out.body {
+        OutBody::Bytes { .. } | OutBody::None => true,
+        OutBody::File { remaining, .. } => *remaining == body.len() as u64,
+    };
+    let slices = [IoSlice::new(head), IoSlice::new(body)];
+    // The close_notify of a connection that ends here rides with the last
+    // record.
+    let n = if last && out.after == After::Close {
+        transport.write_vectored_closing(&slices)?
+    } else {
+        transport.write_vectored(&slices)?
+    };
     let from_head = n.min(head.len());
     let from_body = n - from_head;
     out.written += from_head;

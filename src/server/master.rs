@@ -3,6 +3,13 @@
 //! ([`EventLoop`], role [`Role::Worker`]) on those inherited sockets, and
 //! does no client I/O itself.
 //!
+//! Each address is N `SO_REUSEPORT` sockets, one per worker slot, all
+//! bound and kept by the master: the kernel spreads new connections over
+//! them, the worker of slot i accepts from socket i only, and the worker
+//! that replaces it (after a death or a reload) takes the same socket,
+//! with whatever connections wait in its queue. Only a reload that lowers
+//! N closes sockets (the surplus slots'), and with them what waits there.
+//!
 //! Its loop, one signal at a time (SIGCHLD, SIGHUP, SIGINT and SIGTERM
 //! stay blocked and are taken with `sigtimedwait`, so the master needs no
 //! handler, no pipe and no thread, and a forked worker inherits none):
@@ -33,7 +40,7 @@ use anyhow::Context;
 use mio::net::TcpListener;
 
 use crate::routing::RoutingTable;
-use crate::server::event_loop::{self, EventLoop, Inherited};
+use crate::server::event_loop::{EventLoop, Inherited};
 use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::pidfile::PidFile;
@@ -53,8 +60,41 @@ const TICK: Duration = Duration::from_secs(1);
 const SIGNALS: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
 
 struct Listener {
-    socket: TcpListener,
+    /// One per worker slot, on the same address (`SO_REUSEPORT`).
+    sockets: Vec<TcpListener>,
     addr: SocketAddr,
+}
+
+impl Listener {
+    /// `count` sockets on `addr` (a port 0 is chosen once, for all).
+    fn bind(addr: SocketAddr, count: usize) -> anyhow::Result<Listener> {
+        let first = bind_shared(addr)?;
+        let mut listener = Listener {
+            addr,
+            sockets: vec![first],
+        };
+        listener.grow(count)?;
+        Ok(listener)
+    }
+
+    /// Adds sockets up to `count`.
+    fn grow(&mut self, count: usize) -> anyhow::Result<()> {
+        let bound = self
+            .sockets
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .unwrap_or(self.addr);
+        while self.sockets.len() < count {
+            self.sockets.push(bind_shared(bound)?);
+        }
+        Ok(())
+    }
+}
+
+fn bind_shared(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    crate::server::sys::listen_on_shared(addr)
+        .map(TcpListener::from_std)
+        .with_context(|| format!("listening on {addr}"))
 }
 
 struct Worker {
@@ -97,12 +137,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for socket in &table.sockets {
-        let listener = event_loop::bind(socket.addr)
-            .with_context(|| format!("listening on {}", socket.addr))?;
-        listeners.push(Listener {
-            socket: listener,
-            addr: socket.addr,
-        });
+        listeners.push(Listener::bind(socket.addr, count)?);
     }
     let logs = Logs::open(&table).context("opening logs")?;
     let _pid_file = pid_path.map(PidFile::create).transpose()?;
@@ -166,7 +201,7 @@ impl Master {
         // SAFETY: the master is single-threaded, so the child may run any
         // code; it never returns from `worker_main`.
         match unsafe { libc::fork() } {
-            0 => self.worker_main(),
+            0 => self.worker_main(slot),
             -1 => {
                 let err = io::Error::last_os_error();
                 self.logs
@@ -187,7 +222,7 @@ impl Master {
 
     /// The forked child: serve, then exit; a panic or an error is logged
     /// and ends the process, never returns into the master's code.
-    fn worker_main(&mut self) -> ! {
+    fn worker_main(&mut self, slot: usize) -> ! {
         // The kernel sends SIGTERM (drain) if the master dies; if it died
         // before this line, drain at once.
         // SAFETY: prctl(2) with PR_SET_PDEATHSIG and a signal number.
@@ -196,11 +231,13 @@ impl Master {
         let orphan = unsafe { libc::getppid() } != self.pid;
         // The worker opens the logs again itself.
         drop(mem::replace(&mut self.logs, Logs::stderr()));
+        // The other slots' sockets are closed here (the master keeps them).
         let listeners: Vec<Inherited> = mem::take(&mut self.listeners)
             .into_iter()
             .filter_map(|l| {
                 let index = self.table.sockets.iter().position(|s| s.addr == l.addr)?;
-                Some((l.socket, l.addr, index))
+                let socket = l.sockets.into_iter().nth(slot)?;
+                Some((socket, l.addr, index))
             })
             .collect();
         let config_path = mem::take(&mut self.config_path);
@@ -338,25 +375,33 @@ impl Master {
 
     fn swap(&mut self, table: RoutingTable) -> anyhow::Result<()> {
         let logs = Logs::open(&table).context("opening logs")?;
-        // Bind every new address first, so a failure changes nothing.
+        let count = table.worker_processes.resolve();
+        // Bind every new address and socket first, so a failure changes
+        // nothing (sockets added to a kept address are closed again).
         let mut listeners = Vec::new();
         for socket in &table.sockets {
             let kept = self.listeners.iter().position(|l| l.addr == socket.addr);
             if kept.is_none() {
-                let listener = event_loop::bind(socket.addr)
-                    .with_context(|| format!("listening on {}", socket.addr))?;
-                listeners.push(Listener {
-                    socket: listener,
-                    addr: socket.addr,
-                });
+                listeners.push(Listener::bind(socket.addr, count)?);
             }
+        }
+        let sizes: Vec<usize> = self.listeners.iter().map(|l| l.sockets.len()).collect();
+        let grown = self.listeners.iter_mut().try_for_each(|l| l.grow(count));
+        if let Err(err) = grown {
+            for (listener, size) in self.listeners.iter_mut().zip(sizes) {
+                listener.sockets.truncate(size);
+            }
+            return Err(err);
         }
         for listener in &listeners {
             announce("listening on", listener, &table);
         }
         let old = mem::take(&mut self.listeners);
-        for listener in old {
+        for mut listener in old {
             if table.sockets.iter().any(|s| s.addr == listener.addr) {
+                // Fewer workers: the surplus slots' sockets close (here,
+                // and in their old workers as these drain).
+                listener.sockets.truncate(count);
                 listeners.push(listener);
             } else {
                 // Closed here now, and in each old worker as it drains.
@@ -367,7 +412,6 @@ impl Master {
         let now = Instant::now();
         // The old workers drain within the old table's bound.
         self.retire_workers(now);
-        let count = table.worker_processes.resolve();
         self.table = Arc::new(table);
         self.logs = logs;
         self.slots = (0..count).map(|_| Slot::default()).collect();
@@ -389,7 +433,11 @@ fn announce(what: &str, listener: &Listener, table: &RoutingTable) {
     let scheme = if tls { "https" } else { "http" };
     log::console(format_args!(
         "webserv: {what} {scheme}://{}",
-        listener.socket.local_addr().unwrap_or(listener.addr)
+        listener
+            .sockets
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .unwrap_or(listener.addr)
     ));
 }
 

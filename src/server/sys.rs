@@ -81,6 +81,17 @@ pub fn survive_file_size_limit() -> io::Result<()> {
 /// (as nginx's default `ipv6only=on`), so `listen [::]:P` and `listen P`
 /// can stand side by side.
 pub fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    listen_with(addr, false)
+}
+
+/// [`listen_on`] with `SO_REUSEPORT`: one of a group of sockets on the same
+/// address (all of them `SO_REUSEPORT`, same user), among which the kernel
+/// spreads new connections by a hash of their addresses and ports.
+pub fn listen_on_shared(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    listen_with(addr, true)
+}
+
+fn listen_with(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let domain = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -99,6 +110,9 @@ pub fn listen_on(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
+    if reuse_port {
+        set_flag(&socket, libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
+    }
     if domain == libc::AF_INET6 {
         set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
     }

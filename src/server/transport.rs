@@ -6,23 +6,33 @@
 //! TLS in an edge-triggered loop:
 //! - plaintext that rustls has already decrypted can be read without the
 //!   socket being readable ([`Transport::has_buffered`]);
-//! - records rustls must send (handshake, alerts, encrypted data) go out
-//!   before anything new is taken, and a response is only finished once
-//!   they are all written ([`Transport::flush`]);
+//! - records rustls must send go out with the next write, and a response
+//!   is only finished once they are all written ([`Transport::flush`]):
+//!   plaintext is encrypted behind what rustls holds and the lot leaves in
+//!   one `writev`, so the session tickets that follow the handshake ride
+//!   with the first response instead of costing a write and a segment of
+//!   their own; a handshake flight, which the peer waits for, goes out at
+//!   once;
 //! - a first byte that cannot start a TLS record is plain HTTP sent to a
 //!   TLS port: the transport turns plain, and the connection answers 400.
+//!   The first read is an ordinary `recv` into the caller's buffer, handed
+//!   to rustls when it is TLS (no `MSG_PEEK` first: one system call less
+//!   per connection).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 
 /// The first byte of a TLS handshake record (RFC 8446 §5.1).
 const HANDSHAKE_RECORD: u8 = 0x16;
 /// Encrypted bytes rustls may hold for the socket before writes wait.
 const TLS_BUFFER: usize = 64 * 1024;
+/// The first read of a connection: what rustls takes in one `read_tls`
+/// (its read size), so the sniffed bytes are handed over in one call.
+const FIRST_READ: usize = 4096;
 
 pub enum Transport {
     Plain(TcpStream),
@@ -35,6 +45,20 @@ pub struct Tls {
     state: TlsState,
     /// rustls holds decrypted bytes not read yet.
     buffered: bool,
+    /// What rustls holds includes records the peer waits for (a handshake
+    /// flight, an alert): they go out before anything else is done.
+    peer_waits: bool,
+}
+
+/// What the first read of a connection found.
+enum Sniffed {
+    /// Nothing arrived yet.
+    Nothing,
+    /// A TLS record, now handed to rustls.
+    Tls,
+    /// The read's final result: plain HTTP (these many bytes, already in
+    /// the caller's buffer), or 0 for a peer that left before a byte.
+    Done(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +79,7 @@ impl Transport {
             session,
             state: TlsState::Sniffing,
             buffered: false,
+            peer_waits: false,
         })))
     }
 
@@ -102,6 +127,14 @@ impl Transport {
         matches!(self, Transport::Tls(tls) if tls.session.wants_write())
     }
 
+    /// Records the peer waits for (a handshake flight that filled the
+    /// socket) are still held: they go out before a read. Records queued
+    /// once the handshake is over (TLS 1.3 session tickets) wait for the
+    /// next response instead.
+    pub fn owes_peer(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.peer_waits && tls.session.wants_write())
+    }
+
     /// Writes what rustls holds for the socket. `Ok(true)` when nothing is
     /// left; `Ok(false)` when the socket is full.
     pub fn flush(&mut self) -> io::Result<bool> {
@@ -144,20 +177,30 @@ impl Transport {
             }
         }
     }
+
+    /// [`Write::write_vectored`] of the last bytes before the connection
+    /// closes: when they are all taken, the TLS `close_notify` follows them
+    /// in the same `writev` (one segment, not two).
+    pub fn write_vectored_closing(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(socket) => socket.write_vectored(bufs),
+            Transport::Tls(tls) => tls.write_vectored_then(bufs, true),
+        }
+    }
 }
 
 impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(socket) => socket.write(buf),
-            Transport::Tls(tls) => tls.write_vectored(&[IoSlice::new(buf)]),
+            Transport::Tls(tls) => tls.write_vectored_then(&[IoSlice::new(buf)], false),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(socket) => socket.write_vectored(bufs),
-            Transport::Tls(tls) => tls.write_vectored(bufs),
+            Transport::Tls(tls) => tls.write_vectored_then(bufs, false),
         }
     }
 
@@ -179,29 +222,45 @@ impl Tls {
                 Err(err) => return Err(err),
             }
         }
+        self.peer_waits = false;
         Ok(true)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// Encrypts what it can of `bufs` behind the records rustls already
+    /// holds (its buffer limit is the back-pressure), then writes them all
+    /// in one go; `close`: a `close_notify` follows when all of `bufs` was
+    /// taken.
+    fn write_vectored_then(&mut self, bufs: &[IoSlice<'_>], close: bool) -> io::Result<usize> {
         if self.state == TlsState::PlainOnTlsPort {
             return self.socket.write_vectored(bufs);
         }
-        // What rustls holds goes first: its buffer is the back-pressure.
-        if !self.flush()? {
-            return Err(io::ErrorKind::WouldBlock.into());
+        let wanted: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut n = self.session.writer().write_vectored(bufs)?;
+        if n == 0 && wanted > 0 {
+            // rustls's buffer is full: make room first.
+            if !self.flush()? {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            n = self.session.writer().write_vectored(bufs)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
         }
-        let n = self.session.writer().write_vectored(bufs)?;
-        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into());
+        if close && n == wanted {
+            self.session.send_close_notify();
         }
-        // Encrypted now; a full socket keeps the rest for the next flush.
+        // A full socket keeps the rest for the next flush.
         self.flush()?;
         Ok(n)
     }
 
     fn read_edge(&mut self, buf: &mut [u8], ready: &mut bool) -> io::Result<Option<usize>> {
-        if self.state == TlsState::Sniffing && !self.sniff(ready)? {
-            return Ok(None);
+        if self.state == TlsState::Sniffing {
+            match self.sniff(buf, ready)? {
+                Sniffed::Nothing => return Ok(None),
+                Sniffed::Done(n) => return Ok(Some(n)),
+                Sniffed::Tls => {}
+            }
         }
         if self.state == TlsState::PlainOnTlsPort {
             return crate::server::conn::read_edge(&mut self.socket, buf, ready, false);
@@ -226,16 +285,7 @@ impl Tls {
                     *ready = false;
                     return Ok(Some(0));
                 }
-                Ok(_) => {
-                    let processed = self.session.process_new_packets();
-                    // Handshake answers and alerts go out as soon as they can.
-                    let flushed = self.flush();
-                    match processed {
-                        Ok(state) => self.buffered = state.plaintext_bytes_to_read() > 0,
-                        Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),
-                    }
-                    flushed?;
-                }
+                Ok(_) => self.process()?,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     *ready = false;
                     return Ok(None);
@@ -246,35 +296,68 @@ impl Tls {
         }
     }
 
-    /// Looks at the first byte: a TLS record, or plain HTTP on a TLS port.
-    /// `Ok(false)`: nothing arrived yet.
-    fn sniff(&mut self, ready: &mut bool) -> io::Result<bool> {
-        if !*ready {
-            return Ok(false);
+    /// Runs what rustls just read through the handshake or the record
+    /// layer. A handshake flight and an alert go out at once (the peer
+    /// waits for them), and so does TLS 1.2's last flight (its Finished);
+    /// what TLS 1.3 queues once the handshake is over (the session
+    /// tickets) waits for the next write.
+    fn process(&mut self) -> io::Result<()> {
+        let was_handshaking = self.session.is_handshaking();
+        let processed = self.session.process_new_packets();
+        let tls13 = self.session.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+        if processed.is_err() || self.session.is_handshaking() || (was_handshaking && !tls13) {
+            self.peer_waits = true;
         }
-        let mut first = [0u8; 1];
-        loop {
-            match self.socket.peek(&mut first) {
-                Ok(0) => {
-                    // Closed before a byte: let the TLS path see the end.
-                    self.state = TlsState::Tls;
-                    return Ok(true);
-                }
-                Ok(_) => {
-                    self.state = if first[0] == HANDSHAKE_RECORD {
-                        TlsState::Tls
-                    } else {
-                        TlsState::PlainOnTlsPort
-                    };
-                    return Ok(true);
-                }
+        let flushed = if self.peer_waits {
+            self.flush().map(drop)
+        } else {
+            Ok(())
+        };
+        match processed {
+            Ok(state) => self.buffered = state.plaintext_bytes_to_read() > 0,
+            Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),
+        }
+        flushed
+    }
+
+    /// The first read of a connection, into `buf`: a TLS record goes on to
+    /// rustls, anything else is plain HTTP on a TLS port.
+    fn sniff(&mut self, buf: &mut [u8], ready: &mut bool) -> io::Result<Sniffed> {
+        if !*ready || buf.is_empty() {
+            return Ok(Sniffed::Nothing);
+        }
+        let size = buf.len().min(FIRST_READ);
+        let n = loop {
+            match self.socket.read(&mut buf[..size]) {
+                Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     *ready = false;
-                    return Ok(false);
+                    return Ok(Sniffed::Nothing);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
+        };
+        if n == 0 {
+            // Closed before a byte.
+            *ready = false;
+            self.state = TlsState::Tls;
+            return Ok(Sniffed::Done(0));
         }
+        if buf[0] != HANDSHAKE_RECORD {
+            self.state = TlsState::PlainOnTlsPort;
+            return Ok(Sniffed::Done(n));
+        }
+        self.state = TlsState::Tls;
+        let mut first = &buf[..n];
+        // rustls takes up to FIRST_READ bytes in one call, from an empty
+        // buffer: the loop ends at once, and would anyway on a short take.
+        while !first.is_empty() {
+            if self.session.read_tls(&mut first)? == 0 {
+                break;
+            }
+        }
+        self.process()?;
+        Ok(Sniffed::Tls)
     }
 }

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# bench/count.sh: what one request or one TLS handshake costs the server, in
+# counts that do not depend on what else runs on the machine: instructions
+# (valgrind --tool=callgrind, Ir) and system calls (strace -c), per request.
+#
+#   bench/count.sh [BIN...] [nginx]      one line per binary and case
+#
+# `nginx` measures nginx the same way (one process: master_process off), with
+# the TLS settings of bench/tls.sh (both protocols, webserv's order of suites).
+#
+# Each binary serves a 1 KiB file on a plain and on a TLS port (one process,
+# the same ECDSA P-256 certificate as bench/tls.sh); bench/drive.py sends
+# WARMUP requests, then the counters are reset, then COUNT requests of each
+# case, one at a time:
+#   tls-close      a new TLS connection per request (`Connection: close`)
+#   tls-keepalive  COUNT requests on one TLS connection
+#   plain-close, plain-keepalive   the same over plain HTTP
+# Environment: COUNT (200), WARMUP (20), CASES (all four), TOOLS
+# ("callgrind strace"). Nothing is appended to RESULTS.md: paste what matters.
+set -euo pipefail
+
+BENCH_NAME=count
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+COUNT=${COUNT:-200}
+WARMUP=${WARMUP:-20}
+CASES=${CASES:-tls-close tls-keepalive plain-close plain-keepalive}
+TOOLS=${TOOLS:-callgrind strace}
+[ $# -gt 0 ] || set -- "$WEBSERV_BIN"
+
+ensure_installed valgrind
+ensure_installed strace
+ensure_installed openssl
+setup_workspace
+mkdir -p "$WORK/www"
+head -c 1024 /dev/urandom >"$WORK/www/small.bin"
+chmod -R a+rX "$WORK/www"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+
+start() { # start BIN TOOL: the server under TOOL, ports in PORT[plain], PORT[tls]
+    local bin=$1 tool=$2
+    PORT[plain]=$(free_port)
+    PORT[tls]=$(free_port)
+    cat >"$WORK/count.conf" <<CONF
+error_log stderr;
+server {
+    listen 127.0.0.1:${PORT[plain]};
+    root $WORK/www;
+}
+server {
+    listen 127.0.0.1:${PORT[tls]} ssl;
+    server_name localhost;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    root $WORK/www;
+}
+CONF
+    local cmd=("$bin" "$WORK/count.conf")
+    if [ "$bin" = nginx ]; then
+        nginx_conf "$WORK/nginx" "
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384;
+    server {
+        listen 127.0.0.1:${PORT[plain]};
+        root $WORK/www;
+    }
+    server {
+        listen 127.0.0.1:${PORT[tls]} ssl;
+        server_name localhost;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        root $WORK/www;
+    }"
+        echo 'master_process off;' >>"$WORK/nginx/nginx.conf"
+        cmd=(nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf")
+    fi
+    case $tool in
+        callgrind)
+            valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+                "${cmd[@]}" >"$WORK/server.log" 2>&1 &
+            ;;
+        strace) "${cmd[@]}" >"$WORK/server.log" 2>&1 & ;;
+    esac
+    PID[server]=$!
+    START_TIMEOUT=60
+    PORT[server]=${PORT[plain]}
+    wait_accepting server
+    PORT[server]=${PORT[tls]}
+    wait_accepting server
+}
+
+drive() { # drive CASE N
+    local flags=(--port "${PORT[${1%%-*}]}" --count "$2" --mode "${1#*-}")
+    [ "${1%%-*}" = tls ] && flags+=(--tls)
+    python3 "$HERE/drive.py" "${flags[@]}" 2>>"$WORK/drive.log"
+}
+
+measure() { # measure BIN TOOL CASE: prints the per-request figure
+    local bin=$1 tool=$2 case=$3 total
+    start "$bin" "$tool"
+    drive "$case" "$WARMUP"
+    case $tool in
+        callgrind)
+            callgrind_control -z "${PID[server]}" >/dev/null
+            drive "$case" "$COUNT"
+            callgrind_control -d "${PID[server]}" >/dev/null
+            total=$(awk '/^(summary|totals):/ { print $2 }' "$WORK"/cg.out.* | tail -n 1)
+            rm -f "$WORK"/cg.out*
+            awk -v t="$total" -v n="$COUNT" 'BEGIN { printf "%.0f Ir/request", t / n }'
+            ;;
+        strace)
+            strace -c -f -q -p "${PID[server]}" -o "$WORK/strace.txt" &
+            local tracer=$!
+            sleep 1 # strace attaches; nothing is counted before the requests
+            drive "$case" "$COUNT"
+            kill -INT "$tracer"
+            wait "$tracer" 2>/dev/null || true
+            # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+            awk -v n="$COUNT" '$1 !~ /^[0-9.]+$/ { next }
+                 $NF == "total" { total = $4; next }
+                 { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
+                 END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
+            ;;
+    esac
+    stop_pid "${PID[server]}"
+    unset 'PID[server]'
+}
+
+for bin in "$@"; do
+    for case in $CASES; do
+        for tool in $TOOLS; do
+            printf '%s %s %s: %s\n' "$bin" "$case" "$tool" "$(measure "$bin" "$tool" "$case")"
+        done
+    done
+done
+sort -u "$WORK/drive.log" >&2 || true
