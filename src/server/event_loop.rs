@@ -5,9 +5,9 @@
 //! events by token, fire due deadlines, then free the connections that
 //! closed (after the batch, because the slab reuses a key at once).
 //!
-//! Tokens: `0` is the signal pipe, `1..HEALTH_BASE` the listeners (slab key
-//! + 1), `HEALTH_BASE..CONN_BASE` the active health checks ([`HealthChecks`]), and
-//! from `CONN_BASE` each connection owns one token per [`Source`]
+//! Tokens: `0` is the signal pipe, `1..HEALTH_BASE` the listeners (slab
+//! key plus 1), `HEALTH_BASE..CONN_BASE` the active health checks
+//! ([`HealthChecks`]), and from `CONN_BASE` each connection owns one token per [`Source`]
 //! in a row, so the sockets and pipes of a connection find it directly.
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
