@@ -1896,3 +1896,31 @@ fn a_tunnel_through_tls_to_a_stalled_reader_resumes_with_bounded_memory() {
     assert!(rss < 64 << 20, "front VmRSS {rss} bytes");
     assert!(reader.closes_within(TIMEOUT));
 }
+
+#[test]
+fn the_tail_of_a_burst_reaches_a_stalled_tls_reader_while_the_upstream_waits() {
+    // The upstream sends a burst, then waits (the tunnel stays open), so
+    // the last bytes rustls took are not followed by any more: they must
+    // still go out once the reader takes what is before them.
+    const LEN: u64 = 4 << 20;
+    let port = switching_upstream(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut offset = 0;
+        while offset < LEN {
+            let n = (LEN - offset).min(buf.len() as u64) as usize;
+            pattern(offset, &mut buf[..n]);
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            offset += n as u64;
+        }
+        // Until the client's end (bounded by the read timeout).
+        let _ = s.read(&mut buf);
+    });
+    let (server, config) = tunnel_server(port);
+    let mut reader = open_tunnel(&server, &config);
+    read_pattern_body(&mut reader, LEN, Duration::from_millis(1500));
+    reader.stream.conn.send_close_notify();
+    reader.stream.flush().expect("close_notify");
+    assert!(reader.closes_within(TIMEOUT));
+}
