@@ -139,7 +139,11 @@ for _ in $(seq "$REPEAT"); do
 done
 # Fewer clients than the 32 idle connections both fronts keep: every upstream
 # connection should then be reused for the whole run.
-for name in webserv nginx; do bench_front "$name" "$REUSE_CONNS" "$REUSE_DURATION" reuse; done
+# Taking turns REPEAT times too: one run of a few seconds is all noise on a
+# shared machine.
+for _ in $(seq "$REPEAT"); do
+    for name in webserv nginx; do bench_front "$name" "$REUSE_CONNS" "$REUSE_DURATION" reuse; done
+done
 
 # ---- report --------------------------------------------------------------------
 
@@ -161,7 +165,7 @@ table=$(
     row "  wrk errors and non-2xx" main-errors
     row "  upstream connections opened (lower is better)" main-upconns
     row "  requests per upstream connection" main-per-conn
-    row "1 KiB via proxy, req/s at $REUSE_CONNS connections (< keepalive 32)" reuse-rps
+    row "1 KiB via proxy, req/s at $REUSE_CONNS connections (< keepalive 32), median of $REPEAT" reuse-rps
     row "  p99 latency ms (lower is better)" reuse-p99
     row "  wrk errors and non-2xx" reuse-errors
     row "  upstream connections opened (lower is better)" reuse-upconns
@@ -173,7 +177,7 @@ append_results "reverse proxy (bench/proxy.sh)" "$(machine_line "wrk ${DURATION}
 
 \`DURATION=$DURATION CONNS=$CONNS REPEAT=$REPEAT bench/proxy.sh\`: \`wrk -t2 -c$CONNS -d${DURATION}s --latency\` on
 /small.bin (1 KiB) through each front, then on the upstream itself, $REPEAT times in turn (medians); all three single-process;
-then \`wrk -t2 -c$REUSE_CONNS -d${REUSE_DURATION}s\` through each front.
+then \`wrk -t2 -c$REUSE_CONNS -d${REUSE_DURATION}s\` through each front, $REPEAT times in turn (medians).
 Upstream connections: distinct \`\$connection\` values in the upstream's access log.
 
 $table"

@@ -221,12 +221,16 @@ fn outcome(request: &Request, table: &RoutingTable, location: &Location) -> Valu
         }
         Plan::Proxy(pass) => {
             let upstream = &table.upstreams[pass.upstream];
-            json!({
+            let mut plan = json!({
                 "kind": "proxy",
                 "upstream": upstream.name,
                 "servers": upstream.servers.iter().map(|s| s.addr.to_string()).collect::<Vec<_>>(),
                 "uri": proxy::upstream_uri(request, location, pass),
-            })
+            });
+            if let Some(check) = &upstream.health_check {
+                plan["health_check"] = json!(check);
+            }
+            plan
         }
         Plan::Cgi(script) => json!({
             "kind": "cgi",
@@ -376,6 +380,18 @@ pub fn render_text(v: &Value) -> String {
     out
 }
 
+/// `; health check GET /health every 5000 ms (fails=1 passes=1)`, or
+/// nothing for a group without one.
+fn health_check_text(check: &Value) -> String {
+    let Some(uri) = check["uri"].as_str() else {
+        return String::new();
+    };
+    format!(
+        "; health check GET {uri} every {} ms (fails={} passes={}, timeout {} ms)",
+        check["interval"], check["fails"], check["passes"], check["timeout"]
+    )
+}
+
 fn outcome_text(o: &Value, s: &dyn Fn(&Value) -> String) -> String {
     match o["kind"].as_str().unwrap_or_default() {
         "status" => {
@@ -384,18 +400,20 @@ fn outcome_text(o: &Value, s: &dyn Fn(&Value) -> String) -> String {
             format!("{code} {reason}")
         }
         "return" => format!("return {} {}", s(&o["status"]), s(&o["target"])),
-        "proxy" => format!(
-            "proxy to upstream {} ({}) as {}",
-            s(&o["upstream"]),
-            o["servers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(s)
-                .collect::<Vec<_>>()
-                .join(", "),
-            s(&o["uri"])
-        ),
+        "proxy" => {
+            format!(
+                "proxy to upstream {} ({}) as {}",
+                s(&o["upstream"]),
+                o["servers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s(&o["uri"])
+            ) + &health_check_text(&o["health_check"])
+        }
         "cgi" => format!(
             "CGI: {} {} (SCRIPT_NAME {}, PATH_INFO \"{}\")",
             match &o["interpreter"] {

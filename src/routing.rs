@@ -370,6 +370,40 @@ pub struct Upstream {
     pub name: String,
     pub servers: Vec<UpstreamServer>,
     pub policy: Policy,
+    /// `health_check`: active checks of every server, from each worker.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `health_check URI [interval=TIME] [fails=N] [passes=N]` (SPEC §9.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    /// Sent as `GET URI`.
+    pub uri: String,
+    /// From the start of one check to the start of the next.
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    /// Failed checks in a row that take a server out.
+    pub fails: u32,
+    /// Passed checks in a row that bring it back.
+    pub passes: u32,
+    /// How long one check may take: the interval, or the top level's
+    /// `proxy_connect_timeout` or `proxy_read_timeout` if shorter (set
+    /// when the table is built).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+impl HealthCheck {
+    /// `health_check URI` alone: nginx Plus's `interval=5s fails=1 passes=1`.
+    pub fn new(uri: String) -> HealthCheck {
+        HealthCheck {
+            uri,
+            interval: Duration::from_secs(5),
+            fails: 1,
+            passes: 1,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// How an upstream group picks a server.

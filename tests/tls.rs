@@ -1798,3 +1798,146 @@ fn sighup_turns_a_plain_address_into_tls_and_back() {
     }
     assert_eq!(server.get("/").text(), "hello over tls");
 }
+
+// --- 12. upgrade tunnels through an ssl listener (SPEC §9.3) -------------------------
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// A plain upstream for one connection: it reads the upgrade request,
+/// answers 101, then runs `then` on the socket.
+fn switching_upstream(then: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        let Ok((mut socket, _)) = listener.accept() else {
+            return;
+        };
+        socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match socket.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        if socket.write_all(SWITCH).is_ok() {
+            then(socket);
+        }
+    });
+    port
+}
+
+/// A TLS front proxying `/` to the plain `upstream`, and a client for it.
+fn tunnel_server(upstream: u16) -> (Server, Arc<ClientConfig>) {
+    let template = format!(
+        "server {{\n    listen 127.0.0.1:{{port}} ssl;\n    ssl_certificate {{dir}}/tls/localhost.crt;\n    ssl_certificate_key {{dir}}/tls/localhost.key;\n    location / {{ proxy_pass http://127.0.0.1:{upstream}; }}\n}}\n"
+    );
+    let (server, pem) = start_tls(&template, &[]);
+    (server, client(&[&pem], BOTH))
+}
+
+/// Opens the tunnel: the upgrade request over TLS, then the 101 head.
+fn open_tunnel(server: &Server, config: &Arc<ClientConfig>) -> Reader<Tls> {
+    let mut tls = connect(server.port, config, "localhost");
+    tls.write_all(UPGRADE.as_bytes()).expect("send");
+    let mut reader = Reader::new(tls);
+    let head = String::from_utf8(reader.until(b"\r\n\r\n")).expect("UTF-8 head");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("\r\nUpgrade: websocket"), "{head}");
+    reader
+}
+
+#[test]
+fn a_tunnel_through_tls_echoes_both_ways_and_half_closes() {
+    // Echoes every byte until the client's end, then says goodbye.
+    let port = switching_upstream(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = s.write_all(b"bye");
+    });
+    let (server, config) = tunnel_server(port);
+    let mut reader = open_tunnel(&server, &config);
+    for msg in [&b"\x81\x05hello"[..], b"x", &[7u8; 3000]] {
+        reader.stream.write_all(msg).expect("send");
+        assert_eq!(reader.exactly(msg.len()), msg);
+    }
+    // 8 MiB in 64 KiB pieces, each echoed before the next (many records,
+    // partial writes on both sides).
+    let mut piece = vec![0u8; 64 * 1024];
+    for i in 0..128u64 {
+        pattern(i * piece.len() as u64, &mut piece);
+        reader.stream.write_all(&piece).expect("send");
+        assert!(reader.exactly(piece.len()) == piece, "piece {i} differs");
+    }
+    // close_notify is the client's half-close: the upstream still talks.
+    reader.stream.conn.send_close_notify();
+    reader.stream.flush().expect("close_notify");
+    assert_eq!(reader.exactly(3), b"bye");
+    assert!(reader.closes_within(TIMEOUT));
+}
+
+#[test]
+fn a_tunnel_through_tls_to_a_stalled_reader_resumes_with_bounded_memory() {
+    const LEN: u64 = 32 << 20;
+    let port = switching_upstream(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut offset = 0;
+        while offset < LEN {
+            let n = (LEN - offset).min(buf.len() as u64) as usize;
+            pattern(offset, &mut buf[..n]);
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            offset += n as u64;
+        }
+    });
+    let (server, config) = tunnel_server(port);
+    let mut reader = open_tunnel(&server, &config);
+    // Stalls after the first MiB: every window fills, then it must resume
+    // on its own (encrypted bytes rustls held go out when the socket is
+    // writable again).
+    read_pattern_body(&mut reader, LEN, Duration::from_millis(1500));
+    let rss = rss(server.pid());
+    assert!(rss < 64 << 20, "front VmRSS {rss} bytes");
+    assert!(reader.closes_within(TIMEOUT));
+}
+
+#[test]
+fn the_tail_of_a_burst_reaches_a_stalled_tls_reader_while_the_upstream_waits() {
+    // The upstream sends a burst, then waits (the tunnel stays open), so
+    // the last bytes rustls took are not followed by any more: they must
+    // still go out once the reader takes what is before them.
+    const LEN: u64 = 4 << 20;
+    let port = switching_upstream(|mut s| {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut offset = 0;
+        while offset < LEN {
+            let n = (LEN - offset).min(buf.len() as u64) as usize;
+            pattern(offset, &mut buf[..n]);
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            offset += n as u64;
+        }
+        // Until the client's end (bounded by the read timeout).
+        let _ = s.read(&mut buf);
+    });
+    let (server, config) = tunnel_server(port);
+    let mut reader = open_tunnel(&server, &config);
+    read_pattern_body(&mut reader, LEN, Duration::from_millis(1500));
+    reader.stream.conn.send_close_notify();
+    reader.stream.flush().expect("close_notify");
+    assert!(reader.closes_within(TIMEOUT));
+}

@@ -25,7 +25,7 @@ const HAS_DEFAULT: &str = "the directive table gives this setting a default";
 pub fn build(main: &Scope, report: &mut Report) -> RoutingTable {
     let mut top = main.settings.clone();
     top.inherit(&table_defaults());
-    let mut upstreams = Upstreams::named(main);
+    let mut upstreams = Upstreams::named(main, &top);
     let mut servers = Vec::new();
     let mut merged = Vec::new();
     let server_scopes: Vec<&Scope> = main.blocks_of(Context::Server).collect();
@@ -321,7 +321,13 @@ struct Upstreams {
 }
 
 impl Upstreams {
-    fn named(main: &Scope) -> Self {
+    fn named(main: &Scope, top: &Settings) -> Self {
+        // A check lasts at most its interval, and no longer than a proxied
+        // request may wait to connect or for an answer.
+        let limit = [top.proxy_connect_timeout, top.proxy_read_timeout]
+            .into_iter()
+            .flatten()
+            .min();
         let mut upstreams = Upstreams {
             list: Vec::new(),
             by_name: HashMap::new(),
@@ -341,6 +347,10 @@ impl Upstreams {
                 name: name.value.clone(),
                 servers,
                 policy: block.settings.policy.unwrap_or_default(),
+                health_check: block.settings.health_check.clone().map(|mut check| {
+                    check.timeout = limit.map_or(check.interval, |l| l.min(check.interval));
+                    check
+                }),
             });
         }
         upstreams
@@ -385,6 +395,7 @@ impl Upstreams {
             name: authority.to_string(),
             servers: vec![UpstreamServer::new(addr)],
             policy: Policy::RoundRobin,
+            health_check: None,
         });
         self.direct
             .insert(authority.to_string(), self.list.len() - 1);

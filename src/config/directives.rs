@@ -11,8 +11,8 @@ use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, Pat
 use super::values;
 use crate::http::Method;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Policy, Return, TlsVersions,
-    WorkerProcesses,
+    HealthCheck, LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Policy, Return,
+    TlsVersions, WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -245,6 +245,16 @@ pub const DIRECTIVES: &[Directive] = &[
         usage: "(no arguments)",
         default: DefaultValue::Note("weighted round-robin"),
         doc: "Pick the server from the client's IPv4 /24 (IPv6 /64), stable while the servers are; not with backup.",
+    },
+    Directive {
+        name: "health_check",
+        contexts: U,
+        arity: Between(1, 4),
+        repeatable: false,
+        action: Action::Set(health_check),
+        usage: "URI [interval=TIME] [fails=N] [passes=N]",
+        default: DefaultValue::Note("none; `interval=5s fails=1 passes=1`"),
+        doc: "Active checks: each worker sends `GET URI` to every server of the group every interval; `fails` failed checks in a row (connect error, timeout, status outside 200-399) take a server out until it passes `passes` in a row.",
     },
     Directive {
         name: "include",
@@ -800,6 +810,52 @@ fn member(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
         }
     }
     scope.members.push(args.at(member));
+    Ok(())
+}
+
+fn health_check(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let uri = args.text(0);
+    if !uri.starts_with('/') || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(ArgError {
+            arg: 0,
+            message: format!("invalid health check URI \"{uri}\" (a path starting with /)"),
+        });
+    }
+    let mut check = HealthCheck::new(uri.to_string());
+    let mut given = [false; 3];
+    for i in 1..args.values.len() {
+        let text = args.text(i);
+        let (key, _) = text.split_once('=').unwrap_or((text, ""));
+        let slot = match key {
+            "interval" => {
+                check.interval = args.parse(i, values::check_interval)?;
+                0
+            }
+            "fails" => {
+                check.fails = args.parse(i, |t| values::check_count(t, "fails"))?;
+                1
+            }
+            "passes" => {
+                check.passes = args.parse(i, |t| values::check_count(t, "passes"))?;
+                2
+            }
+            _ => {
+                return Err(ArgError {
+                    arg: i,
+                    message: format!(
+                        "expected interval=TIME, fails=N or passes=N, found \"{text}\""
+                    ),
+                })
+            }
+        };
+        if std::mem::replace(&mut given[slot], true) {
+            return Err(ArgError {
+                arg: i,
+                message: format!("\"{key}\" given twice"),
+            });
+        }
+    }
+    scope.settings.health_check = Some(check);
     Ok(())
 }
 

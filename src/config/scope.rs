@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::diag::Span;
 use super::values::ProxyUrl;
 use crate::routing::{
-    LogLevel, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions, WorkerProcesses,
+    HealthCheck, LogLevel, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions,
+    WorkerProcesses,
 };
 
 /// The four kinds of block a directive can appear in.
@@ -123,6 +124,8 @@ pub struct Settings {
     pub proxy_next_upstream: Option<NextUpstream>,
     /// An `upstream` block's `least_conn` or `ip_hash`; never inherited.
     pub policy: Option<Policy>,
+    /// An `upstream` block's `health_check`; never inherited.
+    pub health_check: Option<HealthCheck>,
     pub ssl_certificate: Option<Box<At<PathArg>>>,
     pub ssl_certificate_key: Option<Box<At<PathArg>>>,
     pub ssl_protocols: Option<TlsVersions>,

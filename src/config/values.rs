@@ -192,6 +192,30 @@ pub fn fail_timeout(text: &str) -> Result<Duration, String> {
     time(t)
 }
 
+/// `KEY=N` for `health_check`'s `fails` and `passes`: 1-1000.
+pub fn check_count(text: &str, key: &str) -> Result<u32, String> {
+    let n = text
+        .strip_prefix(key)
+        .and_then(|t| t.strip_prefix('='))
+        .ok_or_else(|| format!("expected {key}=N, found \"{text}\""))?;
+    match number(n) {
+        Some(c @ 1..=1000) => Ok(c as u32),
+        _ => Err(format!("invalid {key} \"{n}\" (1-1000)")),
+    }
+}
+
+/// `interval=TIME` for `health_check`: at least a millisecond.
+pub fn check_interval(text: &str) -> Result<Duration, String> {
+    let t = text
+        .strip_prefix("interval=")
+        .ok_or_else(|| format!("expected interval=TIME, found \"{text}\""))?;
+    let d = time(t)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("invalid interval \"{t}\" (at least 1ms)"));
+    }
+    Ok(d)
+}
+
 /// Optimal string alignment distance, for "did you mean".
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

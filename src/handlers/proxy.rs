@@ -613,13 +613,15 @@ struct Peer {
     window_start: Option<Instant>,
     /// Out of rotation until then.
     down_until: Option<Instant>,
+    /// Out of rotation by active health checks until they pass again.
+    check_down: bool,
     /// Requests in progress on this server.
     active: Rc<Cell<u32>>,
 }
 
 impl Peer {
     fn is_live(&self, now: Instant) -> bool {
-        self.down_until.is_none_or(|t| now >= t)
+        !self.check_down && self.down_until.is_none_or(|t| now >= t)
     }
 }
 
@@ -641,6 +643,7 @@ impl Balancer {
                         fails: 0,
                         window_start: None,
                         down_until: None,
+                        check_down: false,
                         active: Rc::default(),
                     })
                     .collect()
@@ -744,6 +747,15 @@ impl Balancer {
             peer.down_until = None;
             peer.fails = 0;
             peer.window_start = None;
+        }
+    }
+
+    /// Active health checks found `server` down (`false`) or up again
+    /// (`true`). Only the checks bring it back: a request that reaches it
+    /// while every server is out does not.
+    pub fn set_checked(&mut self, group: usize, server: usize, up: bool) {
+        if let Some(peer) = self.peer(group, server) {
+            peer.check_down = !up;
         }
     }
 
@@ -1397,6 +1409,7 @@ mod tests {
                 })
                 .collect(),
             policy: Policy::RoundRobin,
+            health_check: None,
         }
     }
 
@@ -1419,7 +1432,32 @@ mod tests {
                 })
                 .collect(),
             policy: Policy::RoundRobin,
+            health_check: None,
         }
+    }
+
+    #[test]
+    fn actively_down_servers_are_skipped_like_passively_out_ones() {
+        let t0 = Instant::now();
+        let g = with(&[(1, 0, 10, false), (1, 0, 10, false), (1, 0, 10, true)]);
+        let mut b = Balancer::new(std::slice::from_ref(&g));
+        b.set_checked(0, 0, false);
+        let picks: Vec<usize> = (0..4).filter_map(|_| b.pick(0, t0)).collect();
+        assert_eq!(picks, [1, 1, 1, 1]);
+        // Every primary out: the backup.
+        b.set_checked(0, 1, false);
+        assert_eq!(b.pick(0, t0), Some(2));
+        // Every server out: still tried, in order.
+        b.set_checked(0, 2, false);
+        assert_eq!(b.pick_excluding(0, &[], t0), Some(0));
+        assert_eq!(b.pick_excluding(0, &[0], t0), Some(1));
+        // A request that succeeds does not bring a server back; a check does.
+        b.set_checked(0, 2, true);
+        b.succeeded(0, 1);
+        assert_eq!(b.pick(0, t0), Some(2));
+        b.set_checked(0, 1, true);
+        assert_eq!(b.pick(0, t0), Some(1));
+        assert_eq!(b.pick(0, t0), Some(1));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! events by token, fire due deadlines, then free the connections that
 //! closed (after the batch, because the slab reuses a key at once).
 //!
-//! Tokens: `0` is the signal pipe, `1..CONN_BASE` the listeners (slab key +
-//! 1), and from `CONN_BASE` each connection owns one token per [`Source`]
+//! Tokens: `0` is the signal pipe, `1..HEALTH_BASE` the listeners (slab
+//! key plus 1), `HEALTH_BASE..CONN_BASE` the active health checks
+//! ([`HealthChecks`]), and from `CONN_BASE` each connection owns one token per [`Source`]
 //! in a row, so the sockets and pipes of a connection find it directly.
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
@@ -34,6 +35,7 @@ use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
+use crate::server::health::HealthChecks;
 use crate::server::log::{self, Logs};
 use crate::server::panic;
 use crate::server::proxy::Upstreams;
@@ -43,6 +45,7 @@ use crate::server::transport::Transport;
 
 const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
+const HEALTH_BASE: usize = 1 << 15;
 const CONN_BASE: usize = 1 << 16;
 
 /// After `accept` fails for lack of file descriptors, wait this long.
@@ -92,6 +95,8 @@ pub struct EventLoop {
     reaper: Reaper,
     /// Idle upstream connections and the balancer's state.
     upstreams: Upstreams,
+    /// The active health checks of the current configuration.
+    health: HealthChecks,
 }
 
 /// The token of `source` of connection `key`.
@@ -157,8 +162,9 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
-        let logs = Logs::open(&table).context("opening logs")?;
+        let mut logs = Logs::open(&table).context("opening logs")?;
         let balancer = Balancer::new(&table.upstreams);
+        let health = health_checks(&table, &mut logs);
         Ok(EventLoop {
             poll,
             role,
@@ -179,6 +185,7 @@ impl EventLoop {
                 pool: Pool::default(),
                 balancer,
             },
+            health,
         })
     }
 
@@ -212,6 +219,9 @@ impl EventLoop {
                     .pool
                     .next_expiry(POOL_IDLE_TIMEOUT)
                     .map(|at| at.saturating_duration_since(now)),
+                self.health
+                    .next_deadline()
+                    .map(|at| at.saturating_duration_since(now)),
             ]
             .into_iter()
             .flatten()
@@ -228,6 +238,12 @@ impl EventLoop {
                 self.dispatch(event, Instant::now());
             }
             let now = Instant::now();
+            self.health.fire(
+                now,
+                self.poll.registry(),
+                &mut self.upstreams.balancer,
+                &mut self.logs,
+            );
             self.fire_deadlines(now);
             self.close_finished(now);
             self.resume_accepting(now);
@@ -240,7 +256,13 @@ impl EventLoop {
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
             SIGNALS => self.on_signals(now),
-            Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
+            Token(t) if t < HEALTH_BASE => self.accept_all(t - LISTENER_BASE, now),
+            token @ Token(t) if t < CONN_BASE => self.health.on_ready(
+                token,
+                self.poll.registry(),
+                &mut self.upstreams.balancer,
+                &mut self.logs,
+            ),
             Token(t) => {
                 let Some((key, source)) = split_token(t) else {
                     return;
@@ -440,7 +462,7 @@ impl EventLoop {
     ) -> anyhow::Result<()> {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
-        anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
+        anyhow::ensure!(token.0 < HEALTH_BASE, "too many listen addresses");
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)
@@ -490,6 +512,7 @@ impl EventLoop {
         for mut listener in self.listeners.drain() {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
+        self.health.stop(self.poll.registry());
         self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -556,10 +579,23 @@ impl EventLoop {
             self.add_listener(socket, addr, &table, index)?;
         }
         self.upstreams.balancer = Balancer::new(&table.upstreams);
+        self.health.stop(self.poll.registry());
         self.table = table;
         self.logs = logs;
+        self.health = health_checks(&self.table, &mut self.logs);
         Ok(())
     }
+}
+
+/// The health checks of `table`, on the loop's token range for them.
+fn health_checks(table: &RoutingTable, logs: &mut Logs) -> HealthChecks {
+    HealthChecks::new(
+        table,
+        HEALTH_BASE,
+        CONN_BASE - HEALTH_BASE,
+        Instant::now(),
+        logs,
+    )
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -74,6 +74,12 @@ impl Logs {
         self.error_log(LogLevel::Error, message);
     }
 
+    /// Something went wrong outside the server that it works around (an
+    /// upstream server failing its health checks).
+    pub fn warn(&mut self, message: fmt::Arguments) {
+        self.error_log(LogLevel::Warn, message);
+    }
+
     /// Something a client did that the server refused or repaired (a
     /// dropped header): not the server's problem, so below `notice`.
     pub fn info(&mut self, message: fmt::Arguments) {

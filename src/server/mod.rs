@@ -8,6 +8,7 @@ pub mod conn;
 pub mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod health;
 pub mod log;
 pub mod master;
 pub mod panic;

@@ -6,8 +6,9 @@
 //! 1. client → buffer → upstream, then upstream → buffer → client; a side
 //!    is read only while its buffer has room (back-pressure both ways);
 //! 2. a side's end of file is passed on as a half-close (`shutdown` of the
-//!    write side) once its buffer is drained, so each direction ends on
-//!    its own;
+//!    write side, after a TLS client's `close_notify`) once its buffer is
+//!    drained (and, for TLS, the records rustls holds are written), so each
+//!    direction ends on its own;
 //! 3. the tunnel is over when both directions ended, or either side
 //!    fails. Idle and stuck sides are the connection's deadlines
 //!    (`proxy_read_timeout`, `send_timeout`).
@@ -172,6 +173,16 @@ impl Tunnel {
                 None => {}
             }
         }
+        // What TLS already encrypted goes out before anything new (its
+        // buffer is the back-pressure): also when the pipe is empty, or it
+        // would wait there for a write that never comes.
+        if client.writable && client.transport.wants_write() {
+            match client.transport.flush() {
+                Ok(true) => progress = true,
+                Ok(false) => client.writable = false,
+                Err(err) => return Err(err),
+            }
+        }
         if client.writable && !self.down.pending().is_empty() {
             match client.transport.write(self.down.pending()) {
                 Ok(n) => {
@@ -188,7 +199,8 @@ impl Tunnel {
                 Err(err) => return Err(err),
             }
         }
-        if self.down.done() && !self.down.shut {
+        // The half-close waits for the last encrypted bytes.
+        if self.down.done() && !self.down.shut && !client.transport.wants_write() {
             client.transport.shutdown_write();
             self.down.shut = true;
             progress = true;

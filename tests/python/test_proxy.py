@@ -6,13 +6,17 @@ of this process, on a free 127.0.0.1 port) that echoes each request as JSON.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from harness import free_port, parse_responses, request_bytes
+from harness import free_port, parse_responses, request_bytes, wait_until
 
 TIMEOUT = 10  # seconds, for every client call
 
@@ -76,10 +80,22 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.path.startswith("/hop"):
+            # Hop-by-hop fields an upstream may send: none reaches the client.
+            self.send_header("Connection", "keep-alive, X-Hop")
+            self.send_header("X-Hop", "1")
+            self.send_header("Keep-Alive", "timeout=5")
+            self.send_header("Proxy-Authenticate", "Basic realm=up")
+            self.send_header("Trailer", "X-Sum")
+            self.send_header("Upgrade", "h2c")
+            self.send_header("Proxy-Connection", "keep-alive")
+            self.send_header("X-End", "kept")
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = answer
+    # Every method token reaches the upstream (SPEC 9.3), custom ones too.
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
+    do_FROBNICATE = do_PROPFIND = answer
 
     def do_HEAD(self) -> None:
         self.send_response(200)
@@ -322,3 +338,185 @@ def test_pipelined_requests_through_the_proxy(proxied):
         "GET", "/p3", {"Connection": "close"})
     responses = parse_responses(server.raw(data))
     assert [json.loads(r.body)["path"] for r in responses] == ["/p1", "/p2", "/p3"]
+
+
+@pytest.mark.parametrize("method", ["PATCH", "OPTIONS", "FROBNICATE", "PROPFIND", "DELETE"])
+def test_every_method_is_forwarded(proxied, method):
+    # The server-level `methods` does not restrict a proxied location.
+    server, _ = proxied
+    r = requests.request(method, server.url + "/m?q=1", data=b"payload", timeout=TIMEOUT)
+    assert r.status_code == 200
+    echo = r.json()
+    assert (echo["method"], echo["path"], echo["body"]) == (method, "/m?q=1", "payload")
+
+
+LIMITED = """
+server {
+    listen 127.0.0.1:{port};
+    location / { proxy_pass http://127.0.0.1:{up}; methods GET PATCH FROBNICATE; }
+}
+"""
+
+
+def test_a_proxied_location_s_own_methods_give_405_with_allow(webserv, upstream):
+    up = upstream()
+    server = webserv.start(LIMITED, up=up.port)
+    for method in ("PATCH", "FROBNICATE", "GET"):
+        r = requests.request(method, server.url + "/x", timeout=TIMEOUT)
+        assert (r.status_code, r.json()["method"]) == (200, method)
+    for method in ("POST", "OPTIONS", "PURGE"):
+        r = requests.request(method, server.url + "/x", timeout=TIMEOUT)
+        assert r.status_code == 405, method
+        allowed = {m.strip() for m in r.headers["Allow"].split(",")}
+        assert {"GET", "PATCH", "FROBNICATE"} <= allowed
+
+
+def test_hop_by_hop_response_headers_are_dropped(proxied):
+    server, _ = proxied
+    r = requests.get(server.url + "/hop", timeout=TIMEOUT)
+    assert r.status_code == 200
+    got = {k.lower() for k in r.headers}
+    for name in ("x-hop", "keep-alive", "proxy-authenticate", "trailer", "upgrade",
+                 "proxy-connection"):
+        assert name not in got, name
+    assert r.headers["X-End"] == "kept"
+    assert r.headers.get("Connection", "keep-alive").lower() == "keep-alive"
+
+
+def test_proxy_authorization_is_not_forwarded(proxied):
+    server, _ = proxied
+    headers = headers_of(requests.get(server.url + "/a", timeout=TIMEOUT,
+                                      headers={"Proxy-Authorization": "Basic eDp5",
+                                               "Authorization": "Basic YTpi"}).json())
+    assert "proxy-authorization" not in headers
+    assert headers["authorization"] == ["Basic YTpi"]
+
+
+NEXT = """
+upstream pool {
+    server 127.0.0.1:{dead};
+    server 127.0.0.1:{live};
+}
+server {
+    listen 127.0.0.1:{port};
+    proxy_connect_timeout 2s;
+    location /retry/ { proxy_pass http://pool; proxy_next_upstream error timeout; }
+    location /once/ { proxy_pass http://pool; proxy_next_upstream off; }
+}
+"""
+
+
+def test_next_upstream_on_a_refused_server(webserv, upstream):
+    live = upstream("live")
+    server = webserv.start(NEXT, dead=free_port(), live=live.port)
+    # The first request goes to the refused server and is retried on the
+    # live one; a POST body is replayed there whole.
+    r = requests.post(server.url + "/retry/x", data=b"body", timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert (r.json()["upstream"], r.json()["body"]) == ("live", "body")
+    for i in range(4):
+        assert requests.get(server.url + f"/retry/{i}", timeout=TIMEOUT).json()["upstream"] == "live"
+
+
+def test_next_upstream_off_answers_502_for_a_refused_server(webserv, upstream):
+    live = upstream("live")
+    server = webserv.start(NEXT, dead=free_port(), live=live.port)
+    # Round-robin starts with the refused server: no retry, 502.
+    assert requests.get(server.url + "/once/x", timeout=TIMEOUT).status_code == 502
+
+
+WS = """
+server {
+    listen 127.0.0.1:{port};
+    proxy_read_timeout 5s;
+    location /echo { proxy_pass http://127.0.0.1:{ws}; }
+}
+"""
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+@pytest.fixture
+def ws_echo():
+    """examples/ws_echo.py on a free port, stopped after the test."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "ws_echo.py"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_until(listening, TIMEOUT, "ws_echo.py listening")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(TIMEOUT)
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame (RFC 6455 5.2): FIN, opcode, masked payload."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def read_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    def need(n: int) -> None:
+        while len(buf) < n:
+            piece = sock.recv(65536)
+            assert piece, "closed mid-frame"
+            buf.extend(piece)
+    need(2)
+    opcode, n, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+    if n == 126:
+        need(4)
+        n, at = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        need(10)
+        n, at = int.from_bytes(buf[2:10], "big"), 10
+    need(at + n)
+    payload = bytes(buf[at:at + n])
+    del buf[:at + n]
+    return opcode, payload
+
+
+def test_websocket_echo_round_trip(webserv, ws_echo):
+    server = webserv.start(WS, ws=ws_echo)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall((f"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            piece = sock.recv(4096)
+            assert piece, "closed before the 101"
+            buf.extend(piece)
+        end = buf.index(b"\r\n\r\n") + 4
+        head = bytes(buf[:end]).decode("latin-1")
+        del buf[:end]
+        assert head.startswith("HTTP/1.1 101 "), head
+        assert "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head.lower()
+        for message in (b"hello", "caf\u00e9".encode(), b"x" * 300, b"y" * 70000):
+            sock.sendall(masked(0x1, message))
+            assert read_frame(sock, buf) == (0x1, message)
+        sock.sendall(masked(0x2, bytes(range(256))))
+        assert read_frame(sock, buf) == (0x2, bytes(range(256)))
+        sock.sendall(masked(0x9, b"are you there"))
+        assert read_frame(sock, buf) == (0xA, b"are you there")
+        sock.sendall(masked(0x8, (1000).to_bytes(2, "big")))
+        opcode, _ = read_frame(sock, buf)
+        assert opcode == 0x8
+        # The upstream closes after its close frame: so does the tunnel.
+        sock.settimeout(TIMEOUT)
+        assert sock.recv(1) == b""
