@@ -3,8 +3,10 @@
 //!
 //! Steps, each the server's own code:
 //! 1. [`config::load`] the configuration (a bad one prints its diagnostics);
-//! 2. the listener: the socket on the URL's port whose address is the URL's
-//!    host, else a wildcard one, else the first (a host name is not resolved);
+//! 2. the listener: the address on the URL's port that is the URL's host
+//!    (`localhost` is 127.0.0.1; any other name is not resolved), else the
+//!    wildcard one, else the first; for an address that a wildcard's socket
+//!    takes (`listen P` beside `listen 127.0.0.1:P`), that socket too;
 //! 3. a request head is synthesized and parsed with [`Request::parse`];
 //! 4. [`RoutingTable::choose_server`], then [`Server::select_location`];
 //! 5. [`handlers::plan`], described: the mapped file, the index or listing,
@@ -180,7 +182,11 @@ pub fn route(
             "path": request.path,
             "host": request.host,
         },
-        "listener": { "addr": listen.addr.to_string(), "why": why_socket },
+        "listener": {
+            "addr": listen.addr.to_string(),
+            "why": why_socket,
+            "bound": table.sockets[listen.bound_by.unwrap_or(socket)].addr.to_string(),
+        },
         "server": {
             "index": index,
             "names": server.names,
@@ -315,10 +321,20 @@ pub fn render_text(v: &Value) -> String {
         s(&r["path"]),
         s(&r["host"])
     ));
+    let listener = &v["listener"];
+    let bound = if listener["bound"] == listener["addr"] {
+        String::new()
+    } else {
+        format!(
+            "; it arrives on the socket bound to {}, and its local address picks {}",
+            s(&listener["bound"]),
+            s(&listener["addr"])
+        )
+    };
     out.push_str(&format!(
-        "listener  {} ({})\n",
-        s(&v["listener"]["addr"]),
-        s(&v["listener"]["why"])
+        "listener  {} ({}{bound})\n",
+        s(&listener["addr"]),
+        s(&listener["why"])
     ));
     let server = &v["server"];
     let names: Vec<String> = server["names"]

@@ -411,6 +411,8 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                     names: ServerNames::default(),
                     max_header_size: 0,
                     tls: None,
+                    bound_by: None,
+                    specific: Vec::new(),
                 });
                 explicit_default.push(None);
                 names.push(HashMap::new());
@@ -445,7 +447,30 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
             claim_names(server, i, &mut sockets[s], &mut names[s], report);
         }
     }
+    share_wildcards(&mut sockets);
     sockets
+}
+
+/// nginx's way with `listen P` beside `listen 127.0.0.1:P`: only the
+/// wildcard is bound (binding both would fail), and a connection's local
+/// address picks the specific address's servers, else the wildcard's.
+/// An IPv6 wildcard is IPv6-only, so it takes only IPv6 addresses.
+fn share_wildcards(sockets: &mut [ListenSocket]) {
+    for i in 0..sockets.len() {
+        let addr = sockets[i].addr;
+        if addr.ip().is_unspecified() {
+            continue;
+        }
+        let wildcard = sockets.iter().position(|s| {
+            s.addr.ip().is_unspecified()
+                && s.addr.port() == addr.port()
+                && s.addr.is_ipv4() == addr.is_ipv4()
+        });
+        if let Some(w) = wildcard {
+            sockets[i].bound_by = Some(w);
+            sockets[w].specific.push(i);
+        }
+    }
 }
 
 /// Adds the names of `server` (index `i`) to `socket`, reporting a name that

@@ -96,7 +96,7 @@ pub fn run(
     pid_path: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
-    for socket in &table.sockets {
+    for socket in table.sockets.iter().filter(|s| s.is_bound()) {
         let listener = event_loop::bind(socket.addr)
             .with_context(|| format!("listening on {}", socket.addr))?;
         listeners.push(Listener {
@@ -340,7 +340,7 @@ impl Master {
         let logs = Logs::open(&table).context("opening logs")?;
         // Bind every new address first, so a failure changes nothing.
         let mut listeners = Vec::new();
-        for socket in &table.sockets {
+        for socket in table.sockets.iter().filter(|s| s.is_bound()) {
             let kept = self.listeners.iter().position(|l| l.addr == socket.addr);
             if kept.is_none() {
                 let listener = event_loop::bind(socket.addr)
@@ -356,7 +356,11 @@ impl Master {
         }
         let old = mem::take(&mut self.listeners);
         for listener in old {
-            if table.sockets.iter().any(|s| s.addr == listener.addr) {
+            if table
+                .sockets
+                .iter()
+                .any(|s| s.addr == listener.addr && s.is_bound())
+            {
                 listeners.push(listener);
             } else {
                 // Closed here now, and in each old worker as it drains.
