@@ -214,25 +214,23 @@ pub fn route(
     Ok(value)
 }
 
-/// An error outcome whose code has an `error_page`: where the internal
+/// An error outcome (`found`) whose code has an `error_page`: where the internal
 /// redirect goes (a GET of the URI, HEAD kept, location choice again) and
 /// what it gets; the page is sent with the original status. `Null` when
 /// the code has no page.
 fn error_page(
-    outcome: &Value,
+    found: &Value,
     request: &Request,
     table: &RoutingTable,
     server: &Server,
     location: &Location,
 ) -> Value {
-    let status = outcome["status"]
-        .as_u64()
-        .and_then(|s| u16::try_from(s).ok());
+    let status = found["status"].as_u64().and_then(|s| u16::try_from(s).ok());
     let Some(status) = status.filter(|&s| s >= 400) else {
         return Value::Null;
     };
     // `return CODE TEXT` answers with its text, not a page.
-    if outcome["kind"] == "return" && !outcome["target"].is_null() {
+    if found["kind"] == "return" && !found["target"].is_null() {
         return Value::Null;
     }
     let Some(uri) = location.error_pages.get(&status) else {
