@@ -1348,7 +1348,6 @@ fn access_entry<'a>(
     }
 }
 
-/// A stand-in left behind when a request is moved out of a finished run.
 /// The request an `error_page` URI is served as: GET (HEAD stays HEAD, as
 /// nginx) of `uri`, with the original's `Host`, version and connection
 /// preference, so the same server answers it. `None` if it does not parse
@@ -1376,6 +1375,7 @@ fn error_page_request(original: Option<&Request>, uri: &str) -> Option<Request> 
     Some(request)
 }
 
+/// A stand-in left behind when a request is moved out of a finished run.
 fn placeholder_request() -> Request {
     let head = b"GET / HTTP/1.0\r\n\r\n";
     match Request::parse(head, head.len()) {
