@@ -3,13 +3,17 @@
 //!
 //! Steps, each the server's own code:
 //! 1. [`config::load`] the configuration (a bad one prints its diagnostics);
-//! 2. the listener: the socket on the URL's port whose address is the URL's
-//!    host, else a wildcard one, else the first (a host name is not resolved);
+//! 2. the listener: the address on the URL's port that is the URL's host
+//!    (`localhost` is 127.0.0.1; any other name is not resolved), else the
+//!    wildcard one, else the first; for an address that a wildcard's socket
+//!    takes (`listen P` beside `listen 127.0.0.1:P`), that socket too;
 //! 3. a request head is synthesized and parsed with [`Request::parse`];
 //! 4. [`RoutingTable::choose_server`], then [`Server::select_location`];
 //! 5. [`handlers::plan`], described: the mapped file, the index or listing,
 //!    the CGI script, the store, the return, the upstream and the URI
-//!    [`proxy::upstream_uri`] sends.
+//!    [`proxy::upstream_uri`] sends;
+//! 6. for an error that has an `error_page`, the internal redirect: the
+//!    page's location and what it gets (step 5 again).
 //!
 //! Nothing is bound, run, written or deleted; only metadata is read.
 
@@ -23,7 +27,7 @@ use serde_json::{json, Value};
 use crate::config;
 use crate::handlers::{self, proxy, static_file, Plan};
 use crate::http::request::{Request, Via};
-use crate::routing::{Location, RoutingTable, ServerMatch};
+use crate::routing::{Location, RoutingTable, Server, ServerMatch};
 
 /// The parts of the URL given on the command line.
 struct Url {
@@ -173,14 +177,19 @@ pub fn route(
         "longest prefix"
     };
     let outcome = outcome(&request, table, location);
-    Ok(json!({
+    let error_page = error_page(&outcome, &request, table, server, location);
+    let mut value = json!({
         "request": {
             "method": method,
             "target": url.target,
             "path": request.path,
             "host": request.host,
         },
-        "listener": { "addr": listen.addr.to_string(), "why": why_socket },
+        "listener": {
+            "addr": listen.addr.to_string(),
+            "why": why_socket,
+            "bound": table.sockets[listen.bound_by.unwrap_or(socket)].addr.to_string(),
+        },
         "server": {
             "index": index,
             "names": server.names,
@@ -198,7 +207,51 @@ pub fn route(
         "methods": location.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "client_max_body_size": location.client_max_body_size,
         "limits": server.limits,
-    }))
+    });
+    if !error_page.is_null() {
+        value["error_page"] = error_page;
+    }
+    Ok(value)
+}
+
+/// An error outcome (`found`) whose code has an `error_page`: where the internal
+/// redirect goes (a GET of the URI, HEAD kept, location choice again) and
+/// what it gets; the page is sent with the original status. `Null` when
+/// the code has no page.
+fn error_page(
+    found: &Value,
+    request: &Request,
+    table: &RoutingTable,
+    server: &Server,
+    location: &Location,
+) -> Value {
+    let status = found["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+    let Some(status) = status.filter(|&s| s >= 400) else {
+        return Value::Null;
+    };
+    // `return CODE TEXT` answers with its text, not a page.
+    if found["kind"] == "return" && !found["target"].is_null() {
+        return Value::Null;
+    }
+    let Some(uri) = location.error_pages.get(&status) else {
+        return Value::Null;
+    };
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return json!({ "uri": uri, "status": 302 });
+    }
+    let method = if request.is_head() { "HEAD" } else { "GET" };
+    let head = format!("{method} {uri} HTTP/1.0\r\n\r\n");
+    let Ok(Some((page, _))) = Request::parse(head.as_bytes(), head.len()) else {
+        return json!({ "uri": uri, "status": status });
+    };
+    let target = server.select_location(&page.path);
+    let target_uri = (!std::ptr::eq(target, &server.fallback)).then_some(&target.uri);
+    json!({
+        "uri": uri,
+        "status": status,
+        "location": target_uri,
+        "outcome": outcome(&page, table, target),
+    })
 }
 
 fn why_text(why: ServerMatch) -> &'static str {
@@ -319,10 +372,20 @@ pub fn render_text(v: &Value) -> String {
         s(&r["path"]),
         s(&r["host"])
     ));
+    let listener = &v["listener"];
+    let bound = if listener["bound"] == listener["addr"] {
+        String::new()
+    } else {
+        format!(
+            "; it arrives on the socket bound to {}, and its local address picks {}",
+            s(&listener["bound"]),
+            s(&listener["addr"])
+        )
+    };
     out.push_str(&format!(
-        "listener  {} ({})\n",
-        s(&v["listener"]["addr"]),
-        s(&v["listener"]["why"])
+        "listener  {} ({}{bound})\n",
+        s(&listener["addr"]),
+        s(&listener["why"])
     ));
     let server = &v["server"];
     let names: Vec<String> = server["names"]
@@ -363,6 +426,24 @@ pub fn render_text(v: &Value) -> String {
         }
     ));
     out.push_str(&format!("outcome   {}\n", outcome_text(&v["outcome"], &s)));
+    let page = &v["error_page"];
+    if page["status"] == 302 {
+        out.push_str(&format!(
+            "error     page {}: a 302 to it\n",
+            s(&page["uri"])
+        ));
+    } else if !page.is_null() {
+        let target = match &page["location"] {
+            Value::Null => "the server's own settings".to_string(),
+            uri => format!("location {}", s(uri)),
+        };
+        out.push_str(&format!(
+            "error     page {} (an internal redirect, sent with {}): {target}, {}\n",
+            s(&page["uri"]),
+            s(&page["status"]),
+            outcome_text(&page["outcome"], &s)
+        ));
+    }
     let methods: Vec<String> = v["methods"]
         .as_array()
         .into_iter()

@@ -8,6 +8,8 @@
 //!
 //! Choosing where a request goes (SPEC §3), in order:
 //! 1. the listening socket gives the candidate servers ([`ListenSocket`]);
+//!    a wildcard socket that also takes a specific address's connections
+//!    asks the connection's local address ([`RoutingTable::socket_for`]);
 //! 2. the `Host` header picks one of them ([`RoutingTable::choose_server`]):
 //!    exact name, longest `*.leading` wildcard, longest `trailing.*`
 //!    wildcard ([`ServerNames`]), else the default server;
@@ -79,6 +81,23 @@ pub struct ListenSocket {
     /// The `server_name`s of `servers`, indexed for the choice by `Host`.
     #[serde(skip)]
     pub names: ServerNames,
+    /// The wildcard address of the same port and family (`listen P`,
+    /// `*:P`, `0.0.0.0:P`, `[::]:P`) whose one socket also takes this
+    /// address's connections: as nginx, only the wildcard is bound, and a
+    /// connection's local address picks this entry (an index into
+    /// [`RoutingTable::sockets`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_by: Option<usize>,
+    /// For a wildcard: the specific addresses it takes connections for.
+    #[serde(skip)]
+    pub specific: Vec<usize>,
+}
+
+impl ListenSocket {
+    /// Whether a socket of its own is bound for this address.
+    pub fn is_bound(&self) -> bool {
+        self.bound_by.is_none()
+    }
 }
 
 /// Which rule chose the server for a request (SPEC §3 step 2, with nginx's
@@ -523,6 +542,28 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 }
 
 impl RoutingTable {
+    /// The entry of [`RoutingTable::sockets`] a connection accepted on the
+    /// bound socket `bound` belongs to: the specific address it was made
+    /// to (`local`, from getsockname), else `bound` itself (nginx's
+    /// choice, SPEC §3 step 1).
+    pub fn socket_for(&self, bound: usize, local: Option<SocketAddr>) -> usize {
+        let specific = &self.sockets[bound].specific;
+        local
+            .and_then(|local| {
+                specific
+                    .iter()
+                    .copied()
+                    .find(|&i| self.sockets[i].addr == local)
+            })
+            .unwrap_or(bound)
+    }
+
+    /// Whether connections on the bound socket `bound` need their local
+    /// address to find their entry (a getsockname per accept).
+    pub fn needs_local_addr(&self, bound: usize) -> bool {
+        !self.sockets[bound].specific.is_empty()
+    }
+
     /// SPEC §3 step 2: the server of `socket` whose `server_name` matches
     /// `host` (already without port), else the socket's default server.
     pub fn select_server(&self, socket: usize, host: Option<&str>) -> &Server {

@@ -31,6 +31,8 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("autoindex", &["http://www.example.test:8080/assets/"]),
     ("other_port", &["http://127.0.0.1:8081/nothing.html"]),
+    ("specific_beside_wildcard", &["http://127.0.0.1:8082/"]),
+    ("wildcard", &["http://127.0.0.2:8082/"]),
     (
         "method_not_allowed",
         &["http://www.example.test:8080/api/", "-X", "DELETE"],

@@ -15,6 +15,8 @@ use super::grammar::Token;
 use super::lint;
 use super::scope::{At, Cgi, Context, Effective, ErrorPage, PathArg, Scope, Settings};
 use super::values::{self, ProxyUrl};
+use crate::handlers::{self, Plan};
+use crate::http::request::Request;
 use crate::routing::{
     CgiHandler, Limits, ListenSocket, Location, NamePattern, Policy, ProxyPass, RoutingTable,
     Server, ServerNames, Upstream, UpstreamServer,
@@ -422,6 +424,8 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
                     names: ServerNames::default(),
                     max_header_size: 0,
                     tls: None,
+                    bound_by: None,
+                    specific: Vec::new(),
                 });
                 explicit_default.push(None);
                 names.push(HashMap::new());
@@ -456,7 +460,30 @@ fn group_sockets(servers: &[&Scope], report: &mut Report) -> Vec<ListenSocket> {
             claim_names(server, i, &mut sockets[s], &mut names[s], report);
         }
     }
+    share_wildcards(&mut sockets);
     sockets
+}
+
+/// nginx's way with `listen P` beside `listen 127.0.0.1:P`: only the
+/// wildcard is bound (binding both would fail), and a connection's local
+/// address picks the specific address's servers, else the wildcard's.
+/// An IPv6 wildcard is IPv6-only, so it takes only IPv6 addresses.
+fn share_wildcards(sockets: &mut [ListenSocket]) {
+    for i in 0..sockets.len() {
+        let addr = sockets[i].addr;
+        if addr.ip().is_unspecified() {
+            continue;
+        }
+        let wildcard = sockets.iter().position(|s| {
+            s.addr.ip().is_unspecified()
+                && s.addr.port() == addr.port()
+                && s.addr.is_ipv4() == addr.is_ipv4()
+        });
+        if let Some(w) = wildcard {
+            sockets[i].bound_by = Some(w);
+            sockets[w].specific.push(i);
+        }
+    }
 }
 
 /// Adds the names of `server` (index `i`) to `socket`, reporting a name that
@@ -511,8 +538,11 @@ fn claim_names(
 }
 
 /// Warns once per `error_page` directive whose page, served through the
-/// server, maps to no file. Each directive is checked once per server: the
-/// server's list (its own or inherited) and the lists locations set.
+/// server as the internal redirect would (a GET of its URI, planned by
+/// [`handlers::plan`]), is a missing file: a CGI script, a proxied location
+/// or a directory with an index (or a listing) serve it. Each directive is
+/// checked once per server: the server's list (its own or inherited) and
+/// the lists locations set.
 fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) {
     let mut warned = HashSet::new();
     for (server, merged) in servers.iter().zip(merged) {
@@ -531,22 +561,35 @@ fn warn_error_pages(servers: &[Server], merged: &[Merged], report: &mut Report) 
 }
 
 fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<String> {
-    let chosen = server.select_location(&page.uri);
+    let head = format!("GET {} HTTP/1.0\r\n\r\n", page.uri);
+    // A URI no request can have is refused by the directive itself.
+    let Ok(Some((request, _))) = Request::parse(head.as_bytes(), head.len()) else {
+        return None;
+    };
+    let chosen = server.select_location(&request.path);
+    // A return or a refused GET is error-page-loop's business; a script or
+    // an upstream answers whatever the file system holds.
+    if !matches!(handlers::plan(&request, chosen), Plan::Static) {
+        return None;
+    }
     let index = server
         .locations
         .iter()
         .position(|l| std::ptr::eq(l, chosen));
     let settings = merged.effective(index);
-    if settings.ret().is_some() || settings.get(|s| &s.proxy_pass).is_some() {
-        return None;
-    }
     let (base, rest) = match (settings.get(|s| &s.alias), settings.root()) {
-        (Some(alias), _) => (&alias.value, page.uri.get(chosen.uri.len()..).unwrap_or("")),
-        (None, Some(root)) => (&root.value, page.uri.as_str()),
+        (Some(alias), _) => (
+            &alias.value,
+            request.path.get(chosen.uri.len()..).unwrap_or(""),
+        ),
+        (None, Some(root)) => (&root.value, request.path.as_str()),
         (None, None) => return None,
     };
     let file = base.path.join(rest.trim_start_matches('/'));
-    if file.is_file() {
+    let directory_page = request.path.ends_with('/')
+        && file.is_dir()
+        && (chosen.autoindex || chosen.index.iter().any(|name| file.join(name).is_file()));
+    if file.is_file() || directory_page {
         return None;
     }
     let written = format!(
@@ -554,8 +597,13 @@ fn missing_page(server: &Server, merged: &Merged, page: &ErrorPage) -> Option<St
         base.written.trim_end_matches('/'),
         rest.trim_start_matches('/')
     );
+    let looked = if request.path.ends_with('/') {
+        format!("an index file in \"{written}\"")
+    } else {
+        format!("\"{written}\"")
+    };
     Some(format!(
-        "error page \"{}\" not found (looked for \"{written}\")",
+        "error page \"{}\" not found (looked for {looked})",
         page.uri
     ))
 }

@@ -40,6 +40,259 @@ impl Severity {
     }
 }
 
+/// One diagnostic name, what it means and how severe it is: the SARIF
+/// `rules` of `check --format sarif` list all of them, whether or not they
+/// occurred. A test keeps this list and the names the code uses equal.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub name: &'static str,
+    pub severity: Severity,
+    pub summary: &'static str,
+}
+
+const fn rule(name: &'static str, severity: Severity, summary: &'static str) -> Rule {
+    Rule {
+        name,
+        severity,
+        summary,
+    }
+}
+
+/// Every diagnostic name, errors first, each group alphabetical.
+pub const RULES: &[Rule] = &[
+    rule(
+        "block-shape",
+        Severity::Error,
+        "a directive that needs a block has none, or one that takes none has one",
+    ),
+    rule(
+        "certificate-expired",
+        Severity::Error,
+        "a certificate past its end date",
+    ),
+    rule(
+        "conflicting-directives",
+        Severity::Error,
+        "directives that cannot stand together in one block",
+    ),
+    rule(
+        "duplicate-default-server",
+        Severity::Error,
+        "two default_server on one address",
+    ),
+    rule(
+        "duplicate-directive",
+        Severity::Error,
+        "a directive that may appear once, given twice",
+    ),
+    rule(
+        "duplicate-listen",
+        Severity::Error,
+        "the same listen address twice in one server",
+    ),
+    rule(
+        "duplicate-location",
+        Severity::Error,
+        "two locations with the same URI in one server",
+    ),
+    rule(
+        "duplicate-server-name",
+        Severity::Error,
+        "two servers with the same server_name on one address",
+    ),
+    rule(
+        "duplicate-upstream",
+        Severity::Error,
+        "two upstream blocks with the same name",
+    ),
+    rule(
+        "empty-upstream",
+        Severity::Error,
+        "an upstream block without a server",
+    ),
+    rule(
+        "include-refused",
+        Severity::Error,
+        "an include that cannot be followed (a cycle, a directory)",
+    ),
+    rule(
+        "invalid-argument",
+        Severity::Error,
+        "an argument of the wrong form or out of range",
+    ),
+    rule(
+        "log-file",
+        Severity::Error,
+        "a log file that cannot be opened",
+    ),
+    rule(
+        "missing-include",
+        Severity::Error,
+        "an include that matches no file",
+    ),
+    rule("no-listen", Severity::Error, "a server without listen"),
+    rule(
+        "no-server",
+        Severity::Error,
+        "a configuration without a server block",
+    ),
+    rule(
+        "not-text",
+        Severity::Error,
+        "a configuration file that is not UTF-8 text",
+    ),
+    rule(
+        "proxy-pass-address",
+        Severity::Error,
+        "a proxy_pass host that does not resolve",
+    ),
+    rule(
+        "syntax",
+        Severity::Error,
+        "text the grammar does not accept",
+    ),
+    rule(
+        "tls-bad-certificate",
+        Severity::Error,
+        "a certificate file that holds no usable certificate",
+    ),
+    rule(
+        "tls-bad-key",
+        Severity::Error,
+        "a key file that holds no usable private key",
+    ),
+    rule(
+        "tls-key-mismatch",
+        Severity::Error,
+        "a private key that does not belong to its certificate",
+    ),
+    rule(
+        "tls-missing-certificate",
+        Severity::Error,
+        "an ssl address whose server has no certificate",
+    ),
+    rule(
+        "tls-pair",
+        Severity::Error,
+        "ssl_certificate without ssl_certificate_key, or the other way round",
+    ),
+    rule(
+        "tls-setup",
+        Severity::Error,
+        "TLS settings the TLS library refuses",
+    ),
+    rule(
+        "tls-unreadable",
+        Severity::Error,
+        "a certificate or key file that cannot be read",
+    ),
+    rule(
+        "too-many-diagnostics",
+        Severity::Error,
+        "more problems than are shown",
+    ),
+    rule(
+        "unknown-directive",
+        Severity::Error,
+        "a directive name webserv does not know",
+    ),
+    rule(
+        "unknown-upstream",
+        Severity::Error,
+        "a name that is neither an upstream block nor a host",
+    ),
+    rule(
+        "unreadable-file",
+        Severity::Error,
+        "a configuration file that cannot be read",
+    ),
+    rule(
+        "wrong-arity",
+        Severity::Error,
+        "a wrong number of arguments",
+    ),
+    rule(
+        "wrong-context",
+        Severity::Error,
+        "a directive where it is not allowed",
+    ),
+    rule(
+        "alias-traversal",
+        Severity::Warning,
+        "a prefix location and its alias disagree about a trailing /",
+    ),
+    rule(
+        "certificate-expiring",
+        Severity::Warning,
+        "a certificate that ends within 30 days",
+    ),
+    rule(
+        "certificate-name",
+        Severity::Warning,
+        "a certificate that names none of its server's server_name values",
+    ),
+    rule(
+        "cgi-interpreter",
+        Severity::Warning,
+        "a CGI interpreter that is not an executable file",
+    ),
+    rule(
+        "delete-static",
+        Severity::Warning,
+        "DELETE allowed in a location without upload_store",
+    ),
+    rule(
+        "error-page-loop",
+        Severity::Warning,
+        "an error page whose own location answers that error",
+    ),
+    rule(
+        "error-page-override",
+        Severity::Warning,
+        "the same code in two error_page directives of one block",
+    ),
+    rule(
+        "executable-uploads",
+        Severity::Warning,
+        "an upload_store that a location with a cgi extension serves",
+    ),
+    rule(
+        "host-spoofing",
+        Severity::Warning,
+        "proxy_set_header Host $http_host",
+    ),
+    rule(
+        "missing-error-page",
+        Severity::Warning,
+        "an error page that no location of its server can serve",
+    ),
+    rule(
+        "missing-path",
+        Severity::Warning,
+        "a root, alias or upload_store that does not exist",
+    ),
+    rule(
+        "server-name-port",
+        Severity::Warning,
+        "a server_name holding a port, a scheme or a /",
+    ),
+    rule(
+        "unlimited-body",
+        Severity::Warning,
+        "client_max_body_size 0 where POST or PUT is allowed",
+    ),
+    rule(
+        "unreachable-location",
+        Severity::Warning,
+        "a location that a server-level return hides",
+    ),
+    rule(
+        "unreachable-server",
+        Severity::Warning,
+        "a server that no request can select",
+    ),
+];
+
 /// One problem. `span` is `None` for problems with a whole file (unreadable,
 /// no `server` block).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,5 +644,88 @@ mod tests {
                 "{text:?} {span:?}"
             );
         }
+    }
+}
+
+/// [`RULES`] against the code: every name a diagnostic is made with is
+/// listed (with the severity it is made with), and every listed name is
+/// made somewhere. The names are read from the source of `config/`, as the
+/// first string argument of each constructor.
+#[cfg(test)]
+mod rules_tests {
+    use super::{Severity, RULES};
+    use std::collections::BTreeMap;
+
+    /// Constructor call → the severity it makes (`None`: either).
+    const MAKERS: &[(&str, Option<Severity>)] = &[
+        ("Diagnostic::error(", Some(Severity::Error)),
+        ("Diagnostic::warning(", Some(Severity::Warning)),
+        ("Diagnostic::file_error(", Some(Severity::Error)),
+        ("self.fail(", Some(Severity::Error)),
+        ("self.fail_known(", Some(Severity::Error)),
+        ("warn(", Some(Severity::Warning)),
+        ("name: \"", None),
+    ];
+
+    fn is_name(s: &str) -> bool {
+        !s.is_empty()
+            && s.split('-')
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+    }
+
+    /// The first string literal of `call` (up to its `;`), if it is a name.
+    fn first_name(call: &str) -> Option<&str> {
+        let call = call.split(';').next()?;
+        let start = call.find('"')? + 1;
+        let len = call[start..].find('"')?;
+        let literal = &call[start..start + len];
+        is_name(literal).then_some(literal)
+    }
+
+    fn names_in_code() -> BTreeMap<String, Option<Severity>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
+        let mut found = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).expect("src/config") {
+            let path = entry.expect("entry").path();
+            // The directive table's `name: "..."` are directive names.
+            if path.file_name().is_some_and(|n| n == "directives.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (maker, severity) in MAKERS {
+                for (at, _) in code.match_indices(maker) {
+                    let from = if maker.ends_with('"') {
+                        at + maker.len() - 1
+                    } else {
+                        at + maker.len()
+                    };
+                    if let Some(name) = first_name(&code[from..]) {
+                        found.insert(name.to_string(), *severity);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_name_is_a_rule_and_every_rule_is_used() {
+        let code = names_in_code();
+        for (name, severity) in &code {
+            let rule = RULES.iter().find(|r| r.name == name);
+            let rule = rule.unwrap_or_else(|| panic!("{name} is missing from RULES"));
+            if let Some(severity) = severity {
+                assert_eq!(rule.severity, *severity, "{name}");
+            }
+        }
+        for rule in RULES {
+            assert!(code.contains_key(rule.name), "{} is never used", rule.name);
+            assert!(is_name(rule.name), "{}", rule.name);
+        }
+        let mut names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), RULES.len(), "a name is listed twice");
     }
 }

@@ -138,24 +138,30 @@ fn sarif_result(d: &Located<'_>) -> serde_json::Value {
     })
 }
 
-/// A SARIF 2.1.0 log: one run of the `webserv` tool whose rules are the
-/// diagnostic names that occur, in order of first appearance.
+/// A SARIF 2.1.0 log: one run of the `webserv` tool whose rules are every
+/// diagnostic name ([`diag::RULES`]), so a code-scanning tool knows each
+/// rule before it first fires; each result points at its rule by index.
 fn sarif_log(mut results: Vec<serde_json::Value>) -> serde_json::Value {
-    let mut rules: Vec<String> = Vec::new();
     for result in &mut results {
-        let id = result["ruleId"].as_str().unwrap_or_default().to_string();
-        let index = match rules.iter().position(|r| *r == id) {
-            Some(i) => i,
-            None => {
-                rules.push(id);
-                rules.len() - 1
-            }
-        };
-        result["ruleIndex"] = index.into();
+        let id = result["ruleId"].as_str().unwrap_or_default();
+        if let Some(index) = diag::RULES.iter().position(|r| r.name == id) {
+            result["ruleIndex"] = index.into();
+        }
     }
-    let rules: Vec<serde_json::Value> = rules
+    let rules: Vec<serde_json::Value> = diag::RULES
         .iter()
-        .map(|id| serde_json::json!({ "id": id, "name": id, "shortDescription": { "text": id } }))
+        .map(|rule| {
+            let level = match rule.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            serde_json::json!({
+                "id": rule.name,
+                "name": rule.name,
+                "shortDescription": { "text": rule.summary },
+                "defaultConfiguration": { "level": level },
+            })
+        })
         .collect();
     serde_json::json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

@@ -236,6 +236,39 @@ fn sockets_group_servers_by_address() {
     assert_eq!(table.select_server(0, Some("b")).names, ["b"]);
 }
 
+/// nginx: `listen P` is the one socket bound for port P; the specific
+/// addresses on P are chosen by the connection's local address. An IPv6
+/// wildcard takes only IPv6 addresses (it is IPv6-only).
+#[test]
+fn a_wildcard_socket_takes_the_specific_addresses_of_its_port() {
+    let (table, report) = load_text(
+        "server { listen 127.0.0.1:9; listen 127.0.0.1:10; listen [::1]:9; }\n\
+         server { listen 9; listen [::]:11; }\n",
+    );
+    let table = table.unwrap_or_else(|| panic!("{}", report.render_text()));
+    let bound: Vec<(String, Option<usize>, Vec<usize>)> = table
+        .sockets
+        .iter()
+        .map(|s| (s.addr.to_string(), s.bound_by, s.specific.clone()))
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            ("127.0.0.1:9".to_string(), Some(3), vec![]),
+            ("127.0.0.1:10".to_string(), None, vec![]),
+            ("[::1]:9".to_string(), None, vec![]),
+            ("0.0.0.0:9".to_string(), None, vec![0]),
+            ("[::]:11".to_string(), None, vec![]),
+        ]
+    );
+    let local = |a: &str| Some(a.parse().expect("address"));
+    assert_eq!(table.socket_for(3, local("127.0.0.1:9")), 0);
+    assert_eq!(table.socket_for(3, local("127.0.0.2:9")), 3);
+    assert_eq!(table.socket_for(3, None), 3);
+    assert_eq!(table.socket_for(1, local("127.0.0.1:10")), 1);
+    assert!(table.needs_local_addr(3) && !table.needs_local_addr(1));
+}
+
 #[test]
 fn relative_paths_resolve_against_the_naming_file() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -10,9 +10,9 @@ use crate::handlers::upload::is_temp_name;
 use crate::http::path::map_under;
 use crate::http::request::Request;
 use crate::http::response::Reply;
-use crate::routing::{Location, Server};
+use crate::routing::Location;
 
-pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply {
+pub fn delete(request: &Request, location: &Location) -> Reply {
     let target = match &location.upload_store {
         Some(store) => {
             let rest = request
@@ -24,11 +24,11 @@ pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply 
         None => map_path(location, &request.path),
     };
     let Some(target) = target else {
-        return error_page::reply(404, server, location);
+        return error_page::reply(404, location);
     };
     // Another upload's file in progress is not there to be removed.
     if location.upload_store.is_some() && is_temp_name(&request.path) {
-        return error_page::reply(403, server, location);
+        return error_page::reply(403, location);
     }
     let status = match fs::symlink_metadata(&target) {
         Ok(meta) if meta.is_dir() || request.path.ends_with('/') => 403,
@@ -40,6 +40,6 @@ pub fn delete(request: &Request, server: &Server, location: &Location) -> Reply 
     };
     match status {
         204 => Reply::new(204),
-        status => error_page::reply(status, server, location),
+        status => error_page::reply(status, location),
     }
 }

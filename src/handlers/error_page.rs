@@ -1,26 +1,30 @@
-//! Error replies: the location's `error_page` for the code, served through
-//! the same server with the original status, else the built-in page made
-//! from `errors/error.html` (embedded in the binary).
+//! Error replies: the built-in page made from `errors/error.html`
+//! (embedded in the binary), marked with the location's `error_page` URI
+//! for the code when it has one.
 //!
-//! An error page is served as a plain file only: if it is missing, or maps
-//! to a location that cannot serve a file, the built-in page is used, so an
-//! error page can never loop (nginx's `recursive_error_pages off`).
+//! The URI is an internal redirect (SPEC §9.4, as nginx): the connection
+//! serves it as a GET (HEAD stays HEAD) through location choice again, so
+//! a file, a directory's index, a CGI script or a proxied location can be
+//! the page, sent with the original status. At most one redirect: an error
+//! while serving the page sends the built-in page of the original error.
 
-use crate::handlers::static_file::{map_path, open};
-use crate::http::response::{Body, Reply};
+use crate::http::response::Reply;
 use crate::http::status::reason;
-use crate::routing::{Location, Server};
+use crate::routing::Location;
 
 const TEMPLATE: &str = include_str!("../../errors/error.html");
 
 /// The reply for an error `status` met in `location` of `server`.
-pub fn reply(status: u16, server: &Server, location: &Location) -> Reply {
+pub fn reply(status: u16, location: &Location) -> Reply {
     match location.error_pages.get(&status) {
         Some(uri) if uri.starts_with("http://") || uri.starts_with("https://") => {
             // As nginx: an error page on another site is a redirect to it.
             builtin(302).with_header("Location", uri.clone())
         }
-        Some(uri) => custom(status, uri, server).unwrap_or_else(|| builtin(status)),
+        Some(uri) => Reply {
+            error_page: Some(uri.clone()),
+            ..builtin(status)
+        },
         None => builtin(status),
     }
 }
@@ -33,31 +37,6 @@ pub fn builtin(status: u16) -> Reply {
     Reply::new(status).with_body("text/html; charset=utf-8", body.into_bytes())
 }
 
-fn custom(status: u16, uri: &str, server: &Server) -> Option<Reply> {
-    let path = uri.split('?').next().unwrap_or(uri);
-    let location = server.select_location(path);
-    if location.ret.is_some() || location.proxy.is_some() {
-        return None;
-    }
-    let fs_path = map_path(location, path)?;
-    let (file, meta) = open(&fs_path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let content_type = mime_guess::from_path(&fs_path)
-        .first_raw()
-        .unwrap_or("text/html");
-    Some(Reply {
-        status,
-        headers: vec![("Content-Type", content_type.to_owned())],
-        body: Body::File {
-            file,
-            offset: 0,
-            len: meta.len(),
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,7 +45,7 @@ mod tests {
     fn builtin_page_names_code_and_reason() {
         let reply = builtin(404);
         assert_eq!(reply.status, 404);
-        let Body::Bytes(body) = reply.body else {
+        let crate::http::response::Body::Bytes(body) = reply.body else {
             panic!("built-in pages are bytes");
         };
         let body = String::from_utf8(body).unwrap();

@@ -114,28 +114,26 @@ pub fn plan<'a>(request: &Request, location: &'a Location) -> Plan<'a> {
 pub fn handle(request: &Request, server: &Server) -> Action {
     let location = server.select_location(&request.path);
     match plan(request, location) {
-        Plan::NotImplemented => Action::Reply(error_page::reply(501, server, location)),
-        Plan::Return(ret) => Action::Reply(redirect_or_text(ret, request, server, location)),
-        Plan::MethodNotAllowed => {
-            Action::Reply(method_not_allowed(location.methods, server, location))
-        }
+        Plan::NotImplemented => Action::Reply(error_page::reply(501, location)),
+        Plan::Return(ret) => Action::Reply(redirect_or_text(ret, request, location)),
+        Plan::MethodNotAllowed => Action::Reply(method_not_allowed(location.methods, location)),
         Plan::Proxy(_) => Action::Proxy,
         Plan::ProxyMethodNotAllowed(allowed) => {
-            let reply = error_page::reply(405, server, location);
+            let reply = error_page::reply(405, location);
             Action::Reply(reply.with_header("Allow", allowed.join(", ")))
         }
         Plan::Cgi(script) => Action::Cgi(script),
-        Plan::UploadInProgress => Action::Reply(error_page::reply(403, server, location)),
-        Plan::Static => Action::Reply(static_file::get(request, server, location)),
+        Plan::UploadInProgress => Action::Reply(error_page::reply(403, location)),
+        Plan::Static => Action::Reply(static_file::get(request, location)),
         Plan::Upload { store, put } => {
             let upload = if put {
                 Upload::put(request, location, store)
             } else {
                 Upload::post(request, location, store)
             };
-            upload_action(upload, server, location)
+            upload_action(upload, location)
         }
-        Plan::Delete => Action::Reply(delete::delete(request, server, location)),
+        Plan::Delete => Action::Reply(delete::delete(request, location)),
     }
 }
 
@@ -156,25 +154,16 @@ fn cgi_script(request: &Request, location: &Location) -> Option<Script> {
     cgi::find_script(location, &format!("{}{index}", request.path))
 }
 
-fn upload_action(
-    upload: Result<Upload, UploadError>,
-    server: &Server,
-    location: &Location,
-) -> Action {
+fn upload_action(upload: Result<Upload, UploadError>, location: &Location) -> Action {
     match upload {
         Ok(upload) => Action::Upload(upload),
-        Err(err) => Action::Reply(error_page::reply(err.status(), server, location)),
+        Err(err) => Action::Reply(error_page::reply(err.status(), location)),
     }
 }
 
 /// `return CODE [URL or TEXT]`: a redirect with `Location`, a text body, or
 /// the code's error page (as nginx does for `return 404;`).
-fn redirect_or_text(
-    ret: &Return,
-    request: &Request,
-    server: &Server,
-    location: &Location,
-) -> Reply {
+fn redirect_or_text(ret: &Return, request: &Request, location: &Location) -> Reply {
     let is_redirect = matches!(ret.code, 301 | 302 | 303 | 307 | 308);
     // `return 301 https://$host$request_uri;`: variables are expanded per
     // request; a value without any is used as written.
@@ -194,17 +183,17 @@ fn redirect_or_text(
             error_page::builtin(ret.code).with_header("Location", url)
         }
         Some(text) => Reply::new(ret.code).with_body("text/plain", expanded(text)),
-        None if ret.code >= 400 => error_page::reply(ret.code, server, location),
+        None if ret.code >= 400 => error_page::reply(ret.code, location),
         None => error_page::builtin(ret.code),
     }
 }
 
 /// 405 with the `Allow` header listing what the location accepts.
-pub fn method_not_allowed(methods: MethodSet, server: &Server, location: &Location) -> Reply {
+pub fn method_not_allowed(methods: MethodSet, location: &Location) -> Reply {
     let allow = methods
         .iter()
         .map(Method::as_str)
         .collect::<Vec<_>>()
         .join(", ");
-    error_page::reply(405, server, location).with_header("Allow", allow)
+    error_page::reply(405, location).with_header("Allow", allow)
 }

@@ -20,19 +20,19 @@ use crate::http::path::{map_under, percent_encode_path};
 use crate::http::range::{parse_range, RangeOutcome};
 use crate::http::request::Request;
 use crate::http::response::{Body, Reply};
-use crate::routing::{Location, Server};
+use crate::routing::Location;
 
 /// Serves `request.path` from `location`'s root or alias.
-pub fn get(request: &Request, server: &Server, location: &Location) -> Reply {
+pub fn get(request: &Request, location: &Location) -> Reply {
     let Some(fs_path) = map_path(location, &request.path) else {
-        return error_page::reply(404, server, location);
+        return error_page::reply(404, location);
     };
     match open(&fs_path) {
-        Ok((_, meta)) if meta.is_dir() => directory(request, server, location, &fs_path),
-        Ok(_) if request.path.ends_with('/') => error_page::reply(404, server, location),
+        Ok((_, meta)) if meta.is_dir() => directory(request, location, &fs_path),
+        Ok(_) if request.path.ends_with('/') => error_page::reply(404, location),
         Ok((file, meta)) if meta.is_file() => file_reply(request, file, &meta, &fs_path),
-        Ok(_) => error_page::reply(403, server, location),
-        Err(err) => error_page::reply(io_status(&err), server, location),
+        Ok(_) => error_page::reply(403, location),
+        Err(err) => error_page::reply(io_status(&err), location),
     }
 }
 
@@ -68,7 +68,7 @@ pub fn io_status(err: &io::Error) -> u16 {
     }
 }
 
-fn directory(request: &Request, server: &Server, location: &Location, dir: &Path) -> Reply {
+fn directory(request: &Request, location: &Location, dir: &Path) -> Reply {
     if !request.path.ends_with('/') {
         let mut target = percent_encode_path(&request.path);
         target.push('/');
@@ -88,10 +88,10 @@ fn directory(request: &Request, server: &Server, location: &Location, dir: &Path
     if location.autoindex {
         return match autoindex::render(&request.path, dir) {
             Ok(html) => Reply::new(200).with_body("text/html; charset=utf-8", html),
-            Err(err) => error_page::reply(io_status(&err), server, location),
+            Err(err) => error_page::reply(io_status(&err), location),
         };
     }
-    error_page::reply(403, server, location)
+    error_page::reply(403, location)
 }
 
 /// 200, 206, 304 or 416 for an open regular file.

@@ -19,6 +19,10 @@ pub struct Reply {
     /// Headers besides `Server`, `Date`, framing and `Connection`.
     pub headers: Vec<(&'static str, String)>,
     pub body: Body,
+    /// An error reply whose `error_page` URI is to be served in its stead
+    /// (an internal redirect through location choice, SPEC §9.4); the
+    /// reply itself is the built-in page, sent when no redirect is made.
+    pub error_page: Option<String>,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Body::Empty,
+            error_page: None,
         }
     }
 

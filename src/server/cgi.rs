@@ -98,6 +98,9 @@ pub struct CgiRun {
     relay: Option<Relay>,
     pub status: u16,
     pub body_bytes: u64,
+    /// Serving an `error_page` URI: the original error status, which
+    /// replaces the answer's own (as nginx does for a URI error page).
+    pub error_status: Option<u16>,
     /// The response may keep the connection open.
     pub keep_alive: bool,
     pub last_progress: Instant,
@@ -148,6 +151,7 @@ impl CgiRun {
             head: Vec::new(),
             relay: None,
             status: 0,
+            error_status: None,
             body_bytes: 0,
             keep_alive: true,
             last_progress: now,
@@ -457,8 +461,9 @@ impl CgiRun {
 
     /// Builds the client's response head from the script's header block.
     fn response_head(&mut self, head: &CgiHead, cx: &mut Cx) -> Relay {
-        self.status = head.status;
-        let no_body = crate::http::response::status_has_no_body(head.status);
+        let status = self.error_status.unwrap_or(head.status);
+        self.status = status;
+        let no_body = crate::http::response::status_has_no_body(status);
         let length = match head.content_length {
             _ if no_body => None,
             Some(n) => Some(Length::Known(n)),
@@ -469,11 +474,7 @@ impl CgiRun {
             self.keep_alive = false;
         }
         let mut out = Vec::with_capacity(512);
-        write_head_start(
-            &mut out,
-            head.status,
-            cx.date.get(std::time::SystemTime::now()),
-        );
+        write_head_start(&mut out, status, cx.date.get(std::time::SystemTime::now()));
         for (name, value) in &head.headers {
             write_header(&mut out, name, value.as_bytes());
         }

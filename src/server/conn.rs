@@ -352,6 +352,9 @@ pub struct Conn {
     /// `keepalive_timeout` of the server that answered the last request.
     idle_timeout: Duration,
     redirects: u8,
+    /// Serving an `error_page` URI (an internal redirect) for this status:
+    /// what the page is sent with, and that no second redirect is made.
+    error_status: Option<u16>,
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
@@ -397,6 +400,7 @@ impl Conn {
             requests: 0,
             idle_timeout: Duration::ZERO,
             redirects: 0,
+            error_status: None,
             accepted_at: now,
             head_started: None,
             request_line: String::new(),
@@ -611,6 +615,7 @@ impl Conn {
                     self.response_from = self.client.written;
                     self.requests += 1;
                     self.redirects = 0;
+                    self.error_status = None;
                     self.close_after = false;
                     self.start_request(request, cx);
                     return Step::Progress;
@@ -646,7 +651,7 @@ impl Conn {
         let limit = location.client_max_body_size;
         if let Framing::Length(n) = request.framing {
             if limit.is_some_and(|max| n > max) {
-                let reply = error_page::reply(413, server, location);
+                let reply = error_page::reply(413, location);
                 return self.respond(Some(&request), reply, LINGER_CLOSE, cx);
             }
         }
@@ -759,7 +764,7 @@ impl Conn {
                     cx.logs.error(format_args!("{message}"));
                 }
                 let server = &self.table.servers[self.server];
-                error_page::reply(err.status(), server, server.select_location(&request.path))
+                error_page::reply(err.status(), server.select_location(&request.path))
             }),
             Sink::Spool { mut file, script } => {
                 return match file.rewind() {
@@ -857,6 +862,7 @@ impl Conn {
         ) {
             Ok(mut run) => {
                 run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
+                run.error_status = self.error_status;
                 self.phase = Phase::Cgi(Box::new(run));
             }
             Err(err) => {
@@ -954,6 +960,7 @@ impl Conn {
         match run.connect(&table, cx) {
             Ok(()) => {
                 run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
+                run.error_status = self.error_status;
                 self.phase = Phase::Proxy(run);
             }
             Err(status) => {
@@ -1032,7 +1039,7 @@ impl Conn {
             Some(request) => self.fail_request(status, request, ending, cx),
             None => {
                 let server = &self.table.servers[self.server];
-                let reply = error_page::reply(status, server, &server.fallback);
+                let reply = error_page::reply(status, &server.fallback);
                 self.respond(None, reply, ending, cx);
             }
         }
@@ -1041,7 +1048,7 @@ impl Conn {
     fn fail_request(&mut self, status: u16, request: Request, ending: Ending, cx: &mut Cx) {
         let table = Arc::clone(&self.table);
         let server: &Server = &table.servers[self.server];
-        let reply = error_page::reply(status, server, server.select_location(&request.path));
+        let reply = error_page::reply(status, server.select_location(&request.path));
         self.respond(Some(&request), reply, ending, cx);
     }
 
@@ -1054,8 +1061,32 @@ impl Conn {
             && (!self.client.peer_closed || !self.client.input.is_empty())
     }
 
-    /// Writes the head of `reply` and moves to [`Phase::Write`].
-    fn respond(&mut self, request: Option<&Request>, reply: Reply, ending: Ending, cx: &mut Cx) {
+    /// Writes the head of `reply` and moves to [`Phase::Write`], unless
+    /// the reply is an error whose `error_page` URI is served instead.
+    fn respond(
+        &mut self,
+        request: Option<&Request>,
+        mut reply: Reply,
+        ending: Ending,
+        cx: &mut Cx,
+    ) {
+        if let Some(status) = self.error_status {
+            // The error page goes out with the original status (as nginx);
+            // an error while serving it gets the built-in page of the
+            // original error: at most one redirect.
+            reply = if (200..300).contains(&reply.status) {
+                Reply { status, ..reply }
+            } else {
+                error_page::builtin(status)
+            };
+        } else if let Some(uri) = reply.error_page.take() {
+            if let Some(redirected) = error_page_request(request, &uri) {
+                self.error_status = Some(reply.status);
+                // A body left unread makes the input untrustworthy.
+                self.close_after |= ending.close;
+                return self.start_request(redirected, cx);
+            }
+        }
         let keep_alive = self.may_keep_alive(request, ending);
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
         let mut head = Vec::with_capacity(256);
@@ -1315,6 +1346,33 @@ fn access_entry<'a>(
         referer: request.and_then(|r| r.header_str("referer")),
         user_agent: request.and_then(|r| r.header_str("user-agent")),
     }
+}
+
+/// The request an `error_page` URI is served as: GET (HEAD stays HEAD, as
+/// nginx) of `uri`, with the original's `Host`, version and connection
+/// preference, so the same server answers it. `None` if it does not parse
+/// (the built-in page is sent then).
+fn error_page_request(original: Option<&Request>, uri: &str) -> Option<Request> {
+    let method = match original {
+        Some(r) if r.is_head() => "HEAD",
+        _ => "GET",
+    };
+    let mut head = match original {
+        Some(r) => format!("{method} {uri} HTTP/1.{}\r\n", r.minor_version),
+        None => format!("{method} {uri} HTTP/1.0\r\n"),
+    };
+    if let Some(host) = original.and_then(|r| r.host.as_deref()) {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
+    if !original.is_some_and(|r| r.keep_alive) {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let (mut request, _) = Request::parse(head.as_bytes(), head.len()).ok()??;
+    if let Some(original) = original {
+        request.via = original.via;
+    }
+    Some(request)
 }
 
 /// A stand-in left behind when a request is moved out of a finished run.

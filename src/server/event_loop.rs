@@ -131,6 +131,9 @@ impl EventLoop {
         let table = Arc::new(table);
         let mut event_loop = EventLoop::empty(config_path, Arc::clone(&table), Role::Single)?;
         for (index, socket) in table.sockets.iter().enumerate() {
+            if !socket.is_bound() {
+                continue;
+            }
             let listener =
                 bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
             event_loop.add_listener(listener, socket.addr, &table, index)?;
@@ -396,7 +399,13 @@ impl EventLoop {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let tls = listener.table.sockets[listener.index].tls.as_ref();
+            let table = &listener.table;
+            let index = if table.needs_local_addr(listener.index) {
+                table.socket_for(listener.index, stream.local_addr().ok())
+            } else {
+                listener.index
+            };
+            let tls = table.sockets[index].tls.as_ref();
             let mut transport = match tls {
                 None => Transport::Plain(stream),
                 Some(config) => match Transport::tls(stream, config) {
@@ -424,7 +433,7 @@ impl EventLoop {
                 transport,
                 peer,
                 Arc::clone(&listener.table),
-                listener.index,
+                index,
                 now,
             ));
             self.timers.sync(key, &mut conn.deadline);
@@ -547,7 +556,7 @@ impl EventLoop {
         // Bind every new address first, so a failure changes nothing.
         let mut fresh = Vec::new();
         for (index, socket) in table.sockets.iter().enumerate() {
-            if !self.listeners.iter().any(|(_, l)| l.addr == socket.addr) {
+            if socket.is_bound() && !self.listeners.iter().any(|(_, l)| l.addr == socket.addr) {
                 let listener =
                     bind(socket.addr).with_context(|| format!("listening on {}", socket.addr))?;
                 fresh.push((listener, socket.addr, index));
@@ -556,7 +565,12 @@ impl EventLoop {
         let gone: Vec<usize> = self
             .listeners
             .iter()
-            .filter(|(_, l)| !table.sockets.iter().any(|s| s.addr == l.addr))
+            .filter(|(_, l)| {
+                !table
+                    .sockets
+                    .iter()
+                    .any(|s| s.addr == l.addr && s.is_bound())
+            })
             .map(|(k, _)| k)
             .collect();
         for key in gone {

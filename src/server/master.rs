@@ -136,7 +136,7 @@ pub fn run(
     pid_path: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
-    for socket in &table.sockets {
+    for socket in table.sockets.iter().filter(|s| s.is_bound()) {
         listeners.push(Listener::bind(socket.addr, count)?);
     }
     let logs = Logs::open(&table).context("opening logs")?;
@@ -379,7 +379,7 @@ impl Master {
         // Bind every new address and socket first, so a failure changes
         // nothing (sockets added to a kept address are closed again).
         let mut listeners = Vec::new();
-        for socket in &table.sockets {
+        for socket in table.sockets.iter().filter(|s| s.is_bound()) {
             let kept = self.listeners.iter().position(|l| l.addr == socket.addr);
             if kept.is_none() {
                 listeners.push(Listener::bind(socket.addr, count)?);
@@ -398,7 +398,11 @@ impl Master {
         }
         let old = mem::take(&mut self.listeners);
         for mut listener in old {
-            if table.sockets.iter().any(|s| s.addr == listener.addr) {
+            if table
+                .sockets
+                .iter()
+                .any(|s| s.addr == listener.addr && s.is_bound())
+            {
                 // Fewer workers: the surplus slots' sockets close (here,
                 // and in their old workers as these drain).
                 listener.sockets.truncate(count);

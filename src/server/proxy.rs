@@ -124,6 +124,9 @@ pub struct ProxyRun {
     pub keep_alive: bool,
     pub status: u16,
     pub body_bytes: u64,
+    /// Serving an `error_page` URI: the original error status, which
+    /// replaces the answer's own (as nginx does for a URI error page).
+    pub error_status: Option<u16>,
     pub last_progress: Instant,
     connect_timeout: Duration,
     read_timeout: Duration,
@@ -184,6 +187,7 @@ impl ProxyRun {
             upstream_keep_alive: false,
             keep_alive: true,
             status: 0,
+            error_status: None,
             body_bytes: 0,
             last_progress: now,
             connect_timeout: location.proxy_connect_timeout,
@@ -672,7 +676,8 @@ impl ProxyRun {
 
     /// The client's response head from the upstream's.
     fn response_head(&mut self, head: &UpstreamHead, cx: &mut Cx) -> Relay {
-        self.status = head.status;
+        let status = self.error_status.unwrap_or(head.status);
+        self.status = status;
         self.upstream_keep_alive = head.keep_alive;
         let http10 = self.request.minor_version == 0;
         let (up_body, length) = match head.framing {
@@ -697,11 +702,7 @@ impl ProxyRun {
         }
         self.up_body = up_body;
         let mut out = Vec::with_capacity(512);
-        write_head_start(
-            &mut out,
-            head.status,
-            cx.date.get(std::time::SystemTime::now()),
-        );
+        write_head_start(&mut out, status, cx.date.get(std::time::SystemTime::now()));
         for (name, value) in &head.headers {
             write_header(&mut out, name, value);
         }
