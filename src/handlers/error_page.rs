@@ -7,6 +7,8 @@
 //! error page can never loop (nginx's `recursive_error_pages off`).
 
 use crate::handlers::static_file::{map_path, open};
+use std::sync::Arc;
+
 use crate::http::response::{Body, Reply};
 use crate::http::status::reason;
 use crate::routing::{Location, Server};
@@ -49,9 +51,10 @@ fn custom(status: u16, uri: &str, server: &Server) -> Option<Reply> {
         .unwrap_or("text/html");
     Some(Reply {
         status,
+        prepared: None,
         headers: vec![("Content-Type", content_type.to_owned())],
         body: Body::File {
-            file,
+            file: Arc::new(file),
             offset: 0,
             len: meta.len(),
         },

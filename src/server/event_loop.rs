@@ -5,9 +5,14 @@
 //! events by token, fire due deadlines, then free the connections that
 //! closed (after the batch, because the slab reuses a key at once).
 //!
-//! Tokens: `0` is the signal pipe, `1..CONN_BASE` the listeners (slab key +
-//! 1), and from `CONN_BASE` each connection owns one token per [`Source`]
-//! in a row, so the sockets and pipes of a connection find it directly.
+//! Tokens: `0` is the signal pipe, `1..CONN_BASE - 1` the listeners (slab
+//! key + 1), `CONN_BASE - 1` the open-file cache's inotify descriptor, and
+//! from `CONN_BASE` each connection owns one token per [`Source`] in a
+//! row, so the sockets and pipes of a connection find it directly.
+//!
+//! The open-file cache is drained of its queued changes right after each
+//! wait, before any request is read (the freshness argument is in
+//! [`crate::cache`]).
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
 //! collected with `try_wait` whenever SIGCHLD wakes the loop.
@@ -25,11 +30,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::cache::FileCache;
 use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
@@ -44,6 +51,7 @@ use crate::server::transport::Transport;
 const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const CONN_BASE: usize = 1 << 16;
+const INOTIFY: Token = Token(CONN_BASE - 1);
 
 /// After `accept` fails for lack of file descriptors, wait this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -92,6 +100,10 @@ pub struct EventLoop {
     reaper: Reaper,
     /// Idle upstream connections and the balancer's state.
     upstreams: Upstreams,
+    /// This process's open-file cache (each worker has its own).
+    cache: FileCache,
+    /// How many times the loop has waited.
+    wait: u64,
 }
 
 /// The token of `source` of connection `key`.
@@ -117,6 +129,8 @@ macro_rules! cx {
             reaper: &mut $self.reaper,
             token: token_of,
             upstreams: &mut $self.upstreams,
+            cache: &mut $self.cache,
+            wait: $self.wait,
         }
     };
 }
@@ -159,6 +173,8 @@ impl EventLoop {
             .context("registering signals")?;
         let logs = Logs::open(&table).context("opening logs")?;
         let balancer = Balancer::new(&table.upstreams);
+        let cache = FileCache::new();
+        register_cache(&poll, &cache)?;
         Ok(EventLoop {
             poll,
             role,
@@ -179,6 +195,8 @@ impl EventLoop {
                 pool: Pool::default(),
                 balancer,
             },
+            cache,
+            wait: 0,
         })
     }
 
@@ -221,6 +239,10 @@ impl EventLoop {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err).context("polling"),
             }
+            self.wait += 1;
+            if !self.cache.is_empty() {
+                self.cache.refresh();
+            }
             // Each event reads the clock (vDSO, tens of nanoseconds): a
             // handshake or a large write earlier in the batch must not make
             // the deadlines of later connections start in the past.
@@ -234,12 +256,14 @@ impl EventLoop {
             self.reaper.reap(Instant::now());
             // Idle upstream connections past their time are closed.
             drop(self.upstreams.pool.expire(now, POOL_IDLE_TIMEOUT));
+            self.cache.expire(now);
         }
     }
 
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
             SIGNALS => self.on_signals(now),
+            INOTIFY => self.cache.refresh(),
             Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
             Token(t) => {
                 let Some((key, source)) = split_token(t) else {
@@ -440,7 +464,7 @@ impl EventLoop {
     ) -> anyhow::Result<()> {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
-        anyhow::ensure!(token.0 < CONN_BASE, "too many listen addresses");
+        anyhow::ensure!(token < INOTIFY, "too many listen addresses");
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)
@@ -556,10 +580,25 @@ impl EventLoop {
             self.add_listener(socket, addr, &table, index)?;
         }
         self.upstreams.balancer = Balancer::new(&table.upstreams);
+        // A new configuration starts with an empty cache (the old one's
+        // descriptor leaves the poll as it closes).
+        let cache = FileCache::new();
+        register_cache(&self.poll, &cache)?;
+        self.cache = cache;
         self.table = table;
         self.logs = logs;
         Ok(())
     }
+}
+
+/// Polls the cache's inotify descriptor, when it has one.
+fn register_cache(poll: &Poll, cache: &FileCache) -> anyhow::Result<()> {
+    if let Some(fd) = cache.fd() {
+        poll.registry()
+            .register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)
+            .context("registering the open-file cache's inotify descriptor")?;
+    }
+    Ok(())
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
