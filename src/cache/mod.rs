@@ -289,10 +289,9 @@ impl FileCache {
     pub fn expire(&mut self, now: Instant) {
         for store in &mut self.stores {
             while let Some((_, path)) = store.lru.first_key_value() {
-                let idle = store
-                    .map
-                    .get(path)
-                    .map_or(true, |s| now.saturating_duration_since(s.used) > store.settings.inactive);
+                let idle = store.map.get(path).map_or(true, |s| {
+                    now.saturating_duration_since(s.used) > store.settings.inactive
+                });
                 if !idle {
                     break;
                 }

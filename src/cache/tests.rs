@@ -42,7 +42,9 @@ fn a_second_open_is_a_hit() {
     let second = cache.open(&file, Some(&settings()), true, now).unwrap();
     assert!(Rc::ptr_eq(&first, &second));
     assert!(matches!(&first.body, Stored::Bytes(b) if &b[..] == b"hello"));
-    assert!(std::str::from_utf8(&first.head).unwrap().contains("Content-Type: text/html\r\n"));
+    assert!(std::str::from_utf8(&first.head)
+        .unwrap()
+        .contains("Content-Type: text/html\r\n"));
 }
 
 #[test]
@@ -52,7 +54,12 @@ fn every_kind_of_change_is_seen_at_once() {
     fs::write(&file, b"one").unwrap();
     assert_eq!(body(&mut cache, &file).unwrap(), b"one");
     // Written in place (same inode, same length).
-    fs::OpenOptions::new().write(true).open(&file).unwrap().write_all_at(b"two", 0).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .write_all_at(b"two", 0)
+        .unwrap();
     assert_eq!(body(&mut cache, &file).unwrap(), b"two");
     // Truncated.
     fs::File::create(&file).unwrap();
@@ -64,8 +71,14 @@ fn every_kind_of_change_is_seen_at_once() {
     assert_eq!(body(&mut cache, &file).unwrap(), b"three");
     // Deleted, then created again.
     fs::remove_file(&file).unwrap();
-    assert_eq!(body(&mut cache, &file).unwrap_err().kind(), io::ErrorKind::NotFound);
-    assert_eq!(body(&mut cache, &file).unwrap_err().kind(), io::ErrorKind::NotFound);
+    assert_eq!(
+        body(&mut cache, &file).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(
+        body(&mut cache, &file).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
     fs::write(&file, b"four").unwrap();
     assert_eq!(body(&mut cache, &file).unwrap(), b"four");
     // Made unreadable (root reads anything: only check it is dropped).
@@ -97,7 +110,9 @@ fn large_files_keep_a_descriptor() {
     let (_dir, root, mut cache) = setup();
     let file = root.join("big.bin");
     fs::write(&file, vec![7u8; 100_000]).unwrap();
-    let entry = cache.open(&file, Some(&settings()), true, Instant::now()).unwrap();
+    let entry = cache
+        .open(&file, Some(&settings()), true, Instant::now())
+        .unwrap();
     assert!(matches!(entry.body, Stored::File(_)));
     fs::write(&file, vec![8u8; 10]).unwrap();
     assert_eq!(body(&mut cache, &file).unwrap(), vec![8u8; 10]);
@@ -114,13 +129,17 @@ fn bounded_by_max_and_memory() {
     for i in 0..20 {
         let file = root.join(format!("{i}.txt"));
         fs::write(&file, vec![b'x'; 3000]).unwrap();
-        cache.open(&file, Some(&tight), true, Instant::now()).unwrap();
+        cache
+            .open(&file, Some(&tight), true, Instant::now())
+            .unwrap();
         let store = &cache.stores[0];
         assert!(store.map.len() <= 5 && store.bytes <= 10_000, "{i}");
         assert_eq!(store.map.len(), store.lru.len());
     }
     // The most recent stayed.
-    assert!(cache.stores[0].map.contains_key(root.join("19.txt").as_path()));
+    assert!(cache.stores[0]
+        .map
+        .contains_key(root.join("19.txt").as_path()));
 }
 
 #[test]
@@ -144,4 +163,3 @@ fn off_caches_nothing() {
     cache.open(&file, None, true, Instant::now()).unwrap();
     assert!(cache.is_empty());
 }
-

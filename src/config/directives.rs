@@ -12,8 +12,7 @@ use super::values;
 use crate::http::Method;
 use crate::routing::{
     LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, OpenFileCache, Policy, Return,
-    TlsVersions,
-    WorkerProcesses,
+    TlsVersions, WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -834,17 +833,19 @@ fn open_file_cache(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
             Some(("max", n)) => {
                 let n = values::number(n)
                     .filter(|&n| (1..=10_000_000).contains(&n))
-                    .ok_or_else(|| fail(format!("max must be a number from 1 to 10000000, found \"{n}\"")))?;
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "max must be a number from 1 to 10000000, found \"{n}\""
+                        ))
+                    })?;
                 max = Some(n as usize);
             }
             Some(("inactive", v)) => cache.inactive = values::time(v).map_err(fail)?,
             Some(("memory", v)) => cache.memory = values::size(v).map_err(fail)?,
             Some(("small", v)) => cache.small = values::size(v).map_err(fail)?,
-            _ => {
-                return Err(fail(format!(
-                    "expected off, max=N, inactive=TIME, memory=SIZE or small=SIZE, found \"{text}\""
-                )))
-            }
+            _ => return Err(fail(format!(
+                "expected off, max=N, inactive=TIME, memory=SIZE or small=SIZE, found \"{text}\""
+            ))),
         }
     }
     let Some(max) = max else {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::diag::Span;
 use super::values::ProxyUrl;
 use crate::routing::{
-    LogLevel, OpenFileCache, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions, WorkerProcesses,
+    LogLevel, LogTarget, MethodSet, NextUpstream, OpenFileCache, Policy, Return, TlsVersions,
+    WorkerProcesses,
 };
 
 /// The four kinds of block a directive can appear in.

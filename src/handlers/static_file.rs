@@ -145,8 +145,7 @@ pub fn file_reply(request: &Request, entry: &Entry) -> Reply {
         RangeOutcome::Full => (200, 0, len),
         RangeOutcome::Partial { start, end } => (206, start, end + 1),
         RangeOutcome::Unsatisfiable => {
-            return error_page::builtin(416)
-                .with_header("Content-Range", format!("bytes */{len}"))
+            return error_page::builtin(416).with_header("Content-Range", format!("bytes */{len}"))
         }
     };
     let body = match &entry.body {
