@@ -298,7 +298,9 @@ fn static_outcome(request: &Request, location: &Location) -> Value {
     };
     value["status"] = status.into();
     let served = match (&meta, value["index"].as_str()) {
-        (Some(m), Some(index)) if m.is_dir() => (PathBuf::from(index), Path::new(index).metadata().ok()),
+        (Some(m), Some(index)) if m.is_dir() => {
+            (PathBuf::from(index), Path::new(index).metadata().ok())
+        }
         _ => (file, meta),
     };
     value["open_file_cache"] = cache_outcome(&served.0, served.1.as_ref(), location).into();

@@ -240,7 +240,7 @@ impl FileCache {
             && path
                 .parent()
                 .is_some_and(|p| std::fs::canonicalize(p).is_ok_and(|real| real == p))
-            && std::fs::symlink_metadata(path).map_or(true, |m| !m.file_type().is_symlink());
+            && !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         plain && inotify.watch_ancestors(path).is_ok()
     }
 
@@ -289,7 +289,7 @@ impl FileCache {
     pub fn expire(&mut self, now: Instant) {
         for store in &mut self.stores {
             while let Some((_, path)) = store.lru.first_key_value() {
-                let idle = store.map.get(path).map_or(true, |s| {
+                let idle = store.map.get(path).is_none_or(|s| {
                     now.saturating_duration_since(s.used) > store.settings.inactive
                 });
                 if !idle {

@@ -23,8 +23,7 @@ fn body(cache: &mut FileCache, path: &Path) -> io::Result<Vec<u8>> {
     Ok(match &entry.body {
         Stored::Bytes(bytes) => bytes.to_vec(),
         Stored::File(file) => {
-            let mut out = Vec::new();
-            out.resize(entry.len as usize, 0);
+            let mut out = vec![0; entry.len as usize];
             file.read_exact_at(&mut out, 0).unwrap();
             out
         }
@@ -82,7 +81,7 @@ fn every_kind_of_change_is_seen_at_once() {
     fs::write(&file, b"four").unwrap();
     assert_eq!(body(&mut cache, &file).unwrap(), b"four");
     // Made unreadable (root reads anything: only check it is dropped).
-    assert!(cache.len() > 0);
+    assert!(!cache.is_empty());
     fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
     cache.refresh();
     assert_eq!(cache.len(), 0);

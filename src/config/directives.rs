@@ -843,9 +843,11 @@ fn open_file_cache(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
             Some(("inactive", v)) => cache.inactive = values::time(v).map_err(fail)?,
             Some(("memory", v)) => cache.memory = values::size(v).map_err(fail)?,
             Some(("small", v)) => cache.small = values::size(v).map_err(fail)?,
-            _ => return Err(fail(format!(
+            _ => {
+                return Err(fail(format!(
                 "expected off, max=N, inactive=TIME, memory=SIZE or small=SIZE, found \"{text}\""
-            ))),
+            )))
+            }
         }
     }
     let Some(max) = max else {
