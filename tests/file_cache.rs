@@ -110,6 +110,20 @@ fn large_files_are_never_stale() {
 }
 
 #[test]
+fn each_worker_keeps_its_own_fresh_cache() {
+    let config = "
+        worker_processes 2;
+        server {
+            listen 127.0.0.1:{port};
+            root {dir}/www;
+            access_log off;
+        }";
+    let server = Server::start(config, &[("www/.keep", b"")]);
+    check_changes(&server, "small.txt", 1000);
+    check_changes(&server, "large.bin", BIG);
+}
+
+#[test]
 fn a_directory_index_appears_and_disappears() {
     let server = Server::start(CONFIG, &[("www/d/.keep", b"")]);
     let mut conn = server.connect();

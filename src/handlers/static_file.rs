@@ -1,12 +1,15 @@
 //! GET and HEAD of files and directories under a `root` or `alias`.
 //!
 //! Steps: map the URL path to a file system path (never outside the base),
-//! open it without following into a FIFO's blocking open, then by kind:
+//! open it through the open-file cache ([`crate::cache`]: a hit costs no
+//! system call; a miss opens without following into a FIFO's blocking
+//! open), then by kind:
 //! - a directory without a trailing `/`: 301 to the path with `/`;
 //! - a directory: its first existing `index` file, else the autoindex
 //!   listing, else 403;
 //! - a regular file: 304 when the validators match, 206/416 for a `Range`,
-//!   else 200; the body is the open file, streamed by the server.
+//!   else 200; the body is the cached bytes or the open file, streamed by
+//!   the server, behind the cached file's prepared header lines.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;

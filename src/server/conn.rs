@@ -110,6 +110,10 @@ pub struct Cx<'a> {
     pub cache: &'a mut FileCache,
     /// Counts the loop's waits: which readiness reports are new.
     pub wait: u64,
+    /// A response head buffer between responses: heads are written into it
+    /// and it comes back when the head is sent, so no response allocates
+    /// one and no idle connection keeps one.
+    pub spare_head: &'a mut Vec<u8>,
 }
 
 /// What an event says about one source.
@@ -381,8 +385,6 @@ pub struct Conn {
     /// `client.written` when the current request arrived: more means its
     /// response has begun.
     response_from: u64,
-    /// The response head buffer, reused from response to response.
-    head_buf: Vec<u8>,
     pub deadline: Deadline,
 }
 
@@ -426,7 +428,6 @@ impl Conn {
             head_started: None,
             request_line: String::new(),
             response_from: 0,
-            head_buf: Vec::new(),
             deadline: Deadline::default(),
         };
         conn.refresh_deadline();
@@ -1098,7 +1099,7 @@ impl Conn {
     fn respond(&mut self, request: Option<&Request>, reply: Reply, ending: Ending, cx: &mut Cx) {
         let keep_alive = self.may_keep_alive(request, ending);
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
-        let mut head = std::mem::take(&mut self.head_buf);
+        let mut head = std::mem::take(cx.spare_head);
         head.clear();
         let date = cx.date.get(SystemTime::now());
         write_head(
@@ -1154,7 +1155,9 @@ impl Conn {
         };
         if out.is_done() {
             let after = out.after;
-            self.head_buf = std::mem::take(&mut out.head);
+            if cx.spare_head.capacity() < out.head.capacity() {
+                *cx.spare_head = std::mem::take(&mut out.head);
+            }
             return self.finish_response(after, cx);
         }
         match write_some(&mut self.client.transport, out) {

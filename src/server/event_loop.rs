@@ -104,6 +104,8 @@ pub struct EventLoop {
     cache: FileCache,
     /// How many times the loop has waited.
     wait: u64,
+    /// The response head buffer between responses.
+    spare_head: Vec<u8>,
 }
 
 /// The token of `source` of connection `key`.
@@ -131,6 +133,7 @@ macro_rules! cx {
             upstreams: &mut $self.upstreams,
             cache: &mut $self.cache,
             wait: $self.wait,
+            spare_head: &mut $self.spare_head,
         }
     };
 }
@@ -197,6 +200,7 @@ impl EventLoop {
             },
             cache,
             wait: 0,
+            spare_head: Vec::new(),
         })
     }
 
