@@ -244,13 +244,21 @@ impl EventLoop {
                 Err(err) => return Err(err).context("polling"),
             }
             self.wait += 1;
-            if !self.cache.is_empty() {
+            // The inotify descriptor's own event needs no second drain.
+            let drained = !self.cache.is_empty();
+            if drained {
                 self.cache.refresh();
             }
             // Each event reads the clock (vDSO, tens of nanoseconds): a
             // handshake or a large write earlier in the batch must not make
             // the deadlines of later connections start in the past.
             for event in events.iter() {
+                if event.token() == INOTIFY {
+                    if !drained {
+                        self.cache.refresh();
+                    }
+                    continue;
+                }
                 self.dispatch(event, Instant::now());
             }
             let now = Instant::now();
@@ -267,7 +275,6 @@ impl EventLoop {
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
             SIGNALS => self.on_signals(now),
-            INOTIFY => self.cache.refresh(),
             Token(t) if t < CONN_BASE => self.accept_all(t - LISTENER_BASE, now),
             Token(t) => {
                 let Some((key, source)) = split_token(t) else {
