@@ -19,6 +19,8 @@
 #   BENCH_SERVERS   "webserv nginx" (default), or one of them alone
 #   RESULTS         file to append to (bench/RESULTS.md)
 #   WORKERS         worker_processes on both sides (1)
+#   NGINX_EXTRA     more nginx http-level directives, e.g.
+#                   'open_file_cache max=10000;' (none: nginx's defaults)
 set -euo pipefail
 
 BENCH_NAME=bench
@@ -83,6 +85,7 @@ start_nginx() {
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     log_not_found off;
+    ${NGINX_EXTRA:-}
     types { text/html html; }
     server {
         listen 127.0.0.1:${PORT[nginx]};
@@ -211,6 +214,6 @@ table=$(report)
 echo "$table"
 append_results "static files, worker_processes $WORKERS (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
 
-\`WORKERS=$WORKERS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/run.sh\`
+\`WORKERS=$WORKERS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS NGINX_EXTRA='${NGINX_EXTRA:-}' bench/run.sh\`
 
 $table"

@@ -10,6 +10,7 @@
 //! - [`server`] owns every socket and pipe: the event loop and the
 //!   connection state machine.
 
+pub mod cache;
 pub mod config;
 pub mod handlers;
 pub mod http;

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
+use crate::cache::FileCache;
 use crate::config;
 use crate::handlers::{self, proxy, static_file, Plan};
 use crate::http::request::{Request, Via};
@@ -353,7 +354,30 @@ fn static_outcome(request: &Request, location: &Location) -> Value {
         Some(_) => 403,
     };
     value["status"] = status.into();
+    let served = match (&meta, value["index"].as_str()) {
+        (Some(m), Some(index)) if m.is_dir() => {
+            (PathBuf::from(index), Path::new(index).metadata().ok())
+        }
+        _ => (file, meta),
+    };
+    value["open_file_cache"] = cache_outcome(&served.0, served.1.as_ref(), location).into();
     value
+}
+
+/// How the open-file cache would keep what the request reads (SPEC §9.5).
+fn cache_outcome(path: &Path, meta: Option<&Metadata>, location: &Location) -> &'static str {
+    let Some(settings) = &location.open_file_cache else {
+        return "off";
+    };
+    if !FileCache::new().would_cache(path, Some(settings)) {
+        return "not cached (cannot be watched)";
+    }
+    match meta {
+        None => "the 404 answer",
+        Some(m) if m.is_file() && m.len() <= settings.small => "in memory",
+        Some(m) if m.is_file() => "an open descriptor",
+        Some(_) => "the directory entry",
+    }
 }
 
 /// The text rendering: one line per step.
@@ -541,6 +565,9 @@ fn outcome_text(o: &Value, s: &dyn Fn(&Value) -> String) -> String {
                     s(&o["index"]),
                     if o["autoindex"] == true { "on" } else { "off" }
                 ));
+            }
+            if let Some(cache) = o.get("open_file_cache") {
+                text.push_str(&format!("; open_file_cache: {}", s(cache)));
             }
             text
         }

@@ -299,6 +299,35 @@ pub struct Location {
     #[serde(serialize_with = "ser_duration")]
     pub proxy_read_timeout: Duration,
     pub proxy_next_upstream: NextUpstream,
+    /// `open_file_cache`; `None` is `off`.
+    pub open_file_cache: Option<OpenFileCache>,
+}
+
+/// `open_file_cache max=N [inactive=TIME] [memory=SIZE] [small=SIZE]`
+/// (SPEC §9.5): the bounds of one process's cache of served files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OpenFileCache {
+    /// The most entries (files, directories and 404 answers) kept.
+    pub max: usize,
+    /// An entry unused this long is dropped.
+    #[serde(serialize_with = "ser_duration")]
+    pub inactive: Duration,
+    /// The most bytes the entries hold (file bytes, heads, paths).
+    pub memory: u64,
+    /// Files up to this size are kept in memory; larger ones as an open
+    /// descriptor.
+    pub small: u64,
+}
+
+impl Default for OpenFileCache {
+    fn default() -> Self {
+        OpenFileCache {
+            max: 10_000,
+            inactive: Duration::from_secs(60),
+            memory: 64 << 20,
+            small: 64 << 10,
+        }
+    }
 }
 
 /// `proxy_next_upstream`: when a request goes on to the next server.

@@ -293,6 +293,7 @@ fn location(
         cgi: own_or(&own.cgi, &shared.cgi, |c| cgi(c)),
         cgi_timeout: *s.get(|s| &s.cgi_timeout).expect(HAS_DEFAULT),
         cgi_check_script: *s.get(|s| &s.cgi_check_script).expect(HAS_DEFAULT),
+        open_file_cache: *s.get(|s| &s.open_file_cache).expect(HAS_DEFAULT),
         proxy,
         proxy_set_header: own_or(&own.proxy_set_header, &shared.proxy_set_header, |h| {
             h.as_slice().into()

@@ -11,7 +11,8 @@ use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, Pat
 use super::values;
 use crate::http::Method;
 use crate::routing::{
-    HealthCheck, LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, Policy, Return,
+    HealthCheck, LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, OpenFileCache, Policy,
+    Return,
     TlsVersions, WorkerProcesses,
 };
 
@@ -451,6 +452,16 @@ pub const DIRECTIVES: &[Directive] = &[
         doc: "Extension: `off` runs the CGI even when the script file does not exist (as nginx's fastcgi_pass).",
     },
     Directive {
+        name: "open_file_cache",
+        contexts: GSL,
+        arity: Between(1, 4),
+        repeatable: false,
+        action: Action::Set(open_file_cache),
+        usage: "off | max=N [inactive=TIME] [memory=SIZE] [small=SIZE]",
+        default: DefaultValue::Value("max=10000 inactive=60s memory=64m small=64k"),
+        doc: "Keep served files' descriptors, metadata and prepared heads, the bytes of files up to `small`, and 404 answers, per process: at most `max` entries and `memory` bytes (least recently used first out), each dropped after `inactive` unused. Never stale: directories are watched with inotify; a path that cannot be watched is not cached.",
+    },
+    Directive {
         name: "client_header_timeout",
         contexts: GS,
         arity: Exactly(1),
@@ -856,6 +867,54 @@ fn health_check(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
         }
     }
     scope.settings.health_check = Some(check);
+    Ok(())
+}
+
+fn open_file_cache(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    if args.text(0) == "off" {
+        if args.values.len() > 1 {
+            return Err(ArgError {
+                arg: 1,
+                message: "nothing may follow \"off\"".to_string(),
+            });
+        }
+        scope.settings.open_file_cache = Some(None);
+        return Ok(());
+    }
+    let mut cache = OpenFileCache::default();
+    let mut max = None;
+    for (i, t) in args.values.iter().enumerate() {
+        let text = t.text.as_ref();
+        let fail = |message: String| ArgError { arg: i, message };
+        match text.split_once('=') {
+            Some(("max", n)) => {
+                let n = values::number(n)
+                    .filter(|&n| (1..=10_000_000).contains(&n))
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "max must be a number from 1 to 10000000, found \"{n}\""
+                        ))
+                    })?;
+                max = Some(n as usize);
+            }
+            Some(("inactive", v)) => cache.inactive = values::time(v).map_err(fail)?,
+            Some(("memory", v)) => cache.memory = values::size(v).map_err(fail)?,
+            Some(("small", v)) => cache.small = values::size(v).map_err(fail)?,
+            _ => {
+                return Err(fail(format!(
+                "expected off, max=N, inactive=TIME, memory=SIZE or small=SIZE, found \"{text}\""
+            )))
+            }
+        }
+    }
+    let Some(max) = max else {
+        return Err(ArgError {
+            arg: 0,
+            message: "max=N is required (or off)".to_string(),
+        });
+    };
+    cache.max = max;
+    scope.settings.open_file_cache = Some(Some(cache));
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::diag::Span;
 use super::values::ProxyUrl;
 use crate::routing::{
-    HealthCheck, LogLevel, LogTarget, MethodSet, NextUpstream, Policy, Return, TlsVersions,
+    HealthCheck, LogLevel, LogTarget, MethodSet, NextUpstream, OpenFileCache, Policy, Return,
+    TlsVersions,
     WorkerProcesses,
 };
 
@@ -107,6 +108,8 @@ pub struct Settings {
     pub cgi: Option<Vec<At<Cgi>>>,
     pub cgi_timeout: Option<Duration>,
     pub cgi_check_script: Option<bool>,
+    /// `Some(None)`: `open_file_cache off`.
+    pub open_file_cache: Option<Option<OpenFileCache>>,
     pub client_header_timeout: Option<Duration>,
     pub client_body_timeout: Option<Duration>,
     pub send_timeout: Option<Duration>,
@@ -155,7 +158,7 @@ impl Settings {
         }
         inherit_fields!(self, parent;
             alias, index, autoindex, methods, ret, error_pages, client_max_body_size,
-            client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script,
+            client_max_header_size, upload_store, cgi, cgi_timeout, cgi_check_script, open_file_cache,
             client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
             max_connections, access_log, error_log, proxy_pass, proxy_set_header,
             proxy_connect_timeout, proxy_read_timeout, proxy_next_upstream, ssl_protocols, worker_processes,

@@ -8,7 +8,11 @@
 //! the page, sent with the original status. At most one redirect: an error
 //! while serving the page sends the built-in page of the original error.
 
-use crate::http::response::Reply;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::http::response::{Body, Reply};
 use crate::http::status::reason;
 use crate::routing::Location;
 
@@ -29,12 +33,29 @@ pub fn reply(status: u16, location: &Location) -> Reply {
     }
 }
 
-/// The built-in page for `status`.
+/// The built-in page for `status`, rendered once per status and process
+/// (a 404 flood renders nothing).
 pub fn builtin(status: u16) -> Reply {
-    let body = TEMPLATE
-        .replace("{{code}}", &status.to_string())
-        .replace("{{reason}}", reason(status));
-    Reply::new(status).with_body("text/html; charset=utf-8", body.into_bytes())
+    thread_local! {
+        static PAGES: RefCell<HashMap<u16, Arc<[u8]>>> = RefCell::new(HashMap::new());
+    }
+    let data = PAGES.with_borrow_mut(|pages| {
+        Arc::clone(pages.entry(status).or_insert_with(|| {
+            TEMPLATE
+                .replace("{{code}}", &status.to_string())
+                .replace("{{reason}}", reason(status))
+                .into_bytes()
+                .into()
+        }))
+    });
+    let end = data.len();
+    let mut reply = Reply::new(status).with_header("Content-Type", "text/html; charset=utf-8");
+    reply.body = Body::Shared {
+        data,
+        start: 0,
+        end,
+    };
+    reply
 }
 
 #[cfg(test)]
@@ -45,10 +66,10 @@ mod tests {
     fn builtin_page_names_code_and_reason() {
         let reply = builtin(404);
         assert_eq!(reply.status, 404);
-        let crate::http::response::Body::Bytes(body) = reply.body else {
-            panic!("built-in pages are bytes");
+        let Body::Shared { data, start, end } = reply.body else {
+            panic!("built-in pages are shared bytes");
         };
-        let body = String::from_utf8(body).unwrap();
+        let body = String::from_utf8(data[start..end].to_vec()).unwrap();
         assert!(body.contains("404") && body.contains("Not Found"), "{body}");
         assert!(!body.contains("{{"));
     }

@@ -14,6 +14,7 @@ pub mod static_file;
 pub mod upload;
 
 use crate::handlers::cgi::Script;
+use crate::handlers::static_file::Files;
 use crate::handlers::upload::{Upload, UploadError};
 use crate::http::request::Request;
 use crate::http::response::Reply;
@@ -111,7 +112,8 @@ pub fn plan<'a>(request: &Request, location: &'a Location) -> Plan<'a> {
 }
 
 /// Routes `request` within `server` (SPEC §3, §4): [`plan`], then do it.
-pub fn handle(request: &Request, server: &Server) -> Action {
+/// Files are read through `files` (the open-file cache).
+pub fn handle(request: &Request, server: &Server, files: &mut Files) -> Action {
     let location = server.select_location(&request.path);
     match plan(request, location) {
         Plan::NotImplemented => Action::Reply(error_page::reply(501, location)),
@@ -124,7 +126,7 @@ pub fn handle(request: &Request, server: &Server) -> Action {
         }
         Plan::Cgi(script) => Action::Cgi(script),
         Plan::UploadInProgress => Action::Reply(error_page::reply(403, location)),
-        Plan::Static => Action::Reply(static_file::get(request, location)),
+        Plan::Static => Action::Reply(static_file::get(request, location, files)),
         Plan::Upload { store, put } => {
             let upload = if put {
                 Upload::put(request, location, store)

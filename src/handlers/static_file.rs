@@ -1,36 +1,61 @@
 //! GET and HEAD of files and directories under a `root` or `alias`.
 //!
 //! Steps: map the URL path to a file system path (never outside the base),
-//! open it without following into a FIFO's blocking open, then by kind:
+//! open it through the open-file cache ([`crate::cache`]: a hit costs no
+//! system call; a miss opens without following into a FIFO's blocking
+//! open), then by kind:
 //! - a directory without a trailing `/`: 301 to the path with `/`;
 //! - a directory: its first existing `index` file, else the autoindex
 //!   listing, else 403;
 //! - a regular file: 304 when the validators match, 206/416 for a `Range`,
-//!   else 200; the body is the open file, streamed by the server.
+//!   else 200; the body is the cached bytes or the open file, streamed by
+//!   the server, behind the cached file's prepared header lines.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
 
+use crate::cache::{Entry, FileCache, Kind, Stored};
 use crate::handlers::{autoindex, error_page};
 use crate::http::conditional;
-use crate::http::date::fmt_http_date;
 use crate::http::path::{map_under, percent_encode_path};
 use crate::http::range::{parse_range, RangeOutcome};
 use crate::http::request::Request;
 use crate::http::response::{Body, Reply};
 use crate::routing::Location;
 
+/// How the static handler reaches files: through the process's open-file
+/// cache (SPEC §9.5).
+pub struct Files<'a> {
+    pub cache: &'a mut FileCache,
+    /// The cache's queue of changes was drained after this request
+    /// arrived (see [`crate::cache`]).
+    pub drained: bool,
+    pub now: Instant,
+}
+
+impl Files<'_> {
+    fn open(&mut self, path: &Path, location: &Location) -> io::Result<Rc<Entry>> {
+        let settings = location.open_file_cache.as_ref();
+        let entry = self.cache.open(path, settings, self.drained, self.now);
+        // One drain per request is enough.
+        self.drained = true;
+        entry
+    }
+}
+
 /// Serves `request.path` from `location`'s root or alias.
-pub fn get(request: &Request, location: &Location) -> Reply {
+pub fn get(request: &Request, location: &Location, files: &mut Files) -> Reply {
     let Some(fs_path) = map_path(location, &request.path) else {
         return error_page::reply(404, location);
     };
-    match open(&fs_path) {
-        Ok((_, meta)) if meta.is_dir() => directory(request, location, &fs_path),
+    match files.open(&fs_path, location) {
+        Ok(entry) if entry.kind == Kind::Dir => directory(request, location, &fs_path, files),
         Ok(_) if request.path.ends_with('/') => error_page::reply(404, location),
-        Ok((file, meta)) if meta.is_file() => file_reply(request, file, &meta, &fs_path),
+        Ok(entry) if entry.kind == Kind::File => file_reply(request, &entry),
         Ok(_) => error_page::reply(403, location),
         Err(err) => error_page::reply(io_status(&err), location),
     }
@@ -68,7 +93,7 @@ pub fn io_status(err: &io::Error) -> u16 {
     }
 }
 
-fn directory(request: &Request, location: &Location, dir: &Path) -> Reply {
+fn directory(request: &Request, location: &Location, dir: &Path, files: &mut Files) -> Reply {
     if !request.path.ends_with('/') {
         let mut target = percent_encode_path(&request.path);
         target.push('/');
@@ -79,9 +104,9 @@ fn directory(request: &Request, location: &Location, dir: &Path) -> Reply {
         return error_page::builtin(301).with_header("Location", target);
     }
     for name in location.index.iter() {
-        if let Ok((file, meta)) = open(&dir.join(name)) {
-            if meta.is_file() {
-                return file_reply(request, file, &meta, &dir.join(name));
+        if let Ok(entry) = files.open(&dir.join(name), location) {
+            if entry.kind == Kind::File {
+                return file_reply(request, &entry);
             }
         }
     }
@@ -94,58 +119,55 @@ fn directory(request: &Request, location: &Location, dir: &Path) -> Reply {
     error_page::reply(403, location)
 }
 
-/// 200, 206, 304 or 416 for an open regular file.
-pub fn file_reply(request: &Request, file: File, meta: &Metadata, path: &Path) -> Reply {
-    let len = meta.len();
-    let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-    let etag = conditional::etag(mtime, len);
-    let last_modified = fmt_http_date(mtime);
+/// 200, 206, 304 or 416 for an opened regular file.
+pub fn file_reply(request: &Request, entry: &Entry) -> Reply {
+    let len = entry.len;
     if conditional::not_modified(
         request.header_str("if-none-match"),
         request.header_str("if-modified-since"),
-        &etag,
-        mtime,
+        &entry.etag,
+        entry.mtime,
     ) {
         return Reply::new(304)
-            .with_header("ETag", etag)
-            .with_header("Last-Modified", last_modified);
+            .with_header("ETag", entry.etag.clone())
+            .with_header("Last-Modified", entry.last_modified.clone());
     }
-    let content_type = mime_guess::from_path(path)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    let reply = Reply::new(200)
-        .with_header("Content-Type", content_type)
-        .with_header("Last-Modified", last_modified)
-        .with_header("ETag", etag.clone())
-        .with_header("Accept-Ranges", "bytes");
     let range = request
         .header_str("range")
-        .filter(|_| if_range_holds(request, &etag))
+        .filter(|_| if_range_holds(request, &entry.etag))
         .map_or(RangeOutcome::Full, |h| parse_range(h, len));
-    match range {
-        RangeOutcome::Full => Reply {
-            body: Body::File {
-                file,
-                offset: 0,
-                len,
-            },
-            ..reply
-        },
-        RangeOutcome::Partial { start, end } => Reply {
-            status: 206,
-            body: Body::File {
-                file,
-                offset: start,
-                len: end - start + 1,
-            },
-            ..reply.with_header("Content-Range", format!("bytes {start}-{end}/{len}"))
-        },
+    let (status, start, end) = match range {
+        RangeOutcome::Full => (200, 0, len),
+        RangeOutcome::Partial { start, end } => (206, start, end + 1),
         RangeOutcome::Unsatisfiable => {
-            error_page::builtin(416).with_header("Content-Range", format!("bytes */{len}"))
+            return error_page::builtin(416).with_header("Content-Range", format!("bytes */{len}"))
         }
+    };
+    let body = match &entry.body {
+        Stored::Bytes(data) => Body::Shared {
+            data: data.clone(),
+            start: usize::try_from(start).unwrap_or(usize::MAX),
+            end: usize::try_from(end).unwrap_or(usize::MAX),
+        },
+        Stored::File(file) => Body::File {
+            file: file.clone(),
+            offset: start,
+            len: end - start,
+        },
+        Stored::None => Body::Empty,
+    };
+    let reply = Reply {
+        status,
+        prepared: Some(entry.head.clone()),
+        headers: Vec::new(),
+        body,
+        error_page: None,
+    };
+    match status {
+        206 => reply.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1)),
+        _ => reply,
     }
 }
-
 /// RFC 9110 §13.1.5: a `Range` counts only if `If-Range` (when present)
 /// still names the current representation.
 fn if_range_holds(request: &Request, etag: &str) -> bool {

@@ -2,11 +2,12 @@
 //!
 //! The head is written into a reused buffer: status line, `Server`, `Date`,
 //! the handler's headers, the framing header, `Connection`. The body is a
-//! [`Body`]: nothing, bytes, or a region of an open file (sent with
-//! `sendfile(2)` by the server).
+//! [`Body`]: nothing, bytes (owned, or shared with the open-file cache),
+//! or a region of an open file (sent with `sendfile(2)` by the server).
 
 use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::http::status::reason;
 
@@ -16,6 +17,9 @@ pub const SERVER: &str = concat!("webserv/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// Header lines rendered ahead of time (a cached file's), written
+    /// before `headers`.
+    pub prepared: Option<Arc<[u8]>>,
     /// Headers besides `Server`, `Date`, framing and `Connection`.
     pub headers: Vec<(&'static str, String)>,
     pub body: Body,
@@ -29,9 +33,16 @@ pub struct Reply {
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
-    /// `len` bytes of `file` from `offset`.
+    /// `data[start..end]`: bytes the open-file cache holds.
+    Shared {
+        data: Arc<[u8]>,
+        start: usize,
+        end: usize,
+    },
+    /// `len` bytes of `file` from `offset` (the descriptor may be shared
+    /// with the open-file cache: it is read at offsets, never seeked).
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
     },
@@ -52,6 +63,7 @@ impl Body {
         match self {
             Body::Empty => 0,
             Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Shared { start, end, .. } => end.saturating_sub(*start) as u64,
             Body::File { len, .. } => *len,
         }
     }
@@ -65,6 +77,7 @@ impl Reply {
     pub fn new(status: u16) -> Reply {
         Reply {
             status,
+            prepared: None,
             headers: Vec::new(),
             body: Body::Empty,
             error_page: None,
@@ -99,16 +112,19 @@ pub fn status_has_no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
-/// Writes a whole response head into `out`.
+/// Writes a whole response head into `out`: `prepared` header lines, then
+/// `headers`.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
+    prepared: &[u8],
     headers: &[(&'static str, String)],
     length: Option<Length>,
     date: &str,
     keep_alive: bool,
 ) {
     write_head_start(out, status, date);
+    out.extend_from_slice(prepared);
     for (name, value) in headers {
         write_header(out, name, value.as_bytes());
     }
@@ -130,7 +146,7 @@ pub fn write_head_end(out: &mut Vec<u8>, length: Option<Length>, keep_alive: boo
     match length {
         Some(Length::Known(n)) => {
             out.extend_from_slice(b"Content-Length: ");
-            let _ = write!(out, "{n}");
+            write_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Some(Length::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -144,7 +160,13 @@ pub fn write_head_end(out: &mut Vec<u8>, length: Option<Length>, keep_alive: boo
 }
 
 pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    // The usual answers skip the formatting machinery.
+    match status {
+        200 => out.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
+        _ => {
+            let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+        }
+    }
 }
 
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -152,6 +174,22 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, without the formatting machinery (every response has a
+/// length).
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The size line of one chunk of a chunked body: `HEX\r\n`.
@@ -170,6 +208,7 @@ mod tests {
         write_head(
             &mut out,
             200,
+            b"",
             &headers,
             Some(Length::Known(5)),
             "DATE",
@@ -185,10 +224,19 @@ mod tests {
     #[test]
     fn chunked_and_close() {
         let mut out = Vec::new();
-        write_head(&mut out, 404, &[], Some(Length::Chunked), "D", false);
+        write_head(&mut out, 404, b"", &[], Some(Length::Chunked), "D", false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn lengths_in_decimal() {
+        for n in [0u64, 7, 10, 1024, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use crate::cache::FileCache;
 use crate::handlers::cgi::{self, Script};
+use crate::handlers::static_file::Files;
 use crate::handlers::upload::Upload;
 use crate::handlers::{self, error_page, Action};
 use crate::http::body::BodyDecoder;
@@ -104,6 +106,14 @@ pub struct Cx<'a> {
     /// The token of `source` of connection `key`.
     pub token: fn(usize, Source) -> Token,
     pub upstreams: &'a mut Upstreams,
+    /// The process's open-file cache.
+    pub cache: &'a mut FileCache,
+    /// Counts the loop's waits: which readiness reports are new.
+    pub wait: u64,
+    /// A response head buffer between responses: heads are written into it
+    /// and it comes back when the head is sent, so no response allocates
+    /// one and no idle connection keeps one.
+    pub spare_head: &'a mut Vec<u8>,
 }
 
 /// What an event says about one source.
@@ -173,8 +183,14 @@ enum OutBody {
         data: Vec<u8>,
         pos: usize,
     },
+    /// `data[pos..end]`, shared with the open-file cache.
+    Shared {
+        data: Arc<[u8]>,
+        pos: usize,
+        end: usize,
+    },
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         remaining: u64,
     },
@@ -235,6 +251,14 @@ pub struct Client {
     pub last_activity: Instant,
     /// Response bytes written so far, on every exchange.
     pub written: u64,
+    /// A wait reported the socket readable and no read followed yet: the
+    /// bytes at the head of its queue were there before that wait ended.
+    pub edge: bool,
+    /// The wait ([`Cx::wait`]) of the last read.
+    pub read_in_wait: u64,
+    /// The first byte of `input` was read at such an edge, so it arrived
+    /// before the open-file cache last drained its changes.
+    pub input_at_edge: bool,
 }
 
 /// The outcome of one read from the client.
@@ -389,6 +413,9 @@ impl Conn {
                 read_closed: false,
                 last_activity: now,
                 written: 0,
+                edge: false,
+                read_in_wait: 0,
+                input_at_edge: false,
             },
             table,
             socket_index,
@@ -419,6 +446,11 @@ impl Conn {
     pub fn on_ready(&mut self, source: Source, ready: Readiness, cx: &mut Cx) -> Verdict {
         match (source, &mut self.phase) {
             (Source::Client, _) => {
+                // A read earlier in this wait's batch may already have
+                // taken what this report is about.
+                if ready.readable && self.client.read_in_wait != cx.wait {
+                    self.client.edge = true;
+                }
                 self.client.readable |= ready.readable;
                 self.client.writable |= ready.writable;
                 self.client.read_closed |= ready.read_closed;
@@ -592,6 +624,8 @@ impl Conn {
             match Request::parse(self.client.input.data(), max_head) {
                 Ok(Some((mut request, len))) => {
                     self.client.input.consume(len);
+                    // What follows in the buffer was not at the edge.
+                    let at_edge = std::mem::take(&mut self.client.input_at_edge);
                     request.via = self.via();
                     self.server = self
                         .table
@@ -617,7 +651,7 @@ impl Conn {
                     self.redirects = 0;
                     self.error_status = None;
                     self.close_after = false;
-                    self.start_request(request, cx);
+                    self.start_request(request, at_edge, cx);
                     return Step::Progress;
                 }
                 Ok(None) => {}
@@ -641,7 +675,9 @@ impl Conn {
     }
 
     /// Routes a parsed head and moves to the phase its handler needs.
-    fn start_request(&mut self, request: Request, cx: &mut Cx) {
+    /// `at_edge`: the request arrived before the cache last drained its
+    /// changes.
+    fn start_request(&mut self, request: Request, at_edge: bool, cx: &mut Cx) {
         #[cfg(feature = "fault-injection")]
         crate::server::fault::at("handle", &request);
         let table = Arc::clone(&self.table);
@@ -655,7 +691,12 @@ impl Conn {
                 return self.respond(Some(&request), reply, LINGER_CLOSE, cx);
             }
         }
-        match handlers::handle(&request, server) {
+        let mut files = Files {
+            cache: cx.cache,
+            drained: at_edge,
+            now: cx.now,
+        };
+        match handlers::handle(&request, server, &mut files) {
             Action::Reply(reply) => self.reply_after_body(request, reply, limit, cx),
             Action::Upload(upload) => self.read_body(request, Sink::Upload(upload), limit),
             Action::Cgi(script) => self.start_cgi(request, script, limit, cx),
@@ -931,7 +972,7 @@ impl Conn {
         match Request::parse(head.as_bytes(), head.len()) {
             Ok(Some((mut request, _))) if self.redirects <= MAX_REDIRECTS => {
                 request.via = original.via;
-                self.start_request(request, cx)
+                self.start_request(request, false, cx)
             }
             _ => self.fail(500, CLOSE, cx),
         }
@@ -1084,16 +1125,19 @@ impl Conn {
                 self.error_status = Some(reply.status);
                 // A body left unread makes the input untrustworthy.
                 self.close_after |= ending.close;
-                return self.start_request(redirected, cx);
+                // Drained again before it reads the cache.
+                return self.start_request(redirected, false, cx);
             }
         }
         let keep_alive = self.may_keep_alive(request, ending);
         let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
-        let mut head = Vec::with_capacity(256);
+        let mut head = std::mem::take(cx.spare_head);
+        head.clear();
         let date = cx.date.get(SystemTime::now());
         write_head(
             &mut head,
             reply.status,
+            reply.prepared.as_deref().unwrap_or_default(),
             &reply.headers,
             length,
             date,
@@ -1106,6 +1150,11 @@ impl Conn {
             _ if head_only => OutBody::None,
             Body::Empty => OutBody::None,
             Body::Bytes(data) => OutBody::Bytes { data, pos: 0 },
+            Body::Shared { data, start, end } => OutBody::Shared {
+                end: end.min(data.len()),
+                pos: start.min(end),
+                data,
+            },
             Body::File { file, offset, len } => OutBody::File {
                 file,
                 offset,
@@ -1138,6 +1187,9 @@ impl Conn {
         };
         if out.is_done() {
             let after = out.after;
+            if cx.spare_head.capacity() < out.head.capacity() {
+                *cx.spare_head = std::mem::take(&mut out.head);
+            }
             return self.finish_response(after, cx);
         }
         match write_some(&mut self.client.transport, out) {
@@ -1238,6 +1290,9 @@ impl Client {
         if !self.readable && !self.transport.has_buffered() {
             return ReadOutcome::Blocked;
         }
+        let at_edge = self.edge && self.input.is_empty() && !self.transport.is_tls();
+        self.edge = false;
+        self.read_in_wait = cx.wait;
         let n = room.min(cx.scratch.len());
         let buf = &mut cx.scratch[..n];
         let read = self
@@ -1255,6 +1310,9 @@ impl Client {
         match read {
             Ok(None) => ReadOutcome::Blocked,
             Ok(Some(k)) if k > 0 => {
+                if self.input.is_empty() {
+                    self.input_at_edge = at_edge;
+                }
                 self.input.extend(&buf[..k]);
                 self.last_activity = cx.now;
                 ReadOutcome::Data
@@ -1412,6 +1470,7 @@ impl Outgoing {
             && match &self.body {
                 OutBody::None => true,
                 OutBody::Bytes { data, pos } => *pos == data.len(),
+                OutBody::Shared { pos, end, .. } => pos == end,
                 OutBody::File { remaining, .. } => *remaining == 0,
             }
     }
@@ -1424,18 +1483,19 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
         return write_some_tls(transport, out);
     };
     let head = &out.head[out.written..];
+    if let Some(bytes) = out.body.bytes_left() {
+        let n = if head.is_empty() {
+            socket.write(bytes)?
+        } else {
+            socket.write_vectored(&[IoSlice::new(head), IoSlice::new(bytes)])?
+        };
+        let from_head = n.min(head.len());
+        out.written += from_head;
+        out.body.advance(n - from_head);
+        return Ok(n);
+    }
     match &mut out.body {
-        OutBody::Bytes { data, pos } => {
-            let n = if head.is_empty() {
-                socket.write(&data[*pos..])?
-            } else {
-                socket.write_vectored(&[IoSlice::new(head), IoSlice::new(&data[*pos..])])?
-            };
-            let from_head = n.min(head.len());
-            out.written += from_head;
-            *pos += n - from_head;
-            Ok(n)
-        }
+        OutBody::Bytes { .. } | OutBody::Shared { .. } => Ok(0),
         OutBody::File { .. } | OutBody::None if !head.is_empty() => {
             let more = matches!(&out.body, OutBody::File { remaining, .. } if *remaining > 0);
             let n = if more {
@@ -1473,6 +1533,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
     let mut buf = [0u8; TLS_FILE_CHUNK];
     let body: &[u8] = match &out.body {
         OutBody::Bytes { data, pos } => &data[*pos..],
+        OutBody::Shared { data, pos, end } => &data[*pos..*end],
         OutBody::File {
             file,
             offset,
@@ -1480,7 +1541,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
         } if *remaining > 0 => {
             let room = TLS_FILE_CHUNK - head.len().min(TLS_FILE_CHUNK / 2);
             let want = usize::try_from(*remaining).map_or(room, |r| r.min(room));
-            let got = std::os::unix::fs::FileExt::read_at(file, &mut buf[..want], *offset)?;
+            let got = std::os::unix::fs::FileExt::read_at(&**file, &mut buf[..want], *offset)?;
             if got == 0 {
                 // The file shrank under us: the promised length cannot be
                 // kept, so the connection must end.
@@ -1494,7 +1555,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
         return Ok(0);
     }
     let last = match &out.body {
-        OutBody::Bytes { .. } | OutBody::None => true,
+        OutBody::Bytes { .. } | OutBody::Shared { .. } | OutBody::None => true,
         OutBody::File { remaining, .. } => *remaining == body.len() as u64,
     };
     let slices = [IoSlice::new(head), IoSlice::new(body)];
@@ -1508,17 +1569,33 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
     let from_head = n.min(head.len());
     let from_body = n - from_head;
     out.written += from_head;
-    match &mut out.body {
-        OutBody::Bytes { pos, .. } => *pos += from_body,
-        OutBody::File {
-            offset, remaining, ..
-        } => {
-            *offset += from_body as u64;
-            *remaining -= from_body as u64;
-        }
-        OutBody::None => {}
-    }
+    out.body.advance(from_body);
     Ok(n)
+}
+
+impl OutBody {
+    /// What is left of a body held in memory.
+    fn bytes_left(&self) -> Option<&[u8]> {
+        match self {
+            OutBody::Bytes { data, pos } => Some(&data[*pos..]),
+            OutBody::Shared { data, pos, end } => Some(&data[*pos..*end]),
+            OutBody::File { .. } | OutBody::None => None,
+        }
+    }
+
+    /// Notes that `n` more body bytes were written.
+    fn advance(&mut self, n: usize) {
+        match self {
+            OutBody::Bytes { pos, .. } | OutBody::Shared { pos, .. } => *pos += n,
+            OutBody::File {
+                offset, remaining, ..
+            } => {
+                *offset += n as u64;
+                *remaining -= n as u64;
+            }
+            OutBody::None => {}
+        }
+    }
 }
 
 impl InBuf {

@@ -5,10 +5,15 @@
 //! events by token, fire due deadlines, then free the connections that
 //! closed (after the batch, because the slab reuses a key at once).
 //!
-//! Tokens: `0` is the signal pipe, `1..HEALTH_BASE` the listeners (slab
-//! key plus 1), `HEALTH_BASE..CONN_BASE` the active health checks
-//! ([`HealthChecks`]), and from `CONN_BASE` each connection owns one token per [`Source`]
-//! in a row, so the sockets and pipes of a connection find it directly.
+//! Tokens: `0` is the signal pipe, `1..HEALTH_BASE - 1` the listeners (slab
+//! key plus 1), `HEALTH_BASE - 1` the open-file cache's inotify descriptor,
+//! `HEALTH_BASE..CONN_BASE` the active health checks ([`HealthChecks`]), and
+//! from `CONN_BASE` each connection owns one token per [`Source`] in a row,
+//! so the sockets and pipes of a connection find it directly.
+//!
+//! The open-file cache is drained of its queued changes right after each
+//! wait, before any request is read (the freshness argument is in
+//! [`crate::cache`]).
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
 //! collected with `try_wait` whenever SIGCHLD wakes the loop.
@@ -26,11 +31,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::cache::FileCache;
 use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
@@ -47,6 +54,7 @@ const SIGNALS: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const HEALTH_BASE: usize = 1 << 15;
 const CONN_BASE: usize = 1 << 16;
+const INOTIFY: Token = Token(HEALTH_BASE - 1);
 
 /// After `accept` fails for lack of file descriptors, wait this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -97,6 +105,12 @@ pub struct EventLoop {
     upstreams: Upstreams,
     /// The active health checks of the current configuration.
     health: HealthChecks,
+    /// This process's open-file cache (each worker has its own).
+    cache: FileCache,
+    /// How many times the loop has waited.
+    wait: u64,
+    /// The response head buffer between responses.
+    spare_head: Vec<u8>,
 }
 
 /// The token of `source` of connection `key`.
@@ -122,6 +136,9 @@ macro_rules! cx {
             reaper: &mut $self.reaper,
             token: token_of,
             upstreams: &mut $self.upstreams,
+            cache: &mut $self.cache,
+            wait: $self.wait,
+            spare_head: &mut $self.spare_head,
         }
     };
 }
@@ -168,6 +185,8 @@ impl EventLoop {
         let mut logs = Logs::open(&table).context("opening logs")?;
         let balancer = Balancer::new(&table.upstreams);
         let health = health_checks(&table, &mut logs);
+        let cache = FileCache::new();
+        register_cache(&poll, &cache)?;
         Ok(EventLoop {
             poll,
             role,
@@ -189,6 +208,9 @@ impl EventLoop {
                 balancer,
             },
             health,
+            cache,
+            wait: 0,
+            spare_head: Vec::new(),
         })
     }
 
@@ -234,10 +256,22 @@ impl EventLoop {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err).context("polling"),
             }
+            self.wait += 1;
+            // The inotify descriptor's own event needs no second drain.
+            let drained = !self.cache.is_empty();
+            if drained {
+                self.cache.refresh();
+            }
             // Each event reads the clock (vDSO, tens of nanoseconds): a
             // handshake or a large write earlier in the batch must not make
             // the deadlines of later connections start in the past.
             for event in events.iter() {
+                if event.token() == INOTIFY {
+                    if !drained {
+                        self.cache.refresh();
+                    }
+                    continue;
+                }
                 self.dispatch(event, Instant::now());
             }
             let now = Instant::now();
@@ -253,6 +287,7 @@ impl EventLoop {
             self.reaper.reap(Instant::now());
             // Idle upstream connections past their time are closed.
             drop(self.upstreams.pool.expire(now, POOL_IDLE_TIMEOUT));
+            self.cache.expire(now);
         }
     }
 
@@ -471,7 +506,7 @@ impl EventLoop {
     ) -> anyhow::Result<()> {
         let entry = self.listeners.vacant_entry();
         let token = Token(LISTENER_BASE + entry.key());
-        anyhow::ensure!(token.0 < HEALTH_BASE, "too many listen addresses");
+        anyhow::ensure!(token < INOTIFY, "too many listen addresses");
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)
@@ -594,6 +629,11 @@ impl EventLoop {
         }
         self.upstreams.balancer = Balancer::new(&table.upstreams);
         self.health.stop(self.poll.registry());
+        // A new configuration starts with an empty cache (the old one's
+        // descriptor leaves the poll as it closes).
+        let cache = FileCache::new();
+        register_cache(&self.poll, &cache)?;
+        self.cache = cache;
         self.table = table;
         self.logs = logs;
         self.health = health_checks(&self.table, &mut self.logs);
@@ -610,6 +650,16 @@ fn health_checks(table: &RoutingTable, logs: &mut Logs) -> HealthChecks {
         Instant::now(),
         logs,
     )
+}
+
+/// Polls the cache's inotify descriptor, when it has one.
+fn register_cache(poll: &Poll, cache: &FileCache) -> anyhow::Result<()> {
+    if let Some(fd) = cache.fd() {
+        poll.registry()
+            .register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)
+            .context("registering the open-file cache's inotify descriptor")?;
+    }
+    Ok(())
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

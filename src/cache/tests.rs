@@ -1,0 +1,164 @@
+//! The cache on real files: hits, freshness after each kind of change (the
+//! change's system call has returned, then [`FileCache::open`] with
+//! `drained: false` sees it), and the bounds.
+
+use super::*;
+use std::fs;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn settings() -> OpenFileCache {
+    OpenFileCache::default()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, FileCache) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    (dir, root, FileCache::new())
+}
+
+fn body(cache: &mut FileCache, path: &Path) -> io::Result<Vec<u8>> {
+    let entry = cache.open(path, Some(&settings()), false, Instant::now())?;
+    Ok(match &entry.body {
+        Stored::Bytes(bytes) => bytes.to_vec(),
+        Stored::File(file) => {
+            let mut out = vec![0; entry.len as usize];
+            file.read_exact_at(&mut out, 0).unwrap();
+            out
+        }
+        Stored::None => Vec::new(),
+    })
+}
+
+#[test]
+fn a_second_open_is_a_hit() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("a.html");
+    fs::write(&file, b"hello").unwrap();
+    let now = Instant::now();
+    let first = cache.open(&file, Some(&settings()), true, now).unwrap();
+    let second = cache.open(&file, Some(&settings()), true, now).unwrap();
+    assert!(Rc::ptr_eq(&first, &second));
+    assert!(matches!(&first.body, Stored::Bytes(b) if &b[..] == b"hello"));
+    assert!(std::str::from_utf8(&first.head)
+        .unwrap()
+        .contains("Content-Type: text/html\r\n"));
+}
+
+#[test]
+fn every_kind_of_change_is_seen_at_once() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("f.txt");
+    fs::write(&file, b"one").unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"one");
+    // Written in place (same inode, same length).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .write_all_at(b"two", 0)
+        .unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"two");
+    // Truncated.
+    fs::File::create(&file).unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"");
+    // Renamed over.
+    let other = root.join("g.txt");
+    fs::write(&other, b"three").unwrap();
+    fs::rename(&other, &file).unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"three");
+    // Deleted, then created again.
+    fs::remove_file(&file).unwrap();
+    assert_eq!(
+        body(&mut cache, &file).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(
+        body(&mut cache, &file).unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
+    fs::write(&file, b"four").unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"four");
+    // Made unreadable (root reads anything: only check it is dropped).
+    assert!(!cache.is_empty());
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
+    cache.refresh();
+    assert_eq!(cache.len(), 0);
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[test]
+fn a_renamed_directory_drops_what_is_under_it() {
+    let (_dir, root, mut cache) = setup();
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    let file = root.join("a/b/c.txt");
+    fs::write(&file, b"old").unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"old");
+    fs::rename(root.join("a"), root.join("x")).unwrap();
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    fs::write(&file, b"new").unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"new");
+    // The new directories are watched in turn.
+    fs::write(&file, b"newer").unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), b"newer");
+}
+
+#[test]
+fn large_files_keep_a_descriptor() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("big.bin");
+    fs::write(&file, vec![7u8; 100_000]).unwrap();
+    let entry = cache
+        .open(&file, Some(&settings()), true, Instant::now())
+        .unwrap();
+    assert!(matches!(entry.body, Stored::File(_)));
+    fs::write(&file, vec![8u8; 10]).unwrap();
+    assert_eq!(body(&mut cache, &file).unwrap(), vec![8u8; 10]);
+}
+
+#[test]
+fn bounded_by_max_and_memory() {
+    let (_dir, root, mut cache) = setup();
+    let tight = OpenFileCache {
+        max: 5,
+        memory: 10_000,
+        ..OpenFileCache::default()
+    };
+    for i in 0..20 {
+        let file = root.join(format!("{i}.txt"));
+        fs::write(&file, vec![b'x'; 3000]).unwrap();
+        cache
+            .open(&file, Some(&tight), true, Instant::now())
+            .unwrap();
+        let store = &cache.stores[0];
+        assert!(store.map.len() <= 5 && store.bytes <= 10_000, "{i}");
+        assert_eq!(store.map.len(), store.lru.len());
+    }
+    // The most recent stayed.
+    assert!(cache.stores[0]
+        .map
+        .contains_key(root.join("19.txt").as_path()));
+}
+
+#[test]
+fn idle_entries_expire() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("a.txt");
+    fs::write(&file, b"a").unwrap();
+    let now = Instant::now();
+    cache.open(&file, Some(&settings()), true, now).unwrap();
+    cache.expire(now + Duration::from_secs(30));
+    assert_eq!(cache.len(), 1);
+    cache.expire(now + Duration::from_secs(61));
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn off_caches_nothing() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("a.txt");
+    fs::write(&file, b"a").unwrap();
+    cache.open(&file, None, true, Instant::now()).unwrap();
+    assert!(cache.is_empty());
+}
