@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::handlers::{autoindex, error_page};
 use crate::http::conditional;
 use crate::http::date::fmt_http_date;
+use crate::http::gzip;
 use crate::http::path::{map_under, percent_encode_path};
 use crate::http::range::{parse_range, RangeOutcome};
 use crate::http::request::Request;
@@ -30,7 +31,7 @@ pub fn get(request: &Request, server: &Server, location: &Location) -> Reply {
     match open(&fs_path) {
         Ok((_, meta)) if meta.is_dir() => directory(request, server, location, &fs_path),
         Ok(_) if request.path.ends_with('/') => error_page::reply(404, server, location),
-        Ok((file, meta)) if meta.is_file() => file_reply(request, file, &meta, &fs_path),
+        Ok((file, meta)) if meta.is_file() => regular(request, location, file, &meta, &fs_path),
         Ok(_) => error_page::reply(403, server, location),
         Err(err) => error_page::reply(io_status(&err), server, location),
     }
@@ -81,7 +82,7 @@ fn directory(request: &Request, server: &Server, location: &Location, dir: &Path
     for name in location.index.iter() {
         if let Ok((file, meta)) = open(&dir.join(name)) {
             if meta.is_file() {
-                return file_reply(request, file, &meta, &dir.join(name));
+                return regular(request, location, file, &meta, &dir.join(name));
             }
         }
     }
@@ -94,7 +95,42 @@ fn directory(request: &Request, server: &Server, location: &Location, dir: &Path
     error_page::reply(403, server, location)
 }
 
-/// 200, 206, 304 or 416 for an open regular file.
+/// A regular file, or with `gzip_static on` its `FILE.gz` (a regular file)
+/// for a client that accepts gzip: with the original's type,
+/// `Content-Encoding: gzip`, and its own validators and ranges (as nginx).
+/// Both answers say `Vary: Accept-Encoding`, as either may be the other's.
+fn regular(
+    request: &Request,
+    location: &Location,
+    file: File,
+    meta: &Metadata,
+    path: &Path,
+) -> Reply {
+    if !location.output.gzip_static {
+        return file_reply(request, file, meta, path);
+    }
+    let mut gz_path = path.as_os_str().to_owned();
+    gz_path.push(".gz");
+    let compressed = match open(Path::new(&gz_path)) {
+        Ok((gz, gz_meta)) if gz_meta.is_file() => Some((gz, gz_meta)),
+        _ => None,
+    };
+    let Some((gz, gz_meta)) = compressed else {
+        return file_reply(request, file, meta, path);
+    };
+    if !gzip::accepts_gzip(request.header_str("accept-encoding")) {
+        return file_reply(request, file, meta, path).with_header("Vary", "Accept-Encoding");
+    }
+    let reply = file_reply(request, gz, &gz_meta, path);
+    match reply.status {
+        200 | 206 | 304 => reply
+            .with_header("Content-Encoding", "gzip")
+            .with_header("Vary", "Accept-Encoding"),
+        _ => reply,
+    }
+}
+
+/// 200, 206, 304 or 416 for an open regular file; the type is `path`'s.
 pub fn file_reply(request: &Request, file: File, meta: &Metadata, path: &Path) -> Reply {
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);

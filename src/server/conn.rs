@@ -1077,7 +1077,7 @@ impl Conn {
         let location = request.map_or(&server.fallback, |r| server.select_location(&r.path));
         let output = &location.output;
         let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
-        let coding = output::coding(
+        let coding = match output::coding(
             output,
             request,
             Candidate {
@@ -1086,7 +1086,11 @@ impl Conn {
                 encoded: reply.header("content-encoding").is_some(),
                 length: Some(reply.body.len()),
             },
-        );
+        ) {
+            // `gzip_static` said it already.
+            Coding::IdentityVary if reply.header("vary").is_some() => Coding::Identity,
+            coding => coding,
+        };
         // A compressed body in memory is compressed at once and keeps a
         // length; a file is compressed as it is sent, in chunks.
         let (body, length) = match (coding, reply.body) {
