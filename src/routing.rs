@@ -289,6 +289,7 @@ pub struct Location {
 /// file, a script, an upstream, an error page): shared pieces are behind
 /// `Arc`s, so a CGI or proxy run keeps a copy cheaply.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct Output {
     /// Compress responses on the fly.
     pub gzip: bool,
@@ -317,8 +318,10 @@ pub struct AddHeader {
 
 /// `expires`: what `Expires` and `Cache-Control` say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Default))]
 #[serde(rename_all = "lowercase")]
 pub enum Expires {
+    #[cfg_attr(test, default)]
     Off,
     /// `Expires` in 1970, `Cache-Control: no-cache`.
     Epoch,
