@@ -12,7 +12,6 @@
 //! [`crate::http::response::write_head_start`]. Every place that builds a
 //! response head calls these, so a prepared head (a cached file's) can too.
 
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use crate::http::date::fmt_http_date;
@@ -185,9 +184,7 @@ fn write_expires(out: &mut Vec<u8>, expires: Expires, now: SystemTime) {
         }
     };
     write_header(out, "Expires", date.as_bytes());
-    out.extend_from_slice(b"Cache-Control: ");
-    let _ = out.write_all(cache_control.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write_header(out, "Cache-Control", cache_control.as_bytes());
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 //!    upload, a spool file for CGI, or nowhere), within
 //!    `client_max_body_size`;
 //! 3. [`Phase::Cgi`]: a script runs, fed and relayed both ways at once;
-//! 4. [`Phase::Write`]: write the response head and body (bytes, or a file
-//!    with `sendfile`), then back to `Head` (keep-alive; pipelined requests
-//!    are answered from what is already buffered), or close;
+//! 4. [`Phase::Write`]: write the response head and body (bytes, a file
+//!    with `sendfile`, or a file compressed on the way), then back to
+//!    `Head` (keep-alive; pipelined requests are answered from what is
+//!    already buffered), or close;
 //! 5. [`Phase::Linger`]: after an error that closes while the client may
 //!    still be sending, read and discard for a short while so the client
 //!    sees the response rather than a reset (as nginx does).
@@ -1156,11 +1157,11 @@ impl Conn {
         output::write_added(&mut head, output, reply.status, coding, request, now);
         write_head_end(&mut head, length, keep_alive);
         // A body compressed as it goes is logged with its length on disk.
-        let bytes = match (&body, length) {
-            (OutBody::None, _) => 0,
-            (_, Some(Length::Known(n))) => n,
-            (OutBody::Gzip(gz), _) => gz.remaining,
-            _ => 0,
+        let bytes = match &body {
+            OutBody::None => 0,
+            OutBody::Bytes { data, .. } => data.len() as u64,
+            OutBody::File { remaining, .. } => *remaining,
+            OutBody::Gzip(gz) => gz.remaining,
         };
         self.log(request, reply.status, bytes, cx);
         // An exchange that left the input out of step (an unread body)
