@@ -104,6 +104,7 @@ bench: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/cgi.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/proxy.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/ws.sh
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/gzip.sh
 	$(MAKE) --no-print-directory bench-config
 
 # Parse + validate + build of a generated 10,000-location configuration.

@@ -208,6 +208,7 @@ pub fn route(
         "methods": location.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "client_max_body_size": location.client_max_body_size,
         "limits": server.limits,
+        "output": location.output,
     });
     if !error_page.is_null() {
         value["error_page"] = error_page;
@@ -482,6 +483,9 @@ pub fn render_text(v: &Value) -> String {
         "methods   {}; client_max_body_size {body}\n",
         methods.join(" ")
     ));
+    if let Some(line) = output_text(&v["output"], &s) {
+        out.push_str(&format!("response  {line}\n"));
+    }
     out
 }
 
@@ -495,6 +499,48 @@ fn health_check_text(check: &Value) -> String {
         "; health check GET {uri} every {} ms (fails={} passes={}, timeout {} ms)",
         check["interval"], check["fails"], check["passes"], check["timeout"]
     )
+}
+
+/// What the location does to its responses (SPEC §9.5), when it does
+/// anything beyond the defaults.
+fn output_text(o: &Value, s: &dyn Fn(&Value) -> String) -> Option<String> {
+    let mut parts = Vec::new();
+    if o["gzip"] == true {
+        let types: Vec<String> = o["gzip_types"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        parts.push(format!(
+            "gzip on (types {}; min length {})",
+            types.join(" "),
+            s(&o["gzip_min_length"])
+        ));
+    }
+    if o["gzip_static"] == true {
+        parts.push("gzip_static on".to_string());
+    }
+    match &o["expires"] {
+        Value::String(off) if off == "off" => {}
+        Value::Object(secs) => {
+            let n = secs.get("seconds").map(s).unwrap_or_default();
+            parts.push(format!("expires {n}s"));
+        }
+        other => parts.push(format!("expires {}", s(other))),
+    }
+    for h in o["add_header"].as_array().into_iter().flatten() {
+        let always = if h["always"] == true { " always" } else { "" };
+        parts.push(format!(
+            "add_header {} \"{}\"{always}",
+            s(&h["name"]),
+            s(&h["value"])
+        ));
+    }
+    if o["server_tokens"] == false {
+        parts.push("server_tokens off".to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn outcome_text(o: &Value, s: &dyn Fn(&Value) -> String) -> String {

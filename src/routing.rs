@@ -301,6 +301,9 @@ pub struct Location {
     pub proxy_next_upstream: NextUpstream,
     /// `open_file_cache`; `None` is `off`.
     pub open_file_cache: Option<OpenFileCache>,
+    /// What its responses get on the way out (SPEC §9.5).
+    #[serde(flatten)]
+    pub output: Output,
 }
 
 /// `open_file_cache max=N [inactive=TIME] [memory=SIZE] [small=SIZE]`
@@ -328,6 +331,52 @@ impl Default for OpenFileCache {
             small: 64 << 10,
         }
     }
+}
+
+/// A location's rules for the responses it sends, whoever makes them (a
+/// file, a script, an upstream, an error page): shared pieces are behind
+/// `Arc`s, so a CGI or proxy run keeps a copy cheaply.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(Default))]
+pub struct Output {
+    /// Compress responses on the fly.
+    pub gzip: bool,
+    /// Media types compressed (`text/html` always; `*` any).
+    pub gzip_types: Arc<[String]>,
+    /// Shorter known bodies are sent as they are.
+    pub gzip_min_length: u64,
+    /// Send `FILE.gz` instead of `FILE` to a client that accepts gzip.
+    pub gzip_static: bool,
+    /// `add_header`, in order: this level's list, or the inherited one.
+    pub add_header: Arc<[AddHeader]>,
+    pub expires: Expires,
+    /// `server_tokens`: the version in `Server`.
+    pub server_tokens: bool,
+}
+
+/// `add_header NAME VALUE [always]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddHeader {
+    pub name: String,
+    /// May hold variables, expanded per response.
+    pub value: String,
+    /// Also on error responses, not only the success and redirect codes.
+    pub always: bool,
+}
+
+/// `expires`: what `Expires` and `Cache-Control` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(Default))]
+#[serde(rename_all = "lowercase")]
+pub enum Expires {
+    #[cfg_attr(test, default)]
+    Off,
+    /// `Expires` in 1970, `Cache-Control: no-cache`.
+    Epoch,
+    /// `Expires` in 2037, `Cache-Control: max-age` of ten years.
+    Max,
+    /// Seconds from now; negative: in the past, `no-cache`.
+    Seconds(i64),
 }
 
 /// `proxy_next_upstream`: when a request goes on to the next server.

@@ -393,6 +393,41 @@ fn verified_get_with_alpn_keep_alive_and_pipelining() {
     assert!(reader.buf.is_empty(), "bytes after the last response");
 }
 
+/// SPEC §9.5 over TLS: a file compressed on the fly goes through the TLS
+/// write path too, chunk by chunk, on a kept-alive connection.
+#[test]
+fn gzip_over_tls_round_trips() {
+    const GZIP: &str = r#"
+server {
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {dir}/tls/localhost.crt;
+    ssl_certificate_key {dir}/tls/localhost.key;
+    root {dir}/www;
+    gzip on;
+}
+"#;
+    let page: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| format!("<p>row {i} of the page</p>\n").into_bytes())
+        .collect();
+    let (server, pem) = start_tls(GZIP, &[("www/page.html", &page)]);
+    let config = client(&[&pem], BOTH);
+    let mut reader = Reader::new(connect(server.port, &config, "localhost"));
+    for _ in 0..2 {
+        let request = "GET /page.html HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n";
+        reader.stream.write_all(request.as_bytes()).expect("send");
+        let r = reader.response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(r.body.as_slice())
+            .read_to_end(&mut plain)
+            .expect("a valid gzip stream");
+        assert!(plain == page, "round trip over TLS");
+    }
+}
+
 // --- 2. SNI ------------------------------------------------------------------------
 
 const TWO_NAMES: &str = r#"

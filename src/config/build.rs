@@ -18,8 +18,8 @@ use super::values::{self, ProxyUrl};
 use crate::handlers::{self, Plan};
 use crate::http::request::Request;
 use crate::routing::{
-    CgiHandler, Limits, ListenSocket, Location, NamePattern, Policy, ProxyPass, RoutingTable,
-    Server, ServerNames, Upstream, UpstreamServer,
+    AddHeader, CgiHandler, Limits, ListenSocket, Location, NamePattern, Output, Policy, ProxyPass,
+    RoutingTable, Server, ServerNames, Upstream, UpstreamServer,
 };
 
 const HAS_DEFAULT: &str = "the directive table gives this setting a default";
@@ -208,6 +208,8 @@ struct Shared {
     error_pages: Arc<HashMap<u16, String>>,
     cgi: Arc<[CgiHandler]>,
     proxy_set_header: Arc<[(String, String)]>,
+    gzip_types: Arc<[String]>,
+    add_header: Arc<[AddHeader]>,
 }
 
 impl Shared {
@@ -224,6 +226,8 @@ impl Shared {
                 .as_deref()
                 .unwrap_or_default()
                 .into(),
+            gzip_types: server.gzip_types.as_deref().expect(HAS_DEFAULT).into(),
+            add_header: server.add_header.as_deref().unwrap_or_default().into(),
         }
     }
 }
@@ -301,6 +305,15 @@ fn location(
         proxy_connect_timeout: *s.get(|s| &s.proxy_connect_timeout).expect(HAS_DEFAULT),
         proxy_read_timeout: *s.get(|s| &s.proxy_read_timeout).expect(HAS_DEFAULT),
         proxy_next_upstream: *s.get(|s| &s.proxy_next_upstream).expect(HAS_DEFAULT),
+        output: Output {
+            gzip: *s.get(|s| &s.gzip).expect(HAS_DEFAULT),
+            gzip_types: own_or(&own.gzip_types, &shared.gzip_types, |t| t.as_slice().into()),
+            gzip_min_length: *s.get(|s| &s.gzip_min_length).expect(HAS_DEFAULT),
+            gzip_static: *s.get(|s| &s.gzip_static).expect(HAS_DEFAULT),
+            add_header: own_or(&own.add_header, &shared.add_header, |h| h.as_slice().into()),
+            expires: *s.get(|s| &s.expires).expect(HAS_DEFAULT),
+            server_tokens: *s.get(|s| &s.server_tokens).expect(HAS_DEFAULT),
+        },
     }
 }
 

@@ -9,11 +9,11 @@ use super::diag::Span;
 use super::grammar::Token;
 use super::scope::{At, Cgi, Context, ErrorPage, Listen, LocationUri, Member, PathArg, Scope};
 use super::values;
+use crate::http::vars;
 use crate::http::Method;
 use crate::routing::{
-    HealthCheck, LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream, OpenFileCache, Policy,
-    Return,
-    TlsVersions, WorkerProcesses,
+    AddHeader, HealthCheck, LogLevel, LogTarget, MethodSet, NamePattern, NextUpstream,
+    OpenFileCache, Policy, Return, TlsVersions, WorkerProcesses,
 };
 
 /// A set of [`Context`]s.
@@ -356,6 +356,9 @@ pub const DIRECTIVES: &[Directive] = &[
         repeatable: false,
         action: Action::Set(|scope, args| {
             let code = args.parse(0, |t| values::status(t, 100..=599))?;
+            if args.values.len() == 2 {
+                args.parse(1, |t| known_variables(t, &[]))?;
+            }
             let target = args.values.get(1).map(|t| t.text.to_string());
             scope.settings.ret = Some(Return { code, target });
             Ok(())
@@ -628,6 +631,7 @@ pub const DIRECTIVES: &[Directive] = &[
         arity: Exactly(2),
         repeatable: true,
         action: Action::Set(|scope, args| {
+            args.parse(1, |t| known_variables(t, PROXY_VARIABLES))?;
             let header = (args.text(0).to_string(), args.text(1).to_string());
             scope.settings.proxy_set_header.get_or_insert_with(Vec::new).push(header);
             Ok(())
@@ -728,6 +732,93 @@ pub const DIRECTIVES: &[Directive] = &[
         usage: "TLSv1.2 | TLSv1.3 ...",
         default: DefaultValue::Value("TLSv1.2 TLSv1.3"),
         doc: "TLS versions offered on `ssl` addresses (the address's default server decides).",
+    },
+    Directive {
+        name: "gzip",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.gzip = Some(args.parse(0, values::switch)?);
+            Ok(())
+        }),
+        usage: "on | off",
+        default: DefaultValue::Value("off"),
+        doc: "Compress responses on the fly (static files, CGI, proxied) for clients that accept gzip; HTTP/1.1 clients only (as nginx's gzip_http_version 1.1).",
+    },
+    Directive {
+        name: "gzip_types",
+        contexts: GSL,
+        arity: AtLeast(1),
+        repeatable: false,
+        action: Action::Set(gzip_types),
+        usage: "MIME... | *",
+        default: DefaultValue::Value(
+            "text/html text/css text/plain text/javascript application/javascript application/json image/svg+xml",
+        ),
+        doc: "Media types `gzip` compresses (`text/html` always; `*`: any).",
+    },
+    Directive {
+        name: "gzip_min_length",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.gzip_min_length = Some(args.parse(0, values::size)?);
+            Ok(())
+        }),
+        usage: "SIZE",
+        default: DefaultValue::Value("256"),
+        doc: "Bodies known to be shorter are sent uncompressed (an unknown length counts as long enough).",
+    },
+    Directive {
+        name: "gzip_static",
+        contexts: GSL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.gzip_static = Some(args.parse(0, values::switch)?);
+            Ok(())
+        }),
+        usage: "on | off",
+        default: DefaultValue::Value("off"),
+        doc: "Send the regular file `FILE.gz`, when present, instead of `FILE` to clients that accept gzip.",
+    },
+    Directive {
+        name: "add_header",
+        contexts: SL,
+        arity: Between(2, 3),
+        repeatable: true,
+        action: Action::Set(add_header),
+        usage: "NAME VALUE [always]",
+        default: DefaultValue::Unset,
+        doc: "A response header for 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 (every status with `always`); VALUE may hold variables; a level that sets any replaces the inherited list.",
+    },
+    Directive {
+        name: "expires",
+        contexts: SL,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.expires = Some(args.parse(0, values::expires)?);
+            Ok(())
+        }),
+        usage: "TIME | epoch | max | off",
+        default: DefaultValue::Value("off"),
+        doc: "`Expires` and `Cache-Control: max-age` on the statuses `add_header` uses; TIME may be negative (`no-cache`); units ms s m h d w M y.",
+    },
+    Directive {
+        name: "server_tokens",
+        contexts: GS,
+        arity: Exactly(1),
+        repeatable: false,
+        action: Action::Set(|scope, args| {
+            scope.settings.server_tokens = Some(args.parse(0, values::switch)?);
+            Ok(())
+        }),
+        usage: "on | off",
+        default: DefaultValue::Value("on"),
+        doc: "Name the version in the `Server` header (`off`: `Server: webserv`).",
     },
 ];
 
@@ -1025,6 +1116,70 @@ fn proxy_next_upstream(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
         set = set.with(flag);
     }
     scope.settings.proxy_next_upstream = Some(set);
+    Ok(())
+}
+
+/// The variables `proxy_set_header` knows besides the request's.
+const PROXY_VARIABLES: &[&str] = &["proxy_host", "proxy_add_x_forwarded_for"];
+
+/// A value whose variables are all known (nginx refuses an unknown one
+/// when it loads the configuration, rather than sending it empty).
+fn known_variables(value: &str, own: &[&str]) -> Result<(), String> {
+    match vars::unknown_variable(value, own) {
+        Some(name) => Err(format!("unknown variable \"${name}\"")),
+        None => Ok(()),
+    }
+}
+
+fn gzip_types(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let mut types = Vec::with_capacity(args.values.len());
+    for i in 0..args.values.len() {
+        let mime = args.parse(i, |t| {
+            let valid = t == "*"
+                || t.split_once('/').is_some_and(|(a, b)| {
+                    is_method_token(a) && is_method_token(b) && !b.contains('/')
+                });
+            match valid {
+                true => Ok(t.to_ascii_lowercase()),
+                false => Err(format!(
+                    "invalid media type \"{t}\" (expected type/subtype, or *)"
+                )),
+            }
+        })?;
+        types.push(mime);
+    }
+    scope.settings.gzip_types = Some(types);
+    Ok(())
+}
+
+fn add_header(scope: &mut Scope, args: &Args) -> Result<(), ArgError> {
+    let name = args.parse(0, |t| match is_method_token(t) {
+        true => Ok(t.to_string()),
+        false => Err(format!("invalid header name \"{t}\"")),
+    })?;
+    let value = args.parse(1, |t| {
+        if t.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err("a header value cannot hold a line break".to_string());
+        }
+        known_variables(t, &[])?;
+        Ok(t.to_string())
+    })?;
+    let always = match args.values.len() {
+        3 => args.parse(2, |t| match t {
+            "always" => Ok(true),
+            _ => Err(format!("expected \"always\", found \"{t}\"")),
+        })?,
+        _ => false,
+    };
+    scope
+        .settings
+        .add_header
+        .get_or_insert_with(Vec::new)
+        .push(AddHeader {
+            name,
+            value,
+            always,
+        });
     Ok(())
 }
 

@@ -11,9 +11,8 @@ use std::time::Duration;
 use super::diag::Span;
 use super::values::ProxyUrl;
 use crate::routing::{
-    HealthCheck, LogLevel, LogTarget, MethodSet, NextUpstream, OpenFileCache, Policy, Return,
-    TlsVersions,
-    WorkerProcesses,
+    AddHeader, Expires, HealthCheck, LogLevel, LogTarget, MethodSet, NextUpstream, OpenFileCache,
+    Policy, Return, TlsVersions, WorkerProcesses,
 };
 
 /// The four kinds of block a directive can appear in.
@@ -132,6 +131,13 @@ pub struct Settings {
     pub ssl_certificate: Option<Box<At<PathArg>>>,
     pub ssl_certificate_key: Option<Box<At<PathArg>>>,
     pub ssl_protocols: Option<TlsVersions>,
+    pub gzip: Option<bool>,
+    pub gzip_types: Option<Vec<String>>,
+    pub gzip_min_length: Option<u64>,
+    pub gzip_static: Option<bool>,
+    pub add_header: Option<Vec<AddHeader>>,
+    pub expires: Option<Expires>,
+    pub server_tokens: Option<bool>,
 }
 
 macro_rules! inherit_fields {
@@ -150,7 +156,7 @@ impl Settings {
     }
 
     /// Fills what this level leaves unset from `parent`. Lists (`error_page`,
-    /// `cgi`, `proxy_set_header`) are replaced as a whole, not merged; an
+    /// `cgi`, `proxy_set_header`, `add_header`) are replaced as a whole, not merged; an
     /// `alias` here hides an inherited `root`.
     pub fn inherit(&mut self, parent: &Settings) {
         if self.inherits_root() {
@@ -162,7 +168,8 @@ impl Settings {
             client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
             max_connections, access_log, error_log, proxy_pass, proxy_set_header,
             proxy_connect_timeout, proxy_read_timeout, proxy_next_upstream, ssl_protocols, worker_processes,
-            worker_shutdown_timeout, pid,
+            worker_shutdown_timeout, pid, gzip, gzip_types, gzip_min_length, gzip_static,
+            add_header, expires, server_tokens,
         );
     }
 }

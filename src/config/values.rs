@@ -8,6 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::routing::Expires;
+
 /// `123`, `8k`, `1m`, `2g` (powers of 1024).
 pub fn size(text: &str) -> Result<u64, String> {
     let bad = || format!("invalid size \"{text}\" (a number of bytes, or with k, m or g)");
@@ -46,6 +48,48 @@ pub fn time(text: &str) -> Result<Duration, String> {
 }
 
 const MAX_TIME_MS: u64 = 24 * 3_600_000;
+
+/// `expires`: `off`, `epoch`, `max`, or a time with nginx's units (`ms`
+/// `s` `m` `h` `d` `w` `M` `y`, bare is seconds), possibly negative.
+pub fn expires(text: &str) -> Result<Expires, String> {
+    match text {
+        "off" => return Ok(Expires::Off),
+        "epoch" => return Ok(Expires::Epoch),
+        "max" => return Ok(Expires::Max),
+        _ => {}
+    }
+    let bad =
+        || format!("invalid expires \"{text}\" (off, epoch, max, or a time such as 1h, 30d, -1)");
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    // Milliseconds are rounded down to seconds, as HTTP dates have none.
+    let units: [(&str, u64, u64); 9] = [
+        ("ms", 1, 1000),
+        ("s", 1, 1),
+        ("m", 60, 1),
+        ("h", 3600, 1),
+        ("d", 86_400, 1),
+        ("w", 604_800, 1),
+        ("M", 2_592_000, 1),
+        ("y", 31_536_000, 1),
+        ("", 1, 1),
+    ];
+    let (digits, mul, div) = units
+        .iter()
+        .find_map(|&(suffix, mul, div)| rest.strip_suffix(suffix).map(|d| (d, mul, div)))
+        .ok_or_else(bad)?;
+    let secs = number(digits)
+        .ok_or_else(bad)?
+        .checked_mul(mul)
+        .map(|s| s / div)
+        // Past a hundred years an `Expires` date means nothing more.
+        .filter(|&s| s <= 100 * 31_536_000)
+        .ok_or_else(|| format!("expires \"{text}\" is too long (at most 100y)"))?;
+    let secs = i64::try_from(secs).map_err(|_| bad())?;
+    Ok(Expires::Seconds(if negative { -secs } else { secs }))
+}
 
 /// ASCII digits only (no sign, no spaces), checked.
 pub fn number(text: &str) -> Option<u64> {

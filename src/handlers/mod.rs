@@ -9,6 +9,7 @@ pub mod autoindex;
 pub mod cgi;
 pub mod delete;
 pub mod error_page;
+pub mod output;
 pub mod proxy;
 pub mod static_file;
 pub mod upload;
@@ -171,7 +172,7 @@ fn redirect_or_text(ret: &Return, request: &Request, location: &Location) -> Rep
     // request; a value without any is used as written.
     let expanded = |value: &String| {
         if vars::has_variables(value) {
-            vars::expand(value, request, |_, _| false)
+            vars::expand(value, Some(request), |_, _| false)
         } else {
             value.clone().into_bytes()
         }

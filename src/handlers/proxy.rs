@@ -371,7 +371,7 @@ pub fn parse_switch_head(buf: &[u8]) -> Result<Option<(SwitchHead, usize)>, Upst
 /// `$remote_port` of the client this request came from), then the request
 /// variables every configured value knows ([`vars`]).
 fn expand(value: &str, ctx: &Context<'_>) -> Vec<u8> {
-    vars::expand(value, ctx.request, |name, out| {
+    vars::expand(value, Some(ctx.request), |name, out| {
         match name {
             "proxy_host" => out.extend_from_slice(ctx.proxy.host.as_bytes()),
             "proxy_add_x_forwarded_for" => out.extend_from_slice(&ctx.forwarded_for),

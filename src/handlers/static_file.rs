@@ -21,9 +21,11 @@ use std::time::Instant;
 use crate::cache::{Entry, FileCache, Kind, Stored};
 use crate::handlers::{autoindex, error_page};
 use crate::http::conditional;
+use crate::http::gzip;
 use crate::http::path::{map_under, percent_encode_path};
 use crate::http::range::{parse_range, RangeOutcome};
 use crate::http::request::Request;
+use crate::http::response::write_header;
 use crate::http::response::{Body, Reply};
 use crate::routing::Location;
 
@@ -55,7 +57,9 @@ pub fn get(request: &Request, location: &Location, files: &mut Files) -> Reply {
     match files.open(&fs_path, location) {
         Ok(entry) if entry.kind == Kind::Dir => directory(request, location, &fs_path, files),
         Ok(_) if request.path.ends_with('/') => error_page::reply(404, location),
-        Ok(entry) if entry.kind == Kind::File => file_reply(request, &entry),
+        Ok(entry) if entry.kind == Kind::File => {
+            regular(request, location, &entry, &fs_path, files)
+        }
         Ok(_) => error_page::reply(403, location),
         Err(err) => error_page::reply(io_status(&err), location),
     }
@@ -104,9 +108,10 @@ fn directory(request: &Request, location: &Location, dir: &Path, files: &mut Fil
         return error_page::builtin(301).with_header("Location", target);
     }
     for name in location.index.iter() {
-        if let Ok(entry) = files.open(&dir.join(name), location) {
+        let path = dir.join(name);
+        if let Ok(entry) = files.open(&path, location) {
             if entry.kind == Kind::File {
-                return file_reply(request, &entry);
+                return regular(request, location, &entry, &path, files);
             }
         }
     }
@@ -117,6 +122,51 @@ fn directory(request: &Request, location: &Location, dir: &Path, files: &mut Fil
         };
     }
     error_page::reply(403, location)
+}
+
+/// A regular file, or with `gzip_static on` its `FILE.gz` (a regular file)
+/// for a client that accepts gzip: with the original's type,
+/// `Content-Encoding: gzip`, and its own validators and ranges (as nginx).
+/// Both answers say `Vary: Accept-Encoding`, as either may be the other's.
+/// The `.gz` goes through the open-file cache like any file.
+fn regular(
+    request: &Request,
+    location: &Location,
+    entry: &Entry,
+    path: &Path,
+    files: &mut Files,
+) -> Reply {
+    if !location.output.gzip_static {
+        return file_reply(request, entry);
+    }
+    let mut gz_path = path.as_os_str().to_owned();
+    gz_path.push(".gz");
+    let gz = match files.open(Path::new(&gz_path), location) {
+        Ok(gz) if gz.kind == Kind::File => gz,
+        _ => return file_reply(request, entry),
+    };
+    if !gzip::accepts_gzip(request.header_str("accept-encoding")) {
+        return file_reply(request, entry).with_header("Vary", "Accept-Encoding");
+    }
+    let mut reply = file_reply(request, &gz);
+    if reply.prepared.is_some() {
+        // The `.gz`'s own lines name its type; the original's is sent.
+        let content_type = mime_guess::from_path(path)
+            .first_raw()
+            .unwrap_or("application/octet-stream");
+        let mut head = Vec::with_capacity(160);
+        write_header(&mut head, "Content-Type", content_type.as_bytes());
+        write_header(&mut head, "Last-Modified", gz.last_modified.as_bytes());
+        write_header(&mut head, "ETag", gz.etag.as_bytes());
+        write_header(&mut head, "Accept-Ranges", b"bytes");
+        reply.prepared = Some(head.into());
+    }
+    match reply.status {
+        200 | 206 | 304 => reply
+            .with_header("Content-Encoding", "gzip")
+            .with_header("Vary", "Accept-Encoding"),
+        _ => reply,
+    }
 }
 
 /// 200, 206, 304 or 416 for an opened regular file.

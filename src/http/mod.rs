@@ -79,6 +79,7 @@ pub mod body;
 pub mod chunked;
 pub mod conditional;
 pub mod date;
+pub mod gzip;
 pub mod multipart;
 pub mod path;
 pub mod range;

@@ -1,9 +1,10 @@
 //! Responses: what a handler returns ([`Reply`]) and how its head is written.
 //!
 //! The head is written into a reused buffer: status line, `Server`, `Date`,
-//! the handler's headers, the framing header, `Connection`. The body is a
-//! [`Body`]: nothing, bytes (owned, or shared with the open-file cache),
-//! or a region of an open file (sent with `sendfile(2)` by the server).
+//! the handler's headers, the location's (`handlers::output`), the framing
+//! header, `Connection`. The body is a [`Body`]: nothing, bytes (owned, or
+//! shared with the open-file cache), or a region of an open file (sent with
+//! `sendfile(2)` by the server).
 
 use std::fs::File;
 use std::io::Write;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use crate::http::status::reason;
 
 pub const SERVER: &str = concat!("webserv/", env!("CARGO_PKG_VERSION"));
+/// `Server` with `server_tokens off`: the name without the version.
+pub const SERVER_NAME: &str = "webserv";
 
 /// A response ready to be written.
 #[derive(Debug)]
@@ -95,11 +98,20 @@ impl Reply {
         self
     }
 
+    /// A header's value, from `headers` or the `prepared` lines.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        let own = self
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_str());
+        own.or_else(|| {
+            let prepared = std::str::from_utf8(self.prepared.as_deref()?).ok()?;
+            prepared.split("\r\n").find_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+        })
     }
 
     /// RFC 9110 §6.4.1: 1xx, 204 and 304 never carry a body or a length.
@@ -112,30 +124,12 @@ pub fn status_has_no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
-/// Writes a whole response head into `out`: `prepared` header lines, then
-/// `headers`.
-pub fn write_head(
-    out: &mut Vec<u8>,
-    status: u16,
-    prepared: &[u8],
-    headers: &[(&'static str, String)],
-    length: Option<Length>,
-    date: &str,
-    keep_alive: bool,
-) {
-    write_head_start(out, status, date);
-    out.extend_from_slice(prepared);
-    for (name, value) in headers {
-        write_header(out, name, value.as_bytes());
-    }
-    write_head_end(out, length, keep_alive);
-}
-
-/// The status line, `Server` and `Date`: the start of every head.
-pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: &str) {
+/// The status line, `Server` (with the version when `tokens`, as
+/// `server_tokens on`) and `Date`: the start of every head.
+pub fn write_head_start(out: &mut Vec<u8>, status: u16, date: &str, tokens: bool) {
     write_status_line(out, status);
     out.extend_from_slice(b"Server: ");
-    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(if tokens { SERVER } else { SERVER_NAME }.as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -201,19 +195,26 @@ pub fn chunk_size_line(len: usize, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn write_head(
+        out: &mut Vec<u8>,
+        status: u16,
+        headers: &[(&str, &str)],
+        length: Option<Length>,
+        keep_alive: bool,
+        tokens: bool,
+    ) {
+        write_head_start(out, status, "DATE", tokens);
+        for (name, value) in headers {
+            write_header(out, name, value.as_bytes());
+        }
+        write_head_end(out, length, keep_alive);
+    }
+
     #[test]
     fn head_has_server_date_length_and_connection() {
         let mut out = Vec::new();
-        let headers = [("Content-Type", "text/plain".to_owned())];
-        write_head(
-            &mut out,
-            200,
-            b"",
-            &headers,
-            Some(Length::Known(5)),
-            "DATE",
-            true,
-        );
+        let headers = [("Content-Type", "text/plain")];
+        write_head(&mut out, 200, &headers, Some(Length::Known(5)), true, true);
         let expected = format!(
             "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: DATE\r\nContent-Type: text/plain\r\n\
              Content-Length: 5\r\nConnection: keep-alive\r\n\r\n"
@@ -222,9 +223,17 @@ mod tests {
     }
 
     #[test]
+    fn server_tokens_off_drops_the_version() {
+        let mut out = Vec::new();
+        write_head(&mut out, 200, &[], None, true, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nServer: webserv\r\n"), "{text}");
+    }
+
+    #[test]
     fn chunked_and_close() {
         let mut out = Vec::new();
-        write_head(&mut out, 404, b"", &[], Some(Length::Chunked), "D", false);
+        write_head(&mut out, 404, &[], Some(Length::Chunked), false, true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"));

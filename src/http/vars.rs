@@ -1,5 +1,5 @@
 //! nginx-style variables in configured values: one expander for `return`
-//! URLs and texts and `proxy_set_header` values (and, later, `add_header`).
+//! URLs and texts, `proxy_set_header` and `add_header` values.
 //!
 //! `$name` is replaced by the variable's value; an unknown or absent
 //! variable is empty, as in nginx; a `$` not followed by a name stays as
@@ -24,10 +24,11 @@ pub fn has_variables(value: &str) -> bool {
 }
 
 /// Expands every `$name` of `value`: `own` first (it returns false for a
-/// name it does not know), then the request variables.
+/// name it does not know), then the request variables (empty without a
+/// request: a head that could not be parsed).
 pub fn expand(
     value: &str,
-    request: &Request,
+    request: Option<&Request>,
     mut own: impl FnMut(&str, &mut Vec<u8>) -> bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 32);
@@ -41,13 +42,49 @@ pub fn expand(
         } else {
             let name = &after[..len];
             if !own(name, &mut out) {
-                request_variable(name, request, &mut out);
+                if let Some(request) = request {
+                    request_variable(name, request, &mut out);
+                }
             }
         }
         rest = &after[len..];
     }
     out.extend_from_slice(rest.as_bytes());
     out
+}
+
+/// The request variables [`request_variable`] knows (and `$http_NAME`).
+const REQUEST_VARIABLES: &[&str] = &[
+    "host",
+    "scheme",
+    "https",
+    "request_uri",
+    "uri",
+    "args",
+    "query_string",
+    "request_method",
+    "remote_addr",
+    "remote_port",
+    "server_port",
+];
+
+/// The first variable of `value` that is neither a request variable nor
+/// one of `own`: `check` refuses it, as nginx does.
+pub fn unknown_variable<'a>(value: &'a str, own: &[&str]) -> Option<&'a str> {
+    let mut rest = value;
+    while let Some(dollar) = rest.find('$') {
+        let after = &rest[dollar + 1..];
+        let len = after.bytes().take_while(|&b| is_name_byte(b)).count();
+        let name = &after[..len];
+        let known = REQUEST_VARIABLES.contains(&name)
+            || own.contains(&name)
+            || name.strip_prefix("http_").is_some_and(|h| !h.is_empty());
+        if len > 0 && !known {
+            return Some(name);
+        }
+        rest = &after[len..];
+    }
+    None
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -113,9 +150,26 @@ mod tests {
             ("cost: 5$", "cost: 5$"),
         ];
         for (value, expected) in cases {
-            let out = expand(value, &request, |_, _| false);
+            let out = expand(value, Some(&request), |_, _| false);
             assert_eq!(String::from_utf8(out).unwrap(), expected, "{value}");
         }
         assert!(has_variables("a$host") && !has_variables("5$") && !has_variables("plain"));
+    }
+
+    #[test]
+    fn unknown_variables_are_named() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("https://$host$request_uri", None),
+            ("$http_x_forwarded_for $server_port $args", None),
+            ("cost: 5$ or $", None),
+            ("$proxy_host", Some("proxy_host")),
+            ("a $nope b", Some("nope")),
+            ("$http_", Some("http_")),
+            ("$1", Some("1")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(unknown_variable(value, &[]), *expected, "{value}");
+        }
+        assert_eq!(unknown_variable("$proxy_host", &["proxy_host"]), None);
     }
 }

@@ -34,8 +34,10 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::handlers::cgi::{self, CgiHead};
+use crate::handlers::output::{self, Candidate, Coding};
 use crate::http::request::Request;
-use crate::http::response::{write_head_end, write_head_start, write_header, Length};
+use crate::http::response::{write_head_end, write_head_start, Length};
+use crate::routing::{Location, Output};
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, ReadOutcome};
 use crate::server::reaper::Reaper;
 use crate::server::relay::Relay;
@@ -105,6 +107,8 @@ pub struct CgiRun {
     pub keep_alive: bool,
     pub last_progress: Instant,
     pub timeout: Duration,
+    /// The location's rules for the response head and coding.
+    output: Output,
     /// Bytes of `100 Continue` still to write.
     interim: &'static [u8],
 }
@@ -118,7 +122,7 @@ impl CgiRun {
         feed: Feed,
         registry: &Registry,
         tokens: (Token, Token, Token),
-        timeout: Duration,
+        location: &Location,
         now: Instant,
     ) -> io::Result<CgiRun> {
         let cgi::CgiChild {
@@ -155,7 +159,8 @@ impl CgiRun {
             body_bytes: 0,
             keep_alive: true,
             last_progress: now,
-            timeout,
+            timeout: location.cgi_timeout,
+            output: location.output.clone(),
         };
         // Registered before they are stored, so a failure still kills the
         // child (through `run`'s owner, who reaps it).
@@ -459,13 +464,35 @@ impl CgiRun {
         Ok(())
     }
 
-    /// Builds the client's response head from the script's header block.
+    /// Builds the client's response head from the script's header block,
+    /// with what the location adds; the body is compressed on the way when
+    /// the location and the client want gzip (SPEC §9.5).
     fn response_head(&mut self, head: &CgiHead, cx: &mut Cx) -> Relay {
         let status = self.error_status.unwrap_or(head.status);
         self.status = status;
         let no_body = crate::http::response::status_has_no_body(status);
+        let field = |name: &str| {
+            head.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let coding = output::coding(
+            &self.output,
+            Some(&self.request),
+            Candidate {
+                status: head.status,
+                content_type: field("content-type"),
+                encoded: field("content-encoding").is_some(),
+                length: head.content_length,
+            },
+        );
+        let gzip = coding == Coding::Gzip;
         let length = match head.content_length {
             _ if no_body => None,
+            _ if gzip && self.request.is_head() => None,
+            // `coding` gzips for HTTP/1.1 clients only.
+            _ if gzip => Some(Length::Chunked),
             Some(n) => Some(Length::Known(n)),
             None if self.request.minor_version == 1 => Some(Length::Chunked),
             None => Some(Length::UntilClose),
@@ -474,13 +501,21 @@ impl CgiRun {
             self.keep_alive = false;
         }
         let mut out = Vec::with_capacity(512);
-        write_head_start(&mut out, status, cx.date.get(std::time::SystemTime::now()));
+        let now = std::time::SystemTime::now();
+        let output = &self.output;
+        write_head_start(&mut out, status, cx.date.get(now), output.server_tokens);
         for (name, value) in &head.headers {
-            write_header(&mut out, name, value.as_bytes());
+            output::write_own_header(&mut out, output, status, coding, name, value.as_bytes());
         }
+        output::write_added(&mut out, output, status, coding, Some(&self.request), now);
         write_head_end(&mut out, length, self.keep_alive);
         let body = if self.request.is_head() { None } else { length };
-        Relay::new(out, body)
+        let relay = Relay::new(out, body);
+        if gzip {
+            relay.gzip()
+        } else {
+            relay
+        }
     }
 
     fn close_stdin(&mut self, registry: &Registry) {

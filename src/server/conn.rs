@@ -13,9 +13,10 @@
 //!    upload, a spool file for CGI, or nowhere), within
 //!    `client_max_body_size`;
 //! 3. [`Phase::Cgi`]: a script runs, fed and relayed both ways at once;
-//! 4. [`Phase::Write`]: write the response head and body (bytes, or a file
-//!    with `sendfile`), then back to `Head` (keep-alive; pipelined requests
-//!    are answered from what is already buffered), or close;
+//! 4. [`Phase::Write`]: write the response head and body (bytes, a file
+//!    with `sendfile`, or a file compressed on the way), then back to
+//!    `Head` (keep-alive; pipelined requests are answered from what is
+//!    already buffered), or close;
 //! 5. [`Phase::Linger`]: after an error that closes while the client may
 //!    still be sending, read and discard for a short while so the client
 //!    sees the response rather than a reset (as nginx does).
@@ -32,14 +33,18 @@ use mio::{Registry, Token};
 
 use crate::cache::FileCache;
 use crate::handlers::cgi::{self, Script};
+use crate::handlers::output::{self, Candidate, Coding};
 use crate::handlers::static_file::Files;
 use crate::handlers::upload::Upload;
 use crate::handlers::{self, error_page, Action};
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::Chunk;
 use crate::http::date::DateCache;
+use crate::http::gzip;
 use crate::http::request::{Framing, Request, Via};
-use crate::http::response::{write_head, Body, Length, Reply};
+use crate::http::response::{
+    chunk_size_line, write_head_end, write_head_start, Body, Length, Reply,
+};
 use crate::routing::{Limits, LogLevel, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
@@ -194,6 +199,23 @@ enum OutBody {
         offset: u64,
         remaining: u64,
     },
+    /// A file compressed as it is sent, in chunks.
+    Gzip(Box<GzipFile>),
+}
+
+/// A file read in bounded pieces, each compressed and framed as a chunk
+/// when what was made before has been written: memory does not grow with
+/// the file, and the socket's back-pressure stops the reading.
+struct GzipFile {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    encoder: gzip::Encoder,
+    /// Framed output not yet written, from `pos`.
+    out: Vec<u8>,
+    pos: usize,
+    /// The last chunk is in `out`.
+    ended: bool,
 }
 
 /// What follows a response.
@@ -892,15 +914,7 @@ impl Conn {
             (cx.token)(self.key, Source::CgiStdout),
             (cx.token)(self.key, Source::CgiExit),
         );
-        match CgiRun::start(
-            request,
-            child,
-            feed,
-            cx.registry,
-            tokens,
-            location.cgi_timeout,
-            cx.now,
-        ) {
+        match CgiRun::start(request, child, feed, cx.registry, tokens, location, cx.now) {
             Ok(mut run) => {
                 run.keep_alive = self.may_keep_alive(Some(&run.request), KEEP);
                 run.error_status = self.error_status;
@@ -1103,7 +1117,10 @@ impl Conn {
     }
 
     /// Writes the head of `reply` and moves to [`Phase::Write`], unless
-    /// the reply is an error whose `error_page` URI is served instead.
+    /// the reply is an error whose `error_page` URI is served instead: the
+    /// reply's headers (a cached file's prepared lines first), then what
+    /// its location adds (SPEC §9.5), with the body compressed when the
+    /// location and the client want gzip.
     fn respond(
         &mut self,
         request: Option<&Request>,
@@ -1130,37 +1147,128 @@ impl Conn {
             }
         }
         let keep_alive = self.may_keep_alive(request, ending);
-        let length = (!reply.has_no_body()).then(|| Length::Known(reply.body.len()));
+        let table = Arc::clone(&self.table);
+        let server = &table.servers[self.server];
+        let location = request.map_or(&server.fallback, |r| server.select_location(&r.path));
+        let output = &location.output;
+        let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
+        // Without `gzip` nothing is compressed and no `Vary` added (a
+        // `gzip_static` answer carries its own): the types are not looked up.
+        let coding = if output.gzip {
+            match output::coding(
+                output,
+                request,
+                Candidate {
+                    status: reply.status,
+                    content_type: reply.header("content-type"),
+                    encoded: reply.header("content-encoding").is_some(),
+                    length: Some(reply.body.len()),
+                },
+            ) {
+                // `gzip_static` said it already.
+                Coding::IdentityVary if reply.header("vary").is_some() => Coding::Identity,
+                coding => coding,
+            }
+        } else {
+            Coding::Identity
+        };
+        // A compressed body in memory is compressed at once and keeps a
+        // length; a file is compressed as it is sent, in chunks.
+        let (body, length) = match (coding, reply.body) {
+            _ if reply.status < 200 || matches!(reply.status, 204 | 304) => (OutBody::None, None),
+            (Coding::Gzip, _) if head_only => (OutBody::None, None),
+            (Coding::Gzip, Body::File { file, offset, len }) => (
+                OutBody::Gzip(Box::new(GzipFile {
+                    file,
+                    offset,
+                    remaining: len,
+                    encoder: gzip::Encoder::new(),
+                    out: Vec::new(),
+                    pos: 0,
+                    ended: false,
+                })),
+                Some(Length::Chunked),
+            ),
+            (Coding::Gzip, Body::Bytes(data)) => {
+                let data = gzip::compress(&data);
+                let len = data.len() as u64;
+                (OutBody::Bytes { data, pos: 0 }, Some(Length::Known(len)))
+            }
+            (Coding::Gzip, Body::Shared { data, start, end }) => {
+                let data = gzip::compress(&data[start.min(end)..end.min(data.len())]);
+                let len = data.len() as u64;
+                (OutBody::Bytes { data, pos: 0 }, Some(Length::Known(len)))
+            }
+            (Coding::Gzip, Body::Empty) => {
+                let data = gzip::compress(b"");
+                let len = data.len() as u64;
+                (OutBody::Bytes { data, pos: 0 }, Some(Length::Known(len)))
+            }
+            (_, body) => {
+                let length = Some(Length::Known(body.len()));
+                match body {
+                    _ if head_only => (OutBody::None, length),
+                    Body::Empty => (OutBody::None, length),
+                    Body::Bytes(data) => (OutBody::Bytes { data, pos: 0 }, length),
+                    Body::Shared { data, start, end } => (
+                        OutBody::Shared {
+                            end: end.min(data.len()),
+                            pos: start.min(end),
+                            data,
+                        },
+                        length,
+                    ),
+                    Body::File { file, offset, len } => (
+                        OutBody::File {
+                            file,
+                            offset,
+                            remaining: len,
+                        },
+                        length,
+                    ),
+                }
+            }
+        };
         let mut head = std::mem::take(cx.spare_head);
         head.clear();
-        let date = cx.date.get(SystemTime::now());
-        write_head(
+        let now = SystemTime::now();
+        write_head_start(
             &mut head,
             reply.status,
-            reply.prepared.as_deref().unwrap_or_default(),
-            &reply.headers,
-            length,
-            date,
-            keep_alive,
+            cx.date.get(now),
+            output.server_tokens,
         );
-        let head_only = reply.has_no_body() || request.is_some_and(Request::is_head);
-        let bytes = if head_only { 0 } else { reply.body.len() };
-        self.log(request, reply.status, bytes, cx);
-        let body = match reply.body {
-            _ if head_only => OutBody::None,
-            Body::Empty => OutBody::None,
-            Body::Bytes(data) => OutBody::Bytes { data, pos: 0 },
-            Body::Shared { data, start, end } => OutBody::Shared {
-                end: end.min(data.len()),
-                pos: start.min(end),
-                data,
-            },
-            Body::File { file, offset, len } => OutBody::File {
-                file,
-                offset,
-                remaining: len,
-            },
+        if let Some(prepared) = reply.prepared.as_deref() {
+            if coding == Coding::Gzip {
+                // The prepared lines describe the file as it is on disk.
+                for (name, value) in header_lines(prepared) {
+                    output::write_own_header(&mut head, output, reply.status, coding, name, value);
+                }
+            } else {
+                head.extend_from_slice(prepared);
+            }
+        }
+        for (name, value) in &reply.headers {
+            output::write_own_header(
+                &mut head,
+                output,
+                reply.status,
+                coding,
+                name,
+                value.as_bytes(),
+            );
+        }
+        output::write_added(&mut head, output, reply.status, coding, request, now);
+        write_head_end(&mut head, length, keep_alive);
+        // A body compressed as it goes is logged with its length on disk.
+        let bytes = match &body {
+            OutBody::None => 0,
+            OutBody::Bytes { data, .. } => data.len() as u64,
+            OutBody::Shared { pos, end, .. } => (end - pos) as u64,
+            OutBody::File { remaining, .. } => *remaining,
+            OutBody::Gzip(gz) => gz.remaining,
         };
+        self.log(request, reply.status, bytes, cx);
         // An exchange that left the input out of step (an unread body)
         // lingers too: the client may still be sending it.
         let after = match (keep_alive, ending.linger || self.close_after) {
@@ -1472,6 +1580,7 @@ impl Outgoing {
                 OutBody::Bytes { data, pos } => *pos == data.len(),
                 OutBody::Shared { pos, end, .. } => pos == end,
                 OutBody::File { remaining, .. } => *remaining == 0,
+                OutBody::Gzip(gz) => gz.ended && gz.pos == gz.out.len(),
             }
     }
 }
@@ -1479,6 +1588,9 @@ impl Outgoing {
 /// One write of what is left of `out` (not done yet): the head together
 /// with the first body bytes when it can.
 fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
+    if let OutBody::Gzip(gz) = &mut out.body {
+        return write_gzip(transport, &out.head, &mut out.written, gz);
+    }
     let Some(socket) = transport.raw_socket() else {
         return write_some_tls(transport, out);
     };
@@ -1520,7 +1632,70 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
             *remaining -= n as u64;
             Ok(n)
         }
-        OutBody::File { .. } | OutBody::None => Ok(0),
+        // A compressed file went to `write_gzip` before.
+        OutBody::File { .. } | OutBody::None | OutBody::Gzip(_) => Ok(0),
+    }
+}
+
+/// [`write_some`] of a file compressed on the way, plain or TLS alike:
+/// what is left of the head and of the framed output in one write, the
+/// next piece of the file compressed only once that output is written.
+fn write_gzip(
+    transport: &mut Transport,
+    head: &[u8],
+    written: &mut usize,
+    gz: &mut GzipFile,
+) -> io::Result<usize> {
+    gz.fill()?;
+    let head = &head[*written..];
+    let body = &gz.out[gz.pos..];
+    if head.is_empty() && body.is_empty() {
+        return Ok(0);
+    }
+    let n = transport.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
+    let from_head = n.min(head.len());
+    *written += from_head;
+    gz.pos += n - from_head;
+    Ok(n)
+}
+
+impl GzipFile {
+    /// When the framed output is all written, makes the next: reads and
+    /// compresses pieces of the file until the compressor yields bytes (it
+    /// keeps a window), or the file ends and the stream is finished.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.pos < self.out.len() || self.ended {
+            return Ok(());
+        }
+        self.out.clear();
+        self.pos = 0;
+        let mut buf = [0u8; TLS_FILE_CHUNK];
+        let mut piece = Vec::new();
+        while piece.is_empty() && self.remaining > 0 {
+            let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+            let got =
+                std::os::unix::fs::FileExt::read_at(&*self.file, &mut buf[..want], self.offset)?;
+            if got == 0 {
+                // The file shrank under us: the body cannot end validly.
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.offset += got as u64;
+            self.remaining -= got as u64;
+            self.encoder.write(&buf[..got], &mut piece);
+        }
+        if self.remaining == 0 {
+            self.encoder.finish(&mut piece);
+            self.ended = true;
+        }
+        if !piece.is_empty() {
+            chunk_size_line(piece.len(), &mut self.out);
+            self.out.extend_from_slice(&piece);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if self.ended {
+            self.out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Ok(())
     }
 }
 
@@ -1549,7 +1724,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
             }
             &buf[..got]
         }
-        OutBody::File { .. } | OutBody::None => &[],
+        OutBody::File { .. } | OutBody::None | OutBody::Gzip(_) => &[],
     };
     if head.is_empty() && body.is_empty() {
         return Ok(0);
@@ -1557,6 +1732,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
     let last = match &out.body {
         OutBody::Bytes { .. } | OutBody::Shared { .. } | OutBody::None => true,
         OutBody::File { remaining, .. } => *remaining == body.len() as u64,
+        OutBody::Gzip(_) => false,
     };
     let slices = [IoSlice::new(head), IoSlice::new(body)];
     // The close_notify of a connection that ends here rides with the last
@@ -1579,7 +1755,7 @@ impl OutBody {
         match self {
             OutBody::Bytes { data, pos } => Some(&data[*pos..]),
             OutBody::Shared { data, pos, end } => Some(&data[*pos..*end]),
-            OutBody::File { .. } | OutBody::None => None,
+            OutBody::File { .. } | OutBody::None | OutBody::Gzip(_) => None,
         }
     }
 
@@ -1593,9 +1769,19 @@ impl OutBody {
                 *offset += n as u64;
                 *remaining -= n as u64;
             }
-            OutBody::None => {}
+            OutBody::None | OutBody::Gzip(_) => {}
         }
     }
+}
+
+/// The `Name: value` lines of a prepared head fragment.
+fn header_lines(prepared: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
+    prepared.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = std::str::from_utf8(&line[..colon]).ok()?;
+        Some((name, line[colon + 1..].trim_ascii_start()))
+    })
 }
 
 impl InBuf {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::handlers::output::{self, Candidate, Coding};
 use crate::handlers::proxy::{
     parse_response_head, parse_switch_head, request_head, upgrade_of, Active, Balancer,
     BodyFraming, Pool, ResponseFraming, SwitchHead, UpstreamHead,
@@ -39,7 +40,7 @@ use crate::http::request::{Framing, Request};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, write_header, Length,
 };
-use crate::routing::{Location, NextUpstream, ProxyPass, RoutingTable};
+use crate::routing::{Location, NextUpstream, Output, ProxyPass, RoutingTable};
 use crate::server::conn::{read_edge, BodyError, BodyIn, BodyStep, Client, Cx, Readiness};
 use crate::server::relay::Relay;
 use crate::server::tunnel::{Tunnel, TunnelStep};
@@ -130,6 +131,8 @@ pub struct ProxyRun {
     pub last_progress: Instant,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// The location's rules for the response head and coding.
+    output: Output,
     interim: &'static [u8],
 }
 
@@ -192,6 +195,7 @@ impl ProxyRun {
             last_progress: now,
             connect_timeout: location.proxy_connect_timeout,
             read_timeout: location.proxy_read_timeout,
+            output: location.output.clone(),
             request,
         })
     }
@@ -420,7 +424,13 @@ impl ProxyRun {
         self.status = 101;
         self.keep_alive = false;
         let mut out = Vec::with_capacity(256);
-        write_head_start(&mut out, 101, cx.date.get(std::time::SystemTime::now()));
+        let tokens = self.output.server_tokens;
+        write_head_start(
+            &mut out,
+            101,
+            cx.date.get(std::time::SystemTime::now()),
+            tokens,
+        );
         for (name, value) in &head.headers {
             write_header(&mut out, name, value);
         }
@@ -674,14 +684,43 @@ impl ProxyRun {
         }
     }
 
-    /// The client's response head from the upstream's.
+    /// The client's response head from the upstream's, with what the
+    /// location adds; the body is compressed on the way when the location
+    /// and the client want gzip (SPEC §9.5).
     fn response_head(&mut self, head: &UpstreamHead, cx: &mut Cx) -> Relay {
         let status = self.error_status.unwrap_or(head.status);
         self.status = status;
         self.upstream_keep_alive = head.keep_alive;
         let http10 = self.request.minor_version == 0;
+        let field = |name: &str| {
+            head.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v))
+        };
+        let content_type = field("content-type");
+        let coding = output::coding(
+            &self.output,
+            Some(&self.request),
+            Candidate {
+                status: head.status,
+                content_type: content_type.as_deref(),
+                encoded: field("content-encoding").is_some(),
+                length: match head.framing {
+                    ResponseFraming::Length(n) => Some(n),
+                    // A HEAD's or 304's length describes the representation.
+                    ResponseFraming::Empty => {
+                        field("content-length").and_then(|v| v.trim().parse().ok())
+                    }
+                    ResponseFraming::Chunked | ResponseFraming::UntilClose => None,
+                },
+            },
+        );
+        // `coding` gzips for HTTP/1.1 clients only: the body is chunked.
+        let gzip = coding == Coding::Gzip;
         let (up_body, length) = match head.framing {
             ResponseFraming::Empty => (None, None),
+            ResponseFraming::Length(n) if gzip => (Some(UpBody::Length(n)), Some(Length::Chunked)),
             ResponseFraming::Length(n) => (Some(UpBody::Length(n)), Some(Length::Known(n))),
             ResponseFraming::Chunked if http10 => (
                 Some(UpBody::Chunked(ChunkedDecoder::new())),
@@ -696,20 +735,31 @@ impl ProxyRun {
             }
             ResponseFraming::UntilClose => (Some(UpBody::UntilClose), Some(Length::Chunked)),
         };
-        self.dechunk = http10 && matches!(head.framing, ResponseFraming::Chunked);
+        // Compressed pieces are framed anew, so the upstream's chunks are
+        // taken apart.
+        self.dechunk = (http10 || gzip) && matches!(head.framing, ResponseFraming::Chunked);
         if length == Some(Length::UntilClose) {
             self.keep_alive = false;
         }
         self.up_body = up_body;
         let mut out = Vec::with_capacity(512);
-        write_head_start(&mut out, status, cx.date.get(std::time::SystemTime::now()));
+        let now = std::time::SystemTime::now();
+        let output = &self.output;
+        write_head_start(&mut out, status, cx.date.get(now), output.server_tokens);
         for (name, value) in &head.headers {
-            write_header(&mut out, name, value);
+            output::write_own_header(&mut out, output, status, coding, name, value);
         }
-        write_head_end(&mut out, length, self.keep_alive);
+        output::write_added(&mut out, output, status, coding, Some(&self.request), now);
+        let framing = if gzip && self.request.is_head() {
+            None
+        } else {
+            length
+        };
+        write_head_end(&mut out, framing, self.keep_alive);
         let passthrough = matches!(head.framing, ResponseFraming::Chunked) && !self.dechunk;
         match length {
             _ if self.request.is_head() => Relay::new(out, None),
+            _ if gzip => Relay::new(out, length).gzip(),
             Some(Length::Chunked) if passthrough => Relay::pre_chunked(out),
             length => Relay::new(out, length),
         }

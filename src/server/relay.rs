@@ -2,9 +2,11 @@
 //! client: the head, then body pieces framed for the client as they come,
 //! held in one bounded buffer. The backend is read only while
 //! [`Relay::has_room`], so memory stays bounded whatever the body's size.
+//! A gzip relay ([`Relay::gzip`]) compresses each piece before framing it.
 
 use std::io::{self, Write};
 
+use crate::http::gzip;
 use crate::http::response::{chunk_size_line, Length};
 
 /// Past this many buffered bytes, stop reading the backend.
@@ -16,6 +18,10 @@ pub struct Relay {
     pos: usize,
     framing: Framing,
     ended: bool,
+    /// Compresses the body before it is framed (always chunked then).
+    encoder: Option<Box<gzip::Encoder>>,
+    /// Compressed bytes of the current piece, reused.
+    coded: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +50,20 @@ impl Relay {
                 None => Framing::Discard,
             },
             ended: false,
+            encoder: None,
+            coded: Vec::new(),
         }
+    }
+
+    /// This relay's body is compressed with gzip on the way. The head
+    /// must say so (`Content-Encoding`) and frame the body as chunked, or
+    /// carry none (HEAD): a compressed length is not known in advance.
+    pub fn gzip(mut self) -> Relay {
+        if self.framing != Framing::Discard {
+            self.framing = Framing::Chunked;
+            self.encoder = Some(Box::default());
+        }
+        self
     }
 
     /// A relay whose body pieces are already chunked, as read upstream.
@@ -62,6 +81,21 @@ impl Relay {
     /// Appends body bytes, framed for the client. Bytes past a promised
     /// length are dropped.
     pub fn push(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(encoder) = &mut self.encoder {
+            let mut coded = std::mem::take(&mut self.coded);
+            encoder.write(data, &mut coded);
+            self.push_framed(&coded);
+            coded.clear();
+            self.coded = coded;
+            return;
+        }
+        self.push_framed(data);
+    }
+
+    fn push_framed(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -90,6 +124,11 @@ impl Relay {
     pub fn end(&mut self) -> bool {
         if !self.ended {
             self.ended = true;
+            if let Some(mut encoder) = self.encoder.take() {
+                let mut rest = Vec::new();
+                encoder.finish(&mut rest);
+                self.push_framed(&rest);
+            }
             if self.framing == Framing::Chunked {
                 self.compact();
                 self.buf.extend_from_slice(b"0\r\n\r\n");
@@ -174,6 +213,50 @@ mod tests {
         short.push(b"a");
         assert!(!short.end());
         assert!(short.must_close());
+    }
+
+    #[test]
+    fn gzip_relay_compresses_into_chunks() {
+        use std::io::Read;
+        let mut r = Relay::new(b"H\r\n\r\n".to_vec(), Some(Length::Known(99))).gzip();
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("{i} ").into_bytes())
+            .collect();
+        let mut out = Vec::new();
+        for piece in text.chunks(3000) {
+            r.push(piece);
+            r.write_to(&mut out).unwrap();
+        }
+        assert!(r.end());
+        r.write_to(&mut out).unwrap();
+        assert!(r.is_done() && !r.must_close());
+        let body = out.strip_prefix(b"H\r\n\r\n".as_slice()).unwrap();
+        let mut decoder = crate::http::chunked::ChunkedDecoder::new();
+        let mut gz = Vec::new();
+        let mut pos = 0;
+        loop {
+            let (used, chunk) = decoder.step(&body[pos..]).unwrap();
+            match chunk {
+                crate::http::chunked::Chunk::Data(range) => {
+                    gz.extend_from_slice(&body[pos..][range])
+                }
+                crate::http::chunked::Chunk::Done => break,
+                crate::http::chunked::Chunk::NeedMore => panic!("the body is whole"),
+            }
+            pos += used;
+        }
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, text);
+        // A HEAD relay stays without a body.
+        let mut head = Relay::new(b"H".to_vec(), None).gzip();
+        head.push(b"body");
+        head.end();
+        let mut out = Vec::new();
+        head.write_to(&mut out).unwrap();
+        assert_eq!(out, b"H");
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub fn self_signed(names: &[&str]) -> Pem {
     let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = rcgen::CertificateParams::new(owned).expect("params");
     let mut subject = rcgen::DistinguishedName::new();
-    subject.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+    subject.push(
+        rcgen::DnType::CommonName,
+        names.first().copied().unwrap_or("localhost"),
+    );
     params.distinguished_name = subject;
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = params.self_signed(&key).expect("self-signed");
