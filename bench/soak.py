@@ -491,6 +491,7 @@ def load_main(pid, secs, port, tls_port, stores):
         after = sample(pid, stores, t0)
     print()
     print_table(samples + [after])
+    print()
     print(f"(the last row is after the load, {after['t'] - round(secs)} s after it stopped)")
     print()
     print("| kind | statuses |")
