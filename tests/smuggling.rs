@@ -494,10 +494,19 @@ server {
 
 /// What the upstream read: a request (head, de-chunked body), or bytes it
 /// could not frame.
-#[derive(Debug)]
 enum Seen {
     Request { head: String, body: Vec<u8> },
     Garbage(Vec<u8>),
+}
+
+impl Seen {
+    /// For a failure message.
+    fn describe(&self) -> String {
+        match self {
+            Seen::Request { head, body } => format!("{head}{}", String::from_utf8_lossy(body)),
+            Seen::Garbage(bytes) => format!("unframed bytes {:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
 }
 
 /// An upstream on a free port: every connection is read strictly, each
@@ -619,7 +628,7 @@ fn dechunk(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Result<Vec<u8>, 
         while buf.len() < size + 2 {
             fill(stream, buf)?;
         }
-        if &buf[size..size + 2] != b"\r\n" {
+        if buf[size..size + 2] != *b"\r\n" {
             return Some(Err(()));
         }
         body.extend(buf.drain(..size));
@@ -658,7 +667,7 @@ server {
             // accepted rows and the barrier below catch a late one.
             Reject(_) => {
                 if let Ok(extra) = seen.try_recv() {
-                    panic!("{name}: the upstream received {extra:?}");
+                    panic!("{name}: the upstream received {}", extra.describe());
                 }
             }
             Accept(body) => {
@@ -669,13 +678,13 @@ server {
                         assert_eq!(got, *body, "{name}: {head}");
                         assert!(!head.contains('_'), "{name}: a `_` header went up: {head}");
                     }
-                    other => panic!("{name}: the upstream saw {other:?}"),
+                    other => panic!("{name}: the upstream saw {:?}", other.map(|s| s.describe())),
                 }
                 match seen_within(&seen, TIMEOUT) {
                     Some(Seen::Request { head, .. }) => {
                         assert!(head.starts_with("GET /next HTTP/1.1\r\n"), "{name}: {head}")
                     }
-                    other => panic!("{name}: the upstream saw {other:?}"),
+                    other => panic!("{name}: the upstream saw {:?}", other.map(|s| s.describe())),
                 }
             }
         }
@@ -686,7 +695,7 @@ server {
     assert_eq!(r.status, 200);
     match seen_within(&seen, TIMEOUT) {
         Some(Seen::Request { head, .. }) => assert!(head.starts_with("GET /barrier "), "{head}"),
-        other => panic!("the upstream saw {other:?}"),
+        other => panic!("the upstream saw {:?}", other.map(|s| s.describe())),
     }
     assert!(
         seen_within(&seen, Duration::from_millis(50)).is_none(),
@@ -706,7 +715,7 @@ fn vectors_are_listed_in_reliability_md() {
         .skip(3)
         .take_while(|l| l.starts_with('|'))
         .collect();
-    let expected: Vec<String> = VECTORS.iter().map(|v| table_row(v)).collect();
+    let expected: Vec<String> = VECTORS.iter().map(table_row).collect();
     assert_eq!(
         rows,
         expected.iter().map(String::as_str).collect::<Vec<_>>(),
