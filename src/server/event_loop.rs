@@ -447,24 +447,28 @@ impl EventLoop {
     }
 
     /// Accepts again once below `max_connections`, or once descriptors
-    /// may have come free (the reserve is taken back first: if it cannot
-    /// be, accepting stays paused until the next retry).
+    /// may have come free (the reserve is taken back first, whichever the
+    /// pause: if it cannot be, accepting stays paused until the next retry).
     fn resume_accepting(&mut self, now: Instant) {
         let Some(paused) = self.accept_paused else {
             return;
         };
-        if self.shutdown_at.is_some() || self.conns.len() >= self.table.max_connections {
+        if self.shutdown_at.is_some() {
             return;
         }
-        if let Paused::Starved(at) = paused {
-            if now < at {
-                return;
-            }
-            if !refill_reserve(&mut self.reserve) {
-                self.reserve.clear();
-                self.accept_paused = Some(Paused::Starved(now + ACCEPT_RETRY));
-                return;
-            }
+        if self.conns.len() >= self.table.max_connections {
+            // Full (a reload may have lowered the limit while starved): a
+            // connection that closes resumes it; no timer, so no spinning.
+            self.accept_paused = Some(Paused::Full);
+            return;
+        }
+        if matches!(paused, Paused::Starved(at) if now < at) {
+            return;
+        }
+        if !refill_reserve(&mut self.reserve) {
+            self.reserve.clear();
+            self.accept_paused = Some(Paused::Starved(now + ACCEPT_RETRY));
+            return;
         }
         self.accept_paused = None;
         let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
@@ -533,6 +537,8 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
+        // The listeners are gone: no retry may wake the loop any more.
+        self.accept_paused = None;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(verdict) = self.guarded(key, now, Conn::drain) {
