@@ -1,4 +1,4 @@
-# webserv: 42 targets (all clean fclean re) plus test, lint, fmt-check, bench.
+# webserv: 42 targets (all clean fclean re) plus test, lint, fmt-check, bench, soak.
 
 NAME        := webserv
 CARGO       ?= cargo
@@ -28,7 +28,7 @@ build-release:
 # fuzz/artifacts/TARGET/; copy it to fuzz/regressions/TARGET/ once fixed, and
 # `cargo test` (tests/fuzz_replay.rs) replays it on stable.
 FUZZ_SECS ?= 60
-FUZZ_TARGETS := request_head chunked multipart path range cgi_head upstream_head config
+FUZZ_TARGETS := request_head chunked multipart path range cgi_head upstream_head config fmt
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz
@@ -106,6 +106,12 @@ bench: build-release
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/ws.sh
 	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/gzip.sh
 	$(MAKE) --no-print-directory bench-config
+
+# A long mixed load, watched for leaks (RSS, descriptors, children, temp
+# files) and unexpected statuses: bench/soak.sh. SOAK_SECS=120 for a short one.
+.PHONY: soak
+soak: build-release
+	WEBSERV_BIN="$(CURDIR)/$(RELEASE_BIN)" bench/soak.sh
 
 # Parse + validate + build of a generated 10,000-location configuration.
 bench-config:

@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("cgi_head", cgi_head),
     ("upstream_head", upstream_head),
     ("config", config),
+    ("fmt", fmt),
 ];
 
 /// A request head: the parser never reads past the head it reports, the
@@ -242,6 +243,43 @@ pub fn config(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `webserv fmt` (SPEC §9.4): on text that parses, formatting is
+/// idempotent; on text that also loads, the formatted text loads into the
+/// same routing table (compared as JSON, as `tests/fmt.rs` does). Both
+/// files sit in one directory, so relative paths resolve alike.
+pub fn fmt(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(once) = crate::config::fmt::format(text) else {
+        return;
+    };
+    let twice = crate::config::fmt::format(&once)
+        .unwrap_or_else(|e| panic!("formatted text does not parse: {e:?}\n{once}"));
+    assert_eq!(once, twice, "not idempotent");
+    let Ok(dir) = tempdir() else {
+        return;
+    };
+    let original = dir.join("fuzz.conf");
+    let formatted = dir.join("fuzz.fmt.conf");
+    if std::fs::write(&original, text).is_err() || std::fs::write(&formatted, &once).is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let (before, _) = crate::config::load(&original);
+    if let Some(before) = before {
+        let (after, report) = crate::config::load(&formatted);
+        let after = after
+            .unwrap_or_else(|| panic!("formatted text fails: {}\n{once}", report.render_text()));
+        assert_eq!(
+            serde_json::to_value(&before).ok(),
+            serde_json::to_value(&after).ok(),
+            "different table:\n{once}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A private directory under the system's temporary one.
 fn tempdir() -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,5 +307,6 @@ mod tests {
         cgi_head(b"Status: 404 Nope\r\nX: y\r\n\r\nbody");
         upstream_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         config(b"server { listen 127.0.0.1:8080; root .; }\n");
+        fmt(b"server {listen 127.0.0.1:8080;   root .;# here\n location / { } }\n");
     }
 }

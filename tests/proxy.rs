@@ -1048,6 +1048,52 @@ fn a_body_cut_short_by_the_upstream_closes_the_client_connection() {
     assert_eq!(body, b"only part");
 }
 
+/// SPEC §9.6: a chunked upstream body that stops before its last chunk,
+/// by a close or by a reset, reaches the client without the last chunk,
+/// and the client's connection closes: never a valid end.
+#[test]
+fn a_chunked_body_cut_short_by_the_upstream_has_no_last_chunk() {
+    for reset in [false, true] {
+        let port = raw_upstream(move |mut s| {
+            read_until(&mut s, b"\r\n\r\n");
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n",
+            );
+            if reset {
+                // SO_LINGER 0: close sends a reset, as a killed process's
+                // socket may.
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setsockopt on a socket we own, with a valid struct.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&s),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    );
+                }
+            }
+        });
+        let s = front(port, "");
+        let mut stream = s.connect();
+        stream.write_all(&get("/cut")).expect("send");
+        let raw = read_to_close(&mut stream);
+        let (head, body) = split_head(&raw);
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("hello"), "reset {reset}: {body:?}");
+        assert!(
+            !body.contains("\r\n0\r\n"),
+            "reset {reset}: a last chunk: {body:?}"
+        );
+        assert!(!body.starts_with("0\r\n"), "reset {reset}: {body:?}");
+    }
+}
+
 #[test]
 fn expect_100_continue_is_answered_by_the_proxy() {
     let up = fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");

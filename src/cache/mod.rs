@@ -33,6 +33,7 @@
 
 mod inotify;
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
@@ -77,6 +78,11 @@ pub struct Entry {
     /// of a 200 answer, rendered once.
     pub head: Arc<[u8]>,
     pub body: Stored,
+    /// The bytes gzipped, made by the first response that wants them
+    /// (SPEC §9.5: compressed copies of cached small files are cached
+    /// too); not counted against `memory`, and never larger than `small`
+    /// by more than gzip's few bytes of framing.
+    pub gzipped: Rc<OnceCell<Arc<[u8]>>>,
 }
 
 /// A file's body as the cache holds it.
@@ -489,6 +495,7 @@ impl Entry {
             last_modified,
             head: head.into(),
             body,
+            gzipped: Rc::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn builtin(status: u16) -> Reply {
         data,
         start: 0,
         end,
+        gzipped: None,
     };
     reply
 }
@@ -66,7 +67,10 @@ mod tests {
     fn builtin_page_names_code_and_reason() {
         let reply = builtin(404);
         assert_eq!(reply.status, 404);
-        let Body::Shared { data, start, end } = reply.body else {
+        let Body::Shared {
+            data, start, end, ..
+        } = reply.body
+        else {
             panic!("built-in pages are shared bytes");
         };
         let body = String::from_utf8(data[start..end].to_vec()).unwrap();

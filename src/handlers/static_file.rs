@@ -198,6 +198,7 @@ pub fn file_reply(request: &Request, entry: &Entry) -> Reply {
             data: data.clone(),
             start: usize::try_from(start).unwrap_or(usize::MAX),
             end: usize::try_from(end).unwrap_or(usize::MAX),
+            gzipped: (status == 200).then(|| entry.gzipped.clone()),
         },
         Stored::File(file) => Body::File {
             file: file.clone(),

@@ -39,10 +39,10 @@ pub enum HeadError {
     /// A target that is neither origin-form nor absolute-form, a path above
     /// `/`, a NUL byte or a bad percent escape.
     BadTarget,
-    /// Both `Content-Length` and `Transfer-Encoding`, or a bad or
-    /// conflicting `Content-Length`.
+    /// Both `Content-Length` and `Transfer-Encoding`, a bad or
+    /// conflicting `Content-Length`, or `chunked` not the one final coding.
     BadFraming,
-    /// A transfer coding other than `chunked`.
+    /// A registered transfer coding we do not decode (`gzip`).
     UnsupportedCoding,
     /// The request line alone does not fit in the head limit.
     UriTooLong,
@@ -312,15 +312,7 @@ impl Request {
             if lengths.peek().is_some() || self.minor_version == 0 {
                 return Err(HeadError::BadFraming);
             }
-            // Only `chunked`, once, is understood; anything else is 501.
-            let mut list = codings.flat_map(|v| v.split(|&b| b == b','));
-            let only_chunked = matches!(list.next(), Some(c) if trim(c).eq_ignore_ascii_case(b"chunked"))
-                && list.next().is_none();
-            return if only_chunked {
-                Ok(Framing::Chunked)
-            } else {
-                Err(HeadError::UnsupportedCoding)
-            };
+            return transfer_codings(codings);
         }
         let mut length = None;
         for value in lengths.flat_map(|v| v.split(|&b| b == b',')) {
@@ -352,6 +344,38 @@ impl Request {
             && self
                 .values("expect")
                 .any(|v| trim(v).eq_ignore_ascii_case(b"100-continue"));
+    }
+}
+
+/// Transfer codings of a request (RFC 9112 §6.1, §6.3). Only `chunked`,
+/// once, is decoded. When `chunked` is not the one final coding the body
+/// length cannot be known: 400 (RFC 9112 §6.3 rule 4), which also covers
+/// every obfuscation (`xchunked`, `chunked, identity`, an empty element, a
+/// parameter, a control byte): a proxy behind us could read those as
+/// `chunked` (SPEC §9.6). A list of registered codings we do not decode
+/// (`gzip`, or `gzip, chunked`) is 501, as SPEC §5 says.
+fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Framing, HeadError> {
+    const REGISTERED: &[&[u8]] = &[b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
+    let codings: Vec<&[u8]> = values
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(trim)
+        .collect();
+    let is_chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
+    let (last, rest) = codings.split_last().ok_or(HeadError::BadFraming)?;
+    if rest.iter().any(is_chunked) {
+        return Err(HeadError::BadFraming);
+    }
+    if is_chunked(last) && rest.is_empty() {
+        return Ok(Framing::Chunked);
+    }
+    let others = if is_chunked(last) { rest } else { &codings[..] };
+    if others
+        .iter()
+        .all(|c| REGISTERED.iter().any(|r| c.eq_ignore_ascii_case(r)))
+    {
+        Err(HeadError::UnsupportedCoding)
+    } else {
+        Err(HeadError::BadFraming)
     }
 }
 
@@ -457,6 +481,12 @@ mod tests {
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            // RFC 9112 §6.3: `chunked` not the one final coding is 400.
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", 400),
             ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", 200),
             ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
             // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.

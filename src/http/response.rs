@@ -6,8 +6,10 @@
 //! shared with the open-file cache), or a region of an open file (sent with
 //! `sendfile(2)` by the server).
 
+use std::cell::OnceCell;
 use std::fs::File;
 use std::io::Write;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::http::status::reason;
@@ -41,6 +43,9 @@ pub enum Body {
         data: Arc<[u8]>,
         start: usize,
         end: usize,
+        /// The whole of `data` gzipped, made at most once and kept with the
+        /// cache entry (so it goes when the file changes); for full bodies.
+        gzipped: Option<Rc<OnceCell<Arc<[u8]>>>>,
     },
     /// `len` bytes of `file` from `offset` (the descriptor may be shared
     /// with the open-file cache: it is read at offsets, never seeked).

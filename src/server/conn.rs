@@ -1194,10 +1194,26 @@ impl Conn {
                 let len = data.len() as u64;
                 (OutBody::Bytes { data, pos: 0 }, Some(Length::Known(len)))
             }
-            (Coding::Gzip, Body::Shared { data, start, end }) => {
-                let data = gzip::compress(&data[start.min(end)..end.min(data.len())]);
-                let len = data.len() as u64;
-                (OutBody::Bytes { data, pos: 0 }, Some(Length::Known(len)))
+            (
+                Coding::Gzip,
+                Body::Shared {
+                    data,
+                    start,
+                    end,
+                    gzipped,
+                },
+            ) => {
+                let whole = start == 0 && end == data.len();
+                let data: Arc<[u8]> = match gzipped.filter(|_| whole) {
+                    // A cached small file: compressed once, then from memory.
+                    Some(cell) => Arc::clone(cell.get_or_init(|| gzip::compress(&data).into())),
+                    None => gzip::compress(&data[start.min(end)..end.min(data.len())]).into(),
+                };
+                let end = data.len();
+                (
+                    OutBody::Shared { data, pos: 0, end },
+                    Some(Length::Known(end as u64)),
+                )
             }
             (Coding::Gzip, Body::Empty) => {
                 let data = gzip::compress(b"");
@@ -1210,7 +1226,9 @@ impl Conn {
                     _ if head_only => (OutBody::None, length),
                     Body::Empty => (OutBody::None, length),
                     Body::Bytes(data) => (OutBody::Bytes { data, pos: 0 }, length),
-                    Body::Shared { data, start, end } => (
+                    Body::Shared {
+                        data, start, end, ..
+                    } => (
                         OutBody::Shared {
                             end: end.min(data.len()),
                             pos: start.min(end),

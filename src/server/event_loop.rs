@@ -56,8 +56,14 @@ const HEALTH_BASE: usize = 1 << 15;
 const CONN_BASE: usize = 1 << 16;
 const INOTIFY: Token = Token(HEALTH_BASE - 1);
 
-/// After `accept` fails for lack of file descriptors, wait this long.
+/// After `accept` fails for lack of file descriptors, try again after this
+/// long at the latest (nginx waits its `accept_mutex_delay`, 500 ms); a
+/// connection that closes resumes it at once.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Descriptors held in reserve (of `/dev/null`) while accepting, and given
+/// up when `accept` runs out: the connections already open can then still
+/// open a file, a CGI pipe or an upstream socket (SPEC §9.6).
+const RESERVE_FDS: usize = 8;
 const SCRATCH: usize = 64 * 1024;
 
 struct Listener {
@@ -66,6 +72,17 @@ struct Listener {
     table: Arc<RoutingTable>,
     /// Index of this address in `table.sockets`.
     index: usize,
+}
+
+/// Why the listeners are not being accepted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paused {
+    /// `max_connections` open: resumes when one closes.
+    Full,
+    /// `accept` ran out of descriptors (EMFILE, ENFILE) or memory: resumes
+    /// at this instant, or at once when a connection closes, once the
+    /// reserve could be taken back.
+    Starved(Instant),
 }
 
 /// Whether the loop serves alone or as one worker of a master.
@@ -95,9 +112,14 @@ pub struct EventLoop {
     logs: Logs,
     /// Set by SIGINT/SIGTERM: when the loop ends at the latest.
     shutdown_at: Option<Instant>,
-    /// `max_connections` reached, or out of file descriptors: accepting
-    /// resumes when a connection closes or at this instant.
-    accept_paused: Option<Instant>,
+    /// Why accepting stopped, if it did.
+    accept_paused: Option<Paused>,
+    /// Out of descriptors since the last accept that succeeded (logged
+    /// once, not at every retry).
+    out_of_fds: bool,
+    /// [`RESERVE_FDS`] descriptors, empty while accepting is paused for
+    /// lack of them.
+    reserve: Vec<std::fs::File>,
     closing: Vec<usize>,
     /// CGI children that ended their exchange but not yet their process.
     reaper: Reaper,
@@ -201,6 +223,8 @@ impl EventLoop {
             logs,
             shutdown_at: None,
             accept_paused: None,
+            out_of_fds: false,
+            reserve: open_reserve(),
             closing: Vec::new(),
             reaper: Reaper::default(),
             upstreams: Upstreams {
@@ -375,6 +399,10 @@ impl EventLoop {
     }
 
     fn close_finished(&mut self, now: Instant) {
+        if !self.closing.is_empty() && matches!(self.accept_paused, Some(Paused::Starved(_))) {
+            // A descriptor comes free: try again now rather than later.
+            self.accept_paused = Some(Paused::Starved(now));
+        }
         for key in std::mem::take(&mut self.closing) {
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let mut cx = cx!(self, now);
@@ -400,23 +428,12 @@ impl EventLoop {
         };
         loop {
             if self.conns.len() >= max {
-                // Resumed when a connection closes.
-                self.accept_paused = Some(now + Duration::from_secs(3600));
+                self.accept_paused = Some(Paused::Full);
                 return;
             }
             let (stream, peer) = match listener.socket.accept() {
                 Ok(pair) => pair,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err)
-                    if matches!(
-                        err.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
-                    self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.accept_paused = Some(now + ACCEPT_RETRY);
-                    return;
-                }
                 // The peer gave up before we took it: take the next one.
                 Err(err)
                     if matches!(
@@ -426,13 +443,26 @@ impl EventLoop {
                 {
                     continue
                 }
-                // Anything else may persist: pause rather than spin.
+                // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+                // ENOMEM), or anything else that may persist: the listener
+                // stays readable, so accepting again at once would spin.
                 Err(err) => {
-                    self.logs.error(format_args!("accept: {err}; pausing"));
-                    self.accept_paused = Some(now + ACCEPT_RETRY);
+                    if !self.out_of_fds {
+                        self.logs.error(format_args!(
+                            "accept: {err}; paused until a connection closes (retried every {} ms)",
+                            ACCEPT_RETRY.as_millis()
+                        ));
+                    }
+                    self.out_of_fds = true;
+                    // What the open connections may need meanwhile.
+                    self.reserve.clear();
+                    self.accept_paused = Some(Paused::Starved(now + ACCEPT_RETRY));
                     return;
                 }
             };
+            if std::mem::take(&mut self.out_of_fds) {
+                self.logs.notice(format_args!("accept: accepting again"));
+            }
             let _ = stream.set_nodelay(true);
             let table = &listener.table;
             let index = if table.needs_local_addr(listener.index) {
@@ -476,18 +506,34 @@ impl EventLoop {
     }
 
     fn accept_retry_in(&self, now: Instant) -> Option<Duration> {
-        self.accept_paused
-            .map(|at| at.saturating_duration_since(now))
+        match self.accept_paused? {
+            Paused::Full => None,
+            Paused::Starved(at) => Some(at.saturating_duration_since(now)),
+        }
     }
 
-    /// Accepts again once below `max_connections` or after the retry delay.
+    /// Accepts again once below `max_connections`, or once descriptors
+    /// may have come free (the reserve is taken back first, whichever the
+    /// pause: if it cannot be, accepting stays paused until the next retry).
     fn resume_accepting(&mut self, now: Instant) {
-        let Some(at) = self.accept_paused else {
+        let Some(paused) = self.accept_paused else {
             return;
         };
-        if self.shutdown_at.is_some()
-            || (now < at && self.conns.len() >= self.table.max_connections)
-        {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        if self.conns.len() >= self.table.max_connections {
+            // Full (a reload may have lowered the limit while starved): a
+            // connection that closes resumes it; no timer, so no spinning.
+            self.accept_paused = Some(Paused::Full);
+            return;
+        }
+        if matches!(paused, Paused::Starved(at) if now < at) {
+            return;
+        }
+        if !refill_reserve(&mut self.reserve) {
+            self.reserve.clear();
+            self.accept_paused = Some(Paused::Starved(now + ACCEPT_RETRY));
             return;
         }
         self.accept_paused = None;
@@ -558,6 +604,8 @@ impl EventLoop {
         }
         self.health.stop(self.poll.registry());
         self.shutdown_at = Some(now + self.table.worker_shutdown_timeout);
+        // The listeners are gone: no retry may wake the loop any more.
+        self.accept_paused = None;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(verdict) = self.guarded(key, now, Conn::drain) {
@@ -660,6 +708,24 @@ fn register_cache(poll: &Poll, cache: &FileCache) -> anyhow::Result<()> {
             .context("registering the open-file cache's inotify descriptor")?;
     }
     Ok(())
+}
+
+/// The descriptors kept in reserve (as many as can be opened).
+fn open_reserve() -> Vec<std::fs::File> {
+    let mut reserve = Vec::with_capacity(RESERVE_FDS);
+    refill_reserve(&mut reserve);
+    reserve
+}
+
+/// Opens reserve descriptors up to [`RESERVE_FDS`]; false if one failed.
+fn refill_reserve(reserve: &mut Vec<std::fs::File>) -> bool {
+    while reserve.len() < RESERVE_FDS {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => reserve.push(file),
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
