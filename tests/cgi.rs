@@ -13,7 +13,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{read_response, read_to_close, Response, Server, TIMEOUT};
+use common::{read_response, read_to_close, rss_kib, Response, Server, TIMEOUT};
 
 const CONFIG: &str = r#"
 server {
@@ -237,16 +237,6 @@ fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read /proc/PID/fd")
         .count()
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
 }
 
 /// A body of `len` bytes that is not all alike (a byte offset pattern).
@@ -782,7 +772,7 @@ fn fifty_megabytes_to_a_slow_client_keep_rss_bounded() {
         total += n;
         reads += 1;
         if reads.is_multiple_of(64) {
-            max_rss = max_rss.max(vm_rss_kib(pid));
+            max_rss = max_rss.max(rss_kib(pid));
             // Slower than the script: the server must stop reading it.
             thread::sleep(Duration::from_millis(5));
         }

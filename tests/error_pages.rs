@@ -53,6 +53,7 @@ fn start(upstream_port: u16) -> Server {
 server {
     listen 127.0.0.1:{port};
     root {dir}/www;
+    access_log {dir}/access.log;
     error_page 404 /errors/;
     error_page 405 /cgi/page.sh;
     error_page 410 /up/page;
@@ -159,5 +160,36 @@ fn the_connection_stays_usable_after_an_error_page() {
             .expect("send");
         let r = read_response(&mut stream, false);
         assert_eq!((r.status, r.text().as_str()), (404, "index page"));
+    }
+}
+
+/// The access log names the request the client made, not the error page's
+/// URI (as nginx's `$request`), with the status sent.
+#[test]
+fn the_access_log_names_the_original_request() {
+    let (port, _) = upstream("upstream page");
+    let server = start(port);
+    assert_eq!(server.get("/missing.html").status, 404);
+    let r = request(
+        &server,
+        "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(server.get("/gone").status, 410);
+    // The CGI and proxied pages are logged when their run ends, which may
+    // be just after the client has the last byte.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let log = loop {
+        let log = std::fs::read_to_string(server.path("access.log")).unwrap_or_default();
+        if log.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(log.contains("\"GET /missing.html HTTP/1.1\" 404 "), "{log}");
+    assert!(log.contains("\"POST /api/x HTTP/1.1\" 405 "), "{log}");
+    assert!(log.contains("\"GET /gone HTTP/1.1\" 410 "), "{log}");
+    for page in ["/errors/", "/cgi/page.sh", "/up/page"] {
+        assert!(!log.contains(page), "{page} in {log}");
     }
 }

@@ -11,11 +11,8 @@ use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-use common::{read_response, Response, Server};
+use common::{fault_binary, read_response, rss_kib, Response, Server};
 
 const CONFIG: &str = "
 server {
@@ -182,16 +179,6 @@ fn ranges_and_validators_come_from_the_cache_alike() {
     assert_ne!(response.header("etag"), Some(etag.as_str()));
 }
 
-/// The resident set of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// How many directories the process's inotify descriptors watch.
 fn inotify_watches(pid: u32) -> usize {
     let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
@@ -255,24 +242,6 @@ fn off_caches_nothing() {
     let mut conn = server.connect();
     assert_eq!(get(&mut conn, "/f.txt").text(), "one");
     assert_eq!(inotify_watches(server.pid()), 0);
-}
-
-/// webserv built with `--features fault-injection`, once per test run.
-fn fault_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-injection");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bin", "webserv"])
-            .args(["--features", "fault-injection", "--target-dir"])
-            .arg(&target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the fault-injection binary");
-        target.join("debug").join("webserv")
-    })
 }
 
 #[test]

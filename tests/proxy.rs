@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, read_response, read_to_close, Server, TIMEOUT};
+use common::{free_port, read_response, read_to_close, rss_kib, Server, TIMEOUT};
 
 // --- a scripted upstream -------------------------------------------------------
 
@@ -416,16 +416,6 @@ fn post_and_put_bodies_reach_a_second_webserv() {
         std::fs::read(back.path("store/chunked.bin")).expect("stored"),
         body
     );
-}
-
-/// VmRSS of `pid` in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
 }
 
 #[test]

@@ -637,13 +637,7 @@ fn holds_pattern(path: &Path, len: u64) -> bool {
 
 /// The server's resident set, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+    common::rss_kib(pid) * 1024
 }
 
 const LARGE: &str = r#"

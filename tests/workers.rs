@@ -11,31 +11,12 @@ mod common;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{read_response, Server, TIMEOUT};
-
-/// webserv built with `--features fault-injection`, once per test run.
-fn fault_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-injection");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bin", "webserv"])
-            .args(["--features", "fault-injection", "--target-dir"])
-            .arg(&target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the fault-injection binary");
-        target.join("debug").join("webserv")
-    })
-}
+use common::{fault_binary, read_response, Server, TIMEOUT};
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.
 fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

@@ -401,6 +401,9 @@ pub struct Conn {
     /// Serving an `error_page` URI (an internal redirect) for this status:
     /// what the page is sent with, and that no second redirect is made.
     error_status: Option<u16>,
+    /// The request an error page is served for: the access log names it,
+    /// not the page's URI (as nginx's `$request`).
+    error_origin: Option<Origin>,
     accepted_at: Instant,
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
@@ -450,6 +453,7 @@ impl Conn {
             idle_timeout: Duration::ZERO,
             redirects: 0,
             error_status: None,
+            error_origin: None,
             accepted_at: now,
             head_started: None,
             request_line: String::new(),
@@ -672,6 +676,7 @@ impl Conn {
                     self.requests += 1;
                     self.redirects = 0;
                     self.error_status = None;
+                    self.error_origin = None;
                     self.close_after = false;
                     self.start_request(request, at_edge, cx);
                     return Step::Progress;
@@ -996,10 +1001,18 @@ impl Conn {
     /// that could not be parsed).
     fn log(&self, request: Option<&Request>, status: u16, bytes: u64, cx: &mut Cx) {
         let server = &self.table.servers[self.server];
-        cx.logs.access(
-            &server.access_log,
-            &access_entry(self.client.peer, request, status, bytes),
-        );
+        let entry = match &self.error_origin {
+            Some(origin) => AccessEntry {
+                peer: self.client.peer,
+                request_line: &origin.request_line,
+                status,
+                bytes,
+                referer: origin.referer.as_deref(),
+                user_agent: origin.user_agent.as_deref(),
+            },
+            None => access_entry(self.client.peer, request, status, bytes),
+        };
+        cx.logs.access(&server.access_log, &entry);
     }
 
     // --- Phase::Proxy ---------------------------------------------------
@@ -1140,6 +1153,15 @@ impl Conn {
         } else if let Some(uri) = reply.error_page.take() {
             if let Some(redirected) = error_page_request(request, &uri) {
                 self.error_status = Some(reply.status);
+                self.error_origin = Some(Origin {
+                    request_line: request.map_or("-", Request::request_line).to_owned(),
+                    referer: request
+                        .and_then(|r| r.header_str("referer"))
+                        .map(str::to_owned),
+                    user_agent: request
+                        .and_then(|r| r.header_str("user-agent"))
+                        .map(str::to_owned),
+                });
                 // A body left unread makes the input untrustworthy.
                 self.close_after |= ending.close;
                 // Drained again before it reads the cache.
@@ -1514,6 +1536,13 @@ pub fn read_edge(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// What the access log keeps of a request whose error page is served.
+struct Origin {
+    request_line: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
 }
 
 fn access_entry<'a>(

@@ -16,6 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { check, eq, finish, section, step } from "./checks.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = process.env.SHOTS || path.join(HERE, "screenshots");
@@ -23,36 +24,6 @@ const TLS = process.env.TLS_URL.replace(/\/$/, "");
 const REDIRECT = process.env.REDIRECT_URL.replace(/\/$/, "");
 const WS = process.env.WS_URL.replace(/\/$/, "");
 fs.mkdirSync(SHOTS, { recursive: true });
-
-const failures = [];
-let passed = 0;
-let currentStep = "";
-
-function check(cond, what) {
-  if (cond) {
-    passed++;
-    console.log(`  ok   ${what}`);
-  } else {
-    failures.push(`${currentStep}: ${what}`);
-    console.log(`  FAIL ${what}`);
-  }
-  return cond;
-}
-
-function eq(actual, expected, what) {
-  return check(actual === expected, `${what} (got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)})`);
-}
-
-async function step(name, fn) {
-  currentStep = name;
-  console.log(`\n== ${name}`);
-  try {
-    await fn();
-  } catch (err) {
-    failures.push(`${name}: threw ${err && err.stack ? err.stack.split("\n").slice(0, 3).join(" | ") : err}`);
-    console.log(`  FAIL threw: ${err}`);
-  }
-}
 
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "webserv-chromium-"));
 const context = await chromium.launchPersistentContext(userDataDir, {
@@ -130,8 +101,4 @@ try {
   fs.rmSync(userDataDir, { recursive: true, force: true });
 }
 
-console.log(`\n${passed} checks passed, ${failures.length} failed; screenshots in ${SHOTS}`);
-if (failures.length) {
-  console.log("\nFailures:\n  " + failures.join("\n  "));
-  process.exit(1);
-}
+finish(SHOTS);

@@ -17,6 +17,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { check, eq, finish, section, step } from "./checks.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.BASE_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
@@ -29,36 +30,6 @@ fs.mkdirSync(SHOTS, { recursive: true });
 for (const f of fs.readdirSync(SHOTS)) if (f.endsWith(".png")) fs.rmSync(path.join(SHOTS, f));
 
 // ---- bookkeeping -------------------------------------------------------------------
-
-const failures = [];
-let passed = 0;
-let currentStep = "";
-
-function check(cond, what) {
-  if (cond) {
-    passed++;
-    console.log(`  ok   ${what}`);
-  } else {
-    failures.push(`${currentStep}: ${what}`);
-    console.log(`  FAIL ${what}`);
-  }
-  return cond;
-}
-
-function eq(actual, expected, what) {
-  return check(actual === expected, `${what} (got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)})`);
-}
-
-async function step(name, fn) {
-  currentStep = name;
-  console.log(`\n== ${name}`);
-  try {
-    await fn();
-  } catch (err) {
-    failures.push(`${name}: threw ${err && err.stack ? err.stack.split("\n").slice(0, 3).join(" | ") : err}`);
-    console.log(`  FAIL threw: ${err}`);
-  }
-}
 
 // Problems the page itself reports: script errors, console errors, and answers
 // >= 400 that the step did not announce as expected.
@@ -508,8 +479,7 @@ try {
 // Answers >= 400 the browser got that no step expected, from the access log
 // (this also sees the requests Chromium makes on its own, like /favicon.ico).
 if (process.env.SERVER_LOG && fs.existsSync(process.env.SERVER_LOG)) {
-  currentStep = "server access log";
-  console.log(`\n== ${currentStep}`);
+  section("server access log");
   const expected = [/^\/missing$/, /^\/no\/such\/page\.html$/, /^\/teapot$/, new RegExp(`^/uploads/walk-${stamp}-`)];
   const bad = fs.readFileSync(process.env.SERVER_LOG, "utf8").split("\n")
     .map((l) => l.match(/"(\S+) (\S+) HTTP\/[\d.]+" (\d{3}) /))
@@ -518,8 +488,4 @@ if (process.env.SERVER_LOG && fs.existsSync(process.env.SERVER_LOG)) {
   check(bad.length === 0, `no unexpected error answers${bad.length ? ": " + [...new Set(bad)].join(", ") : ""}`);
 }
 
-console.log(`\n${passed} checks passed, ${failures.length} failed; screenshots in ${SHOTS}`);
-if (failures.length) {
-  console.log("\nFailures:\n  " + failures.join("\n  "));
-  process.exit(1);
-}
+finish(SHOTS);
