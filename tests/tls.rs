@@ -603,16 +603,22 @@ fn pattern(offset: u64, out: &mut [u8]) {
     }
 }
 
-fn write_pattern(path: &Path, len: u64) {
-    let mut file = io::BufWriter::new(fs::File::create(path).expect("create"));
-    let mut buf = vec![0u8; 1 << 20];
+/// Writes the first `len` bytes of the pattern to `out`, 64 KiB at a time.
+fn send_pattern(out: &mut impl Write, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
     let mut offset = 0;
     while offset < len {
         let n = (len - offset).min(buf.len() as u64) as usize;
         pattern(offset, &mut buf[..n]);
-        file.write_all(&buf[..n]).expect("write");
+        out.write_all(&buf[..n])?;
         offset += n as u64;
     }
+    Ok(())
+}
+
+fn write_pattern(path: &Path, len: u64) {
+    let mut file = io::BufWriter::new(fs::File::create(path).expect("create"));
+    send_pattern(&mut file, len).expect("write");
     file.flush().expect("flush");
 }
 
@@ -1345,16 +1351,7 @@ fn pattern_upstream(len: u64) -> u16 {
                 if socket.write_all(head.as_bytes()).is_err() {
                     return;
                 }
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut offset = 0;
-                while offset < len {
-                    let n = (len - offset).min(buf.len() as u64) as usize;
-                    pattern(offset, &mut buf[..n]);
-                    if socket.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                    offset += n as u64;
-                }
+                let _ = send_pattern(&mut socket, len);
             });
         }
     });
@@ -1679,15 +1676,7 @@ fn request_bodies_held_back_by_a_slow_cgi_and_a_slow_upstream() {
             "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
         );
         tls.write_all(head.as_bytes()).expect("send head");
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut offset = 0u64;
-        while offset < LEN {
-            let n = (LEN - offset).min(buf.len() as u64) as usize;
-            pattern(offset, &mut buf[..n]);
-            tls.write_all(&buf[..n])
-                .unwrap_or_else(|err| panic!("{path}: send at {offset}: {err}"));
-            offset += n as u64;
-        }
+        send_pattern(&mut tls, LEN).unwrap_or_else(|err| panic!("{path}: send: {err}"));
         let response = Reader::new(tls).response();
         assert_eq!(response.status, 200, "{path}: {}", response.text());
         assert_eq!(response.text().trim(), want.trim(), "{path}");
@@ -1921,16 +1910,7 @@ fn a_tunnel_through_tls_echoes_both_ways_and_half_closes() {
 fn a_tunnel_through_tls_to_a_stalled_reader_resumes_with_bounded_memory() {
     const LEN: u64 = 32 << 20;
     let port = switching_upstream(|mut s| {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut offset = 0;
-        while offset < LEN {
-            let n = (LEN - offset).min(buf.len() as u64) as usize;
-            pattern(offset, &mut buf[..n]);
-            if s.write_all(&buf[..n]).is_err() {
-                return;
-            }
-            offset += n as u64;
-        }
+        let _ = send_pattern(&mut s, LEN);
     });
     let (server, config) = tunnel_server(port);
     let mut reader = open_tunnel(&server, &config);
@@ -1950,18 +1930,11 @@ fn the_tail_of_a_burst_reaches_a_stalled_tls_reader_while_the_upstream_waits() {
     // still go out once the reader takes what is before them.
     const LEN: u64 = 4 << 20;
     let port = switching_upstream(|mut s| {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut offset = 0;
-        while offset < LEN {
-            let n = (LEN - offset).min(buf.len() as u64) as usize;
-            pattern(offset, &mut buf[..n]);
-            if s.write_all(&buf[..n]).is_err() {
-                return;
-            }
-            offset += n as u64;
+        if send_pattern(&mut s, LEN).is_err() {
+            return;
         }
         // Until the client's end (bounded by the read timeout).
-        let _ = s.read(&mut buf);
+        let _ = s.read(&mut [0u8; 1]);
     });
     let (server, config) = tunnel_server(port);
     let mut reader = open_tunnel(&server, &config);
