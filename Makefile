@@ -28,7 +28,7 @@ build-release:
 # fuzz/artifacts/TARGET/; copy it to fuzz/regressions/TARGET/ once fixed, and
 # `cargo test` (tests/fuzz_replay.rs) replays it on stable.
 FUZZ_SECS ?= 60
-FUZZ_TARGETS := request_head chunked multipart path range cgi_head upstream_head config fmt
+FUZZ_TARGETS := request_head chunked multipart path range cgi_head upstream_head config fmt route
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("upstream_head", upstream_head),
     ("config", config),
     ("fmt", fmt),
+    ("route", route),
 ];
 
 /// A request head: the parser never reads past the head it reports, the
@@ -276,6 +277,35 @@ pub fn fmt(data: &[u8]) {
             serde_json::to_value(&after).ok(),
             "different table:\n{once}"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `webserv route`: the first line is a URL, the rest a configuration.
+/// For a configuration that loads, `route` answers or refuses the URL with
+/// a message, never panics; the server it names exists, the location it
+/// names is one of that server's, and its text rendering works.
+pub fn route(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (url, config) = text.split_once('\n').unwrap_or((text, ""));
+    let Ok(dir) = tempdir() else {
+        return;
+    };
+    let file = dir.join("fuzz.conf");
+    if std::fs::write(&file, config).is_ok() {
+        if let (Some(table), _) = crate::config::load(&file) {
+            if let Ok(found) = crate::route::route(&table, url, "GET", &[]) {
+                let index = found["server"]["index"].as_u64().expect("a server index");
+                let server = &table.servers[usize::try_from(index).expect("index")];
+                if let Some(uri) = found["location"]["uri"].as_str() {
+                    let known = server.locations.iter().any(|l| l.uri == uri);
+                    assert!(known, "location {uri} is not the server's");
+                }
+                let _ = crate::route::render_text(&found);
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
