@@ -15,6 +15,7 @@
 #   tls-close      a new TLS connection per request (`Connection: close`)
 #   tls-keepalive  COUNT requests on one TLS connection
 #   plain-close, plain-keepalive   the same over plain HTTP
+#   plain-notfound  COUNT requests for a missing file on one connection (404)
 # Environment: COUNT (200), WARMUP (20), CASES (all four), TOOLS
 # ("callgrind strace"). Nothing is appended to RESULTS.md: paste what matters.
 set -euo pipefail
@@ -97,7 +98,9 @@ CONF
 }
 
 drive() { # drive CASE N
-    local flags=(--port "${PORT[${1%%-*}]}" --count "$2" --mode "${1#*-}")
+    local mode=${1#*-} path=/small.bin
+    [ "$mode" = notfound ] && mode=keepalive path=/missing.bin
+    local flags=(--port "${PORT[${1%%-*}]}" --count "$2" --mode "$mode" --path "$path")
     [ "${1%%-*}" = tls ] && flags+=(--tls)
     python3 "$HERE/drive.py" "${flags[@]}" 2>>"$WORK/drive.log"
 }

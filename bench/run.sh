@@ -19,6 +19,8 @@
 #   BENCH_SERVERS   "webserv nginx" (default), or one of them alone
 #   RESULTS         file to append to (bench/RESULTS.md)
 #   WORKERS         worker_processes on both sides (1)
+#   REPEAT          wrk rounds, the servers taking turns in each; the table
+#                   shows medians (errors: the sum) (3)
 #   NGINX_EXTRA     more nginx http-level directives, e.g.
 #                   'open_file_cache max=10000;' (none: nginx's defaults)
 set -euo pipefail
@@ -31,6 +33,7 @@ SIEGE_TIME=${SIEGE_TIME:-15}
 IDLE_CONNS=${IDLE_CONNS:-5000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
 WORKERS=${WORKERS:-1}
+REPEAT=${REPEAT:-3}
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- prerequisites ---------------------------------------------------------
@@ -108,21 +111,24 @@ run_wrk() { # run_wrk NAME TAG PATH [wrk args...]: output in $(wrk_out NAME TAG)
     timeout $((DURATION + 30)) wrk -t2 -c50 -d"${DURATION}s" --latency "$@" \
         "http://127.0.0.1:${PORT[$name]}$path" >"$out" 2>&1 \
         || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
-    # Socket errors and non-2xx answers, so that a fast failure never passes for speed.
-    R[$name:$tag-errors]=$(wrk_errors "$out")
+    # Socket errors and non-2xx answers, so that a fast failure never passes
+    # for speed (summed over the rounds).
+    R[$name:$tag-errors]=$((${R[$name:$tag-errors]:-0} + $(wrk_errors "$out")))
 }
 
+# One round of the four wrk runs on one server. Each figure is appended to a
+# list, one value per round: the table shows their medians.
 bench_wrk() {
     local name=$1
     run_wrk "$name" small /small.bin
-    R[$name:small-rps]=$(wrk_field "$(wrk_out "$name" small)" rps)
-    R[$name:small-p99]=$(wrk_field "$(wrk_out "$name" small)" p99)
+    R[$name:small-rps]+="$(wrk_field "$(wrk_out "$name" small)" rps) "
+    R[$name:small-p99]+="$(wrk_field "$(wrk_out "$name" small)" p99) "
     run_wrk "$name" big /big.bin
-    R[$name:big-mib]=$(wrk_field "$(wrk_out "$name" big)" transfer)
+    R[$name:big-mib]+="$(wrk_field "$(wrk_out "$name" big)" transfer) "
     run_wrk "$name" close /small.bin -H 'Connection: close'
-    R[$name:close-rps]=$(wrk_field "$(wrk_out "$name" close)" rps)
+    R[$name:close-rps]+="$(wrk_field "$(wrk_out "$name" close)" rps) "
     run_wrk "$name" notfound /missing.bin
-    R[$name:notfound-rps]=$(wrk_field "$(wrk_out "$name" notfound)" rps)
+    R[$name:notfound-rps]+="$(wrk_field "$(wrk_out "$name" notfound)" rps) "
 }
 
 bench_memory() {
@@ -171,11 +177,12 @@ row() { # row LABEL METRIC
 report() {
     echo "| metric | webserv | nginx | webserv/nginx |"
     echo "|---|---:|---:|---:|"
-    row "1 KiB keep-alive, req/s (higher is better)" small-rps
-    row "1 KiB keep-alive, p99 latency ms (lower is better)" small-p99
-    row "1 MiB keep-alive, MiB/s (higher is better)" big-mib
-    row "1 KiB Connection: close, req/s (higher is better)" close-rps
-    row "404 keep-alive, req/s (higher is better)" notfound-rps
+    local of="median of $REPEAT"
+    row "1 KiB keep-alive, req/s, $of (higher is better)" small-rps
+    row "1 KiB keep-alive, p99 latency ms, $of (lower is better)" small-p99
+    row "1 MiB keep-alive, MiB/s, $of (higher is better)" big-mib
+    row "1 KiB Connection: close, req/s, $of (higher is better)" close-rps
+    row "404 keep-alive, req/s, $of (higher is better)" notfound-rps
     if [ "$WORKERS" = 1 ]; then
         row "idle keep-alive connections held" idle-ok
         row "RSS per idle connection, KiB (lower is better)" kib-per-conn
@@ -184,7 +191,16 @@ report() {
             row "siege -b -c100 -t${SIEGE_TIME}s availability %" siege
         fi
     fi
-    row "wrk errors and non-2xx (1 KiB / 1 MiB / close)" errors
+    row "wrk errors and non-2xx, all rounds (1 KiB / 1 MiB / close)" errors
+}
+
+runs() { # every round's figures, for the record
+    local name metric
+    for name in $BENCH_SERVERS; do
+        for metric in small-rps small-p99 big-mib close-rps notfound-rps; do
+            printf '%s %s: %s\n' "$name" "$metric" "${R[$name:$metric:runs]:-n/a}"
+        done
+    done
 }
 
 # ---- main ----------------------------------------------------------------------
@@ -202,7 +218,17 @@ done
 if [ "$WORKERS" = 1 ]; then
     for name in $BENCH_SERVERS; do bench_memory "$name"; done
 fi
-for name in $BENCH_SERVERS; do bench_wrk "$name"; done
+# The servers take turns, REPEAT times: the machine's noise hits them alike.
+for _ in $(seq "$REPEAT"); do
+    for name in $BENCH_SERVERS; do bench_wrk "$name"; done
+done
+for key in "${!R[@]}"; do
+    case $key in *-rps | *-p99 | *-mib)
+        R[$key:runs]=${R[$key]}
+        R[$key]=$(median ${R[$key]})
+        ;;
+    esac
+done
 if [ "$WORKERS" = 1 ] && command -v siege >/dev/null 2>&1; then
     for name in $BENCH_SERVERS; do bench_siege "$name"; done
 fi
@@ -214,6 +240,12 @@ table=$(report)
 echo "$table"
 append_results "static files, worker_processes $WORKERS (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
 
-\`WORKERS=$WORKERS DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS NGINX_EXTRA='${NGINX_EXTRA:-}' bench/run.sh\`
+\`WORKERS=$WORKERS REPEAT=$REPEAT DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS NGINX_EXTRA='${NGINX_EXTRA:-}' bench/run.sh\`
 
-$table"
+$table
+
+Every round, in order:
+
+\`\`\`
+$(runs)
+\`\`\`"

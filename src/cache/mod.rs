@@ -13,12 +13,16 @@
 //! Never stale. Every directory from `/` down to a cached path's parent is
 //! watched with inotify *before* the path is opened and read, so any change
 //! after that read queues an event; changes before it are in what was read.
-//! The kernel queues an event before the changing system call returns. The
-//! loop drains the queue ([`FileCache::refresh`]) right after each
-//! `epoll_wait`, before it reads any request. A request whose first byte
-//! was in the socket when `epoll_wait` reported it was sent after any
-//! change its client saw complete, so that change was drained before the
-//! request is answered. Any other request (pipelined behind another one,
+//! The kernel queues an event, and puts the inotify descriptor on the
+//! poll's ready list, before the changing system call returns. The ready
+//! list is in order: a socket made ready by a request sent after a change
+//! completed is reported in the same `epoll_wait` as the descriptor, or in
+//! a later one than the descriptor's. The loop drains the queue
+//! ([`FileCache::refresh`]) as soon as a wait reports the descriptor,
+//! before it reads any request of that batch. So a request whose first
+//! byte was in the socket when `epoll_wait` reported it was sent after any
+//! change its client saw complete, and that change was drained before the
+//! request is answered; a wait without changes costs no system call. Any other request (pipelined behind another one,
 //! read without a new readiness report, or over TLS, whose records may
 //! have been read earlier) drains the queue once more before the cache is
 //! read: the caller says which with `drained`.

@@ -28,7 +28,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use crate::cache::FileCache;
@@ -273,6 +272,8 @@ pub struct Client {
     pub last_activity: Instant,
     /// Response bytes written so far, on every exchange.
     pub written: u64,
+    /// Where Nagle's algorithm stands (see [`Client::before_write`]).
+    pub nagle: Nagle,
     /// A wait reported the socket readable and no read followed yet: the
     /// bytes at the head of its queue were there before that wait ended.
     pub edge: bool,
@@ -281,6 +282,17 @@ pub struct Client {
     /// The first byte of `input` was read at such an edge, so it arrived
     /// before the open-file cache last drained its changes.
     pub input_at_edge: bool,
+}
+
+/// Nagle's algorithm on a client socket: on until a second write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nagle {
+    /// Nothing written yet.
+    Unused,
+    /// One write went out with it on.
+    Used,
+    /// `TCP_NODELAY` is set.
+    Off,
 }
 
 /// The outcome of one read from the client.
@@ -426,6 +438,11 @@ impl Conn {
         now: Instant,
     ) -> Conn {
         let server = table.sockets[socket_index].default_server;
+        // A TLS handshake is several flights: no waiting between them.
+        let nagle = match &transport {
+            Transport::Tls(_) => Nagle::Off,
+            Transport::Plain(_) => Nagle::Unused,
+        };
         let mut conn = Conn {
             key,
             client: Client {
@@ -438,6 +455,7 @@ impl Conn {
                 read_closed: false,
                 last_activity: now,
                 written: 0,
+                nagle,
                 edge: false,
                 read_in_wait: 0,
                 input_at_edge: false,
@@ -462,10 +480,6 @@ impl Conn {
         };
         conn.refresh_deadline();
         conn
-    }
-
-    pub fn socket(&mut self) -> &mut TcpStream {
-        self.client.transport.socket_mut()
     }
 
     /// One of the connection's sources reported readiness.
@@ -1340,6 +1354,7 @@ impl Conn {
             }
             return self.finish_response(after, cx);
         }
+        self.client.before_write();
         match write_some(&mut self.client.transport, out) {
             Ok(n) => {
                 self.client.written += n as u64;
@@ -1419,6 +1434,25 @@ impl Conn {
 }
 
 impl Client {
+    /// Turns Nagle's algorithm off before any write but the connection's
+    /// first. The kernel may hold a small write back while an earlier small
+    /// segment is unacknowledged, and the peer may delay that
+    /// acknowledgement: a second response on the connection, or a body
+    /// written in pieces, would wait for it. A response written in one call
+    /// never waits, so a connection that answers once and closes costs no
+    /// `setsockopt` (nginx sets it when a connection is kept alive).
+    pub fn before_write(&mut self) {
+        match self.nagle {
+            Nagle::Unused => self.nagle = Nagle::Used,
+            Nagle::Used => {
+                self.nagle = Nagle::Off;
+                // It fails only on a socket the peer reset: the write says so.
+                let _ = self.transport.socket().set_nodelay(true);
+            }
+            Nagle::Off => {}
+        }
+    }
+
     /// Reads at most `room` bytes into the input buffer.
     pub fn read(&mut self, room: usize, cx: &mut Cx) -> ReadOutcome {
         if self.peer_closed {
@@ -1479,6 +1513,7 @@ impl Client {
         if !self.writable || !relay.has_pending() {
             return Ok(false);
         }
+        self.before_write();
         match relay.write_to(&mut self.transport) {
             Ok(n) => {
                 self.written += n as u64;
@@ -1496,6 +1531,7 @@ impl Client {
     /// Writes what is left of a small interim response (`100 Continue`).
     /// `Ok(false)`: the socket is full; wait for it.
     pub fn write_all_now(&mut self, bytes: &mut &'static [u8]) -> io::Result<bool> {
+        self.before_write();
         while !bytes.is_empty() {
             match self.transport.write(bytes) {
                 Ok(n) => *bytes = &bytes[n..],

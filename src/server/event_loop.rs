@@ -11,9 +11,9 @@
 //! from `CONN_BASE` each connection owns one token per [`Source`] in a row,
 //! so the sockets and pipes of a connection find it directly.
 //!
-//! The open-file cache is drained of its queued changes right after each
-//! wait, before any request is read (the freshness argument is in
-//! [`crate::cache`]).
+//! The open-file cache is drained of its queued changes when a wait
+//! reports its inotify descriptor, before any request of that batch is read
+//! (the freshness argument is in [`crate::cache`]).
 //!
 //! CGI children that outlive their exchange are kept in a reaper list and
 //! collected with `try_wait` whenever SIGCHLD wakes the loop.
@@ -281,22 +281,18 @@ impl EventLoop {
                 Err(err) => return Err(err).context("polling"),
             }
             self.wait += 1;
-            // The inotify descriptor's own event needs no second drain.
-            let drained = !self.cache.is_empty();
-            if drained {
+            // Changes on disk first, before any request of the batch is
+            // read (the argument is in `crate::cache`).
+            if events.iter().any(|event| event.token() == INOTIFY) {
                 self.cache.refresh();
             }
             // Each event reads the clock (vDSO, tens of nanoseconds): a
             // handshake or a large write earlier in the batch must not make
             // the deadlines of later connections start in the past.
             for event in events.iter() {
-                if event.token() == INOTIFY {
-                    if !drained {
-                        self.cache.refresh();
-                    }
-                    continue;
+                if event.token() != INOTIFY {
+                    self.dispatch(event, Instant::now());
                 }
-                self.dispatch(event, Instant::now());
             }
             let now = Instant::now();
             self.health.fire(
@@ -411,7 +407,10 @@ impl EventLoop {
                     cx.logs
                         .error(format_args!("panic while closing a connection: {message}"));
                 }
-                let _ = self.poll.registry().deregister(conn.socket());
+                // Closing the socket takes it out of the poll: no
+                // `epoll_ctl` (nothing else holds the descriptor, as CGI
+                // children get none of ours once they run their script).
+                drop(conn);
             }
         }
     }
@@ -463,7 +462,6 @@ impl EventLoop {
             if std::mem::take(&mut self.out_of_fds) {
                 self.logs.notice(format_args!("accept: accepting again"));
             }
-            let _ = stream.set_nodelay(true);
             let table = &listener.table;
             let index = if table.needs_local_addr(listener.index) {
                 table.socket_for(listener.index, stream.local_addr().ok())

@@ -71,7 +71,11 @@ enum TlsState {
 }
 
 impl Transport {
+    /// A TLS session on `socket`, with `TCP_NODELAY` set: a handshake is
+    /// several flights, none of which may wait for an acknowledgement (a
+    /// plain socket sets it lazily, see `Client::before_write`).
     pub fn tls(socket: TcpStream, config: &Arc<ServerConfig>) -> io::Result<Transport> {
+        socket.set_nodelay(true)?;
         let mut session = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
         session.set_buffer_limit(Some(TLS_BUFFER));
         Ok(Transport::Tls(Box::new(Tls {

@@ -184,6 +184,7 @@ impl Tunnel {
             }
         }
         if client.writable && !self.down.pending().is_empty() {
+            client.before_write();
             match client.transport.write(self.down.pending()) {
                 Ok(n) => {
                     let body = n.saturating_sub(self.head_len);
