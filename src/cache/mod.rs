@@ -60,6 +60,8 @@ use inotify::Inotify;
 const ENTRY_OVERHEAD: u64 = 256;
 /// Room for a few hundred events per read.
 const EVENT_BUFFER: usize = 16 * 1024;
+/// How often idle entries are looked for.
+const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,8 @@ pub struct FileCache {
     inotify: Option<Inotify>,
     stores: Vec<Store>,
     tick: u64,
+    /// When [`FileCache::expire`] next looks at the entries.
+    next_expiry: Option<Instant>,
     max_descriptors: usize,
     events: Vec<u8>,
 }
@@ -148,6 +152,7 @@ impl FileCache {
             inotify: Inotify::new().ok(),
             stores: Vec::new(),
             tick: 0,
+            next_expiry: None,
             max_descriptors: descriptor_limit() / 4,
             events: Vec::new(),
         }
@@ -295,8 +300,14 @@ impl FileCache {
         }
     }
 
-    /// Drops the entries unused for their `inactive` time.
+    /// Drops the entries unused for their `inactive` time: at most once a
+    /// second (the loop calls it after every wait; a lookup in between
+    /// checks an entry's age itself).
     pub fn expire(&mut self, now: Instant) {
+        if self.next_expiry.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_expiry = Some(now + EXPIRY_PERIOD);
         for store in &mut self.stores {
             while let Some((_, path)) = store.lru.first_key_value() {
                 let idle = store.map.get(path).is_none_or(|s| {

@@ -62,14 +62,14 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 #[derive(Debug, Clone)]
 pub struct DateCache {
     secs: i64,
-    buf: [u8; HTTP_DATE_LEN],
+    text: String,
 }
 
 impl DateCache {
     pub fn new() -> Self {
         DateCache {
             secs: i64::MIN,
-            buf: [b' '; HTTP_DATE_LEN],
+            text: String::with_capacity(HTTP_DATE_LEN),
         }
     }
 
@@ -77,10 +77,14 @@ impl DateCache {
     pub fn get(&mut self, now: SystemTime) -> &str {
         let secs = unix_secs(now);
         if secs != self.secs {
-            write_imf_fixdate(secs, &mut self.buf);
+            let mut buf = [b' '; HTTP_DATE_LEN];
+            write_imf_fixdate(secs, &mut buf);
+            self.text.clear();
+            self.text
+                .push_str(std::str::from_utf8(&buf).expect("an IMF-fixdate is ASCII"));
             self.secs = secs;
         }
-        std::str::from_utf8(&self.buf).expect("an IMF-fixdate is ASCII")
+        &self.text
     }
 }
 

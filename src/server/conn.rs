@@ -1406,7 +1406,16 @@ impl Conn {
                 self.client.input.release_if_empty();
                 Step::Progress
             }
-            After::Close => Step::Close,
+            After::Close => {
+                // The last segment was held back (`write_some`): the FIN
+                // leaves with it, one segment fewer for both sides (nginx
+                // gets the same from TCP_CORK). The socket closes after
+                // the batch.
+                if let Some(socket) = self.client.transport.raw_socket() {
+                    let _ = socket.shutdown(std::net::Shutdown::Write);
+                }
+                Step::Close
+            }
             After::Linger => {
                 self.client.transport.shutdown_write();
                 self.client.input = InBuf::default();
@@ -1679,7 +1688,11 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
     };
     let head = &out.head[out.written..];
     if let Some(bytes) = out.body.bytes_left() {
-        let n = if head.is_empty() {
+        let n = if out.after != After::KeepAlive {
+            // The connection ends after this: the last partial segment
+            // waits for the FIN (sent by `finish_response`) to go with it.
+            sys::writev_more(socket, &[IoSlice::new(head), IoSlice::new(bytes)])?
+        } else if head.is_empty() {
             socket.write(bytes)?
         } else {
             socket.write_vectored(&[IoSlice::new(head), IoSlice::new(bytes)])?

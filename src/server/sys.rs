@@ -29,6 +29,24 @@ pub fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// `writev` with `MSG_MORE`: the kernel holds a last partial segment until
+/// more data, a FIN or an uncork pushes it (see [`send_more`]).
+pub fn writev_more(socket: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an `IoSlice` is ABI-compatible with `iovec`; the header points
+    // at `bufs`, live for the call, and the fd is owned by `socket`.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Copies up to `count` bytes of `file` from `*offset` to `socket` in the
 /// kernel, advancing `*offset` by what was sent.
 pub fn sendfile(
