@@ -698,11 +698,18 @@ fn a_client_that_disconnects_mid_body_kills_its_script() {
 fn after_200_cgi_requests_no_zombie_and_no_leaked_fd() {
     let s = server();
     let pid = s.pid();
-    // Warm up: anything the server opens once is open now. Reading to the
-    // end means the server has closed its side of that connection.
+    // Warm up: anything the server opens once is open now. The end of the
+    // response (a FIN) may come before the server closes the socket (it
+    // holds it until the script's exit is seen): the count settles back to
+    // the first one, unless the warm-up opened something for good.
+    let start = open_fds(pid);
     let warm = s.raw(b"GET /cgi/nolen.sh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(warm.starts_with(b"HTTP/1.1 200"));
-    let before = open_fds(pid);
+    let before = if eventually(Duration::from_secs(5), || open_fds(pid) == start) {
+        start
+    } else {
+        open_fds(pid)
+    };
     let workers: Vec<_> = (0..20)
         .map(|w| {
             let port = s.port;
