@@ -25,7 +25,7 @@ BENCH_NAME=count
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-20}
-CASES=${CASES:-tls-close tls-keepalive plain-close plain-keepalive}
+CASES=${CASES:-tls-close tls-keepalive plain-close plain-keepalive plain-notfound}
 TOOLS=${TOOLS:-callgrind strace}
 [ $# -gt 0 ] || set -- "$WEBSERV_BIN"
 
