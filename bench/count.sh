@@ -16,7 +16,7 @@
 #   tls-keepalive  COUNT requests on one TLS connection
 #   plain-close, plain-keepalive   the same over plain HTTP
 #   plain-notfound  COUNT requests for a missing file on one connection (404)
-# Environment: COUNT (200), WARMUP (20), CASES (all four), TOOLS
+# Environment: COUNT (200), WARMUP (20), CASES (all five), TOOLS
 # ("callgrind strace"). Nothing is appended to RESULTS.md: paste what matters.
 set -euo pipefail
 
