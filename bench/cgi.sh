@@ -195,14 +195,7 @@ bench_stream() { # bench_stream NAME
 # Children left behind: zombies or scripts never reaped.
 count_children() { { pgrep -P "${PID[$1]}" || true; } | wc -l; }
 
-for name in $BENCH_SERVERS; do
-    case $name in
-        webserv) start_webserv ;;
-        nginx) start_nginx ;;
-        *) die "unknown server in BENCH_SERVERS: $name" ;;
-    esac
-    log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
-done
+start_servers
 
 # The servers take turns, REPEAT times: the machine's noise hits them alike.
 for _ in $(seq "$REPEAT"); do
@@ -224,11 +217,6 @@ for name in $BENCH_SERVERS; do
 done
 
 # ---- report --------------------------------------------------------------------
-
-row() { # row LABEL METRIC
-    local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
-    printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
-}
 
 table=$(
     echo "| metric | webserv | nginx + fcgiwrap | webserv/nginx |"

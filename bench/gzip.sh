@@ -71,7 +71,6 @@ for name in webserv nginx; do
     R[$name:size]=$(curl -s -H 'Accept-Encoding: gzip' "http://127.0.0.1:${PORT[$name]}/page.html" | wc -c)
 done
 
-row() { printf '| %s | %s | %s | %s |\n' "$1" "${R[webserv:$2]}" "${R[nginx:$2]}" "$(ratio "${R[webserv:$2]}" "${R[nginx:$2]}")"; }
 table=$(
     echo "| metric | webserv | nginx | webserv/nginx |"
     echo "|---|---:|---:|---:|"

@@ -67,6 +67,78 @@ cleanup() {
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
 }
 
+# ---- servers and wrk -----------------------------------------------------------
+
+# start_servers: each server of BENCH_SERVERS, by the script's own
+# start_webserv and start_nginx.
+start_servers() {
+    local name
+    for name in $BENCH_SERVERS; do
+        case $name in
+            webserv) start_webserv ;;
+            nginx) start_nginx ;;
+            *) die "unknown server in BENCH_SERVERS: $name" ;;
+        esac
+        log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
+    done
+}
+
+# base_url NAME: where wrk sends its requests (a script over TLS redefines it).
+base_url() { echo "http://127.0.0.1:${PORT[$1]}"; }
+
+wrk_out() { echo "$WORK/wrk-$1-$2.txt"; } # wrk_out NAME TAG
+
+# run_wrk NAME TAG PATH [wrk args...]: wrk -t2 -c50 for DURATION seconds, its
+# output in $(wrk_out NAME TAG); socket errors and non-2xx answers are added
+# to R[NAME:TAG-errors], so that a fast failure never passes for speed.
+run_wrk() {
+    local name=$1 tag=$2 path=$3 out
+    shift 3
+    out=$(wrk_out "$name" "$tag")
+    log "wrk $tag on $name"
+    timeout $((DURATION + 30)) wrk -t2 -c50 -d"${DURATION}s" --latency "$@" \
+        "$(base_url "$name")$path" >"$out" 2>&1 \
+        || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
+    R[$name:$tag-errors]=$((${R[$name:$tag-errors]:-0} + $(wrk_errors "$out")))
+}
+
+# ---- idle connections ------------------------------------------------------
+
+IDLE_PID=""
+stop_idle() { [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true; }
+CLEANUP_HOOKS+=(stop_idle)
+
+# measure_idle NAME WAIT [idle_conns.py options...]: opens IDLE_CONNS idle
+# connections to NAME with bench/idle_conns.py, waits up to WAIT seconds for
+# them all, and sets R[NAME:idle-ok] (how many were held),
+# R[NAME:kib-per-conn] (the serving process's RSS growth per connection)
+# and R[NAME:rss-idle] (its RSS with them).
+measure_idle() {
+    local name=$1 wait=$2 pid before after ready="" deadline
+    shift 2
+    pid=$(serving_pid "$name")
+    before=$(rss_kib "$pid")
+    python3 "$HERE/idle_conns.py" "$@" --port "${PORT[$name]}" --count "$IDLE_CONNS" \
+        >"$WORK/idle-$name.txt" 2>&1 &
+    IDLE_PID=$!
+    deadline=$((SECONDS + wait))
+    while [ -z "$ready" ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$IDLE_PID" 2>/dev/null; do
+        ready=$(awk '$1 == "ready" { print $2 }' "$WORK/idle-$name.txt" 2>/dev/null || true)
+        sleep 0.1
+    done
+    after=$(rss_kib "$pid")
+    kill "$IDLE_PID" 2>/dev/null || true
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=""
+    R[$name:idle-ok]=${ready:-0}
+    if [ "${ready:-0}" -gt 0 ]; then
+        R[$name:kib-per-conn]=$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { printf "%.2f", (a - b) / n }')
+    else
+        R[$name:kib-per-conn]=n/a
+    fi
+    R[$name:rss-idle]=$after
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -213,6 +285,39 @@ median() { # median N...: of numbers; "n/a" entries are ignored
 kib_to_mib() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9.]+$/) printf "%.1f", k / 1024; else print "n/a" }'; }
 
 # ---- report --------------------------------------------------------------------
+
+# row LABEL METRIC: a table row of R[webserv:METRIC], R[nginx:METRIC] and
+# their ratio (scripts with other columns define their own).
+row() {
+    local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
+    printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
+}
+
+# take_medians PATTERN...: each R entry whose key matches a glob PATTERN
+# holds one figure per round; it becomes their median, and the list moves
+# to R[KEY:runs] (for `print_runs`).
+take_medians() {
+    local key pattern
+    for key in "${!R[@]}"; do
+        for pattern in "$@"; do
+            # shellcheck disable=SC2053 # a glob on purpose
+            if [[ $key == $pattern ]]; then
+                R[$key:runs]=${R[$key]}
+                R[$key]=$(median ${R[$key]})
+            fi
+        done
+    done
+}
+
+# print_runs METRIC...: every round's figures, a line per server and metric.
+print_runs() {
+    local name metric
+    for name in $BENCH_SERVERS; do
+        for metric in "$@"; do
+            printf '%s %s: %s\n' "$name" "$metric" "${R[$name:$metric:runs]:-n/a}"
+        done
+    done
+}
 
 # machine_line EXTRA: the one-line description of the run that heads each section.
 machine_line() {

@@ -55,9 +55,6 @@ FDS=$(ulimit -n)
 # ---- workspace, servers, cleanup ---------------------------------------------
 
 setup_workspace
-IDLE_PID=""
-stop_idle() { [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true; }
-CLEANUP_HOOKS+=(stop_idle)
 
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom >"$WORK/www/small.bin"
@@ -101,21 +98,6 @@ start_nginx() {
 
 declare -A R=() # R[name:metric] = value
 
-wrk_out() { echo "$WORK/wrk-$1-$2.txt"; } # wrk_out NAME TAG
-
-run_wrk() { # run_wrk NAME TAG PATH [wrk args...]: output in $(wrk_out NAME TAG)
-    local name=$1 tag=$2 path=$3 out
-    shift 3
-    out=$(wrk_out "$name" "$tag")
-    log "wrk $tag on $name"
-    timeout $((DURATION + 30)) wrk -t2 -c50 -d"${DURATION}s" --latency "$@" \
-        "http://127.0.0.1:${PORT[$name]}$path" >"$out" 2>&1 \
-        || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
-    # Socket errors and non-2xx answers, so that a fast failure never passes
-    # for speed (summed over the rounds).
-    R[$name:$tag-errors]=$((${R[$name:$tag-errors]:-0} + $(wrk_errors "$out")))
-}
-
 # One round of the four wrk runs on one server. Each figure is appended to a
 # list, one value per round: the table shows their medians.
 bench_wrk() {
@@ -132,29 +114,8 @@ bench_wrk() {
 }
 
 bench_memory() {
-    local name=$1 pid before after ready="" deadline
-    pid=$(serving_pid "$name")
-    before=$(rss_kib "$pid")
-    log "$IDLE_CONNS idle keep-alive connections to $name"
-    python3 "$HERE/idle_conns.py" --port "${PORT[$name]}" --count "$IDLE_CONNS" \
-        --timeout 60 --hold 120 >"$WORK/idle-$name.txt" 2>&1 &
-    IDLE_PID=$!
-    deadline=$((SECONDS + 90))
-    while [ -z "$ready" ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$IDLE_PID" 2>/dev/null; do
-        ready=$(awk '$1 == "ready" { print $2 }' "$WORK/idle-$name.txt" 2>/dev/null || true)
-        sleep 0.1
-    done
-    after=$(rss_kib "$pid")
-    kill "$IDLE_PID" 2>/dev/null || true
-    wait "$IDLE_PID" 2>/dev/null || true
-    IDLE_PID=""
-    R[$name:idle-ok]=${ready:-0}
-    if [ "${ready:-0}" -gt 0 ]; then
-        R[$name:kib-per-conn]=$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { printf "%.2f", (a - b) / n }')
-    else
-        R[$name:kib-per-conn]=n/a
-    fi
-    R[$name:rss-idle]=$after
+    log "$IDLE_CONNS idle keep-alive connections to $1"
+    measure_idle "$1" 90 --timeout 60 --hold 120
 }
 
 bench_siege() {
@@ -168,11 +129,6 @@ bench_siege() {
 }
 
 # ---- report --------------------------------------------------------------------
-
-row() { # row LABEL METRIC
-    local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
-    printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
-}
 
 report() {
     echo "| metric | webserv | nginx | webserv/nginx |"
@@ -194,25 +150,9 @@ report() {
     row "wrk errors and non-2xx, all rounds (1 KiB / 1 MiB / close)" errors
 }
 
-runs() { # every round's figures, for the record
-    local name metric
-    for name in $BENCH_SERVERS; do
-        for metric in small-rps small-p99 big-mib close-rps notfound-rps; do
-            printf '%s %s: %s\n' "$name" "$metric" "${R[$name:$metric:runs]:-n/a}"
-        done
-    done
-}
-
 # ---- main ----------------------------------------------------------------------
 
-for name in $BENCH_SERVERS; do
-    case $name in
-        webserv) start_webserv ;;
-        nginx) start_nginx ;;
-        *) die "unknown server in BENCH_SERVERS: $name" ;;
-    esac
-    log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
-done
+start_servers
 
 # One benchmark at a time, each server in turn: they never share the CPU.
 if [ "$WORKERS" = 1 ]; then
@@ -222,13 +162,7 @@ fi
 for _ in $(seq "$REPEAT"); do
     for name in $BENCH_SERVERS; do bench_wrk "$name"; done
 done
-for key in "${!R[@]}"; do
-    case $key in *-rps | *-p99 | *-mib)
-        R[$key:runs]=${R[$key]}
-        R[$key]=$(median ${R[$key]})
-        ;;
-    esac
-done
+take_medians '*-rps' '*-p99' '*-mib'
 if [ "$WORKERS" = 1 ] && command -v siege >/dev/null 2>&1; then
     for name in $BENCH_SERVERS; do bench_siege "$name"; done
 fi
@@ -247,5 +181,5 @@ $table
 Every round, in order:
 
 \`\`\`
-$(runs)
+$(print_runs small-rps small-p99 big-mib close-rps notfound-rps)
 \`\`\`"

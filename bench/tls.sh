@@ -19,7 +19,8 @@
 # rustls's in-memory session cache). Environment: as run.sh
 # (WEBSERV_BIN, DURATION, BENCH_SERVERS, RESULTS, WORKERS: worker_processes
 # on both sides, 1 by default; other than 1, (d) is left out, as in run.sh),
-# IDLE_CONNS (default 1000), SSL_PROTOCOLS.
+# IDLE_CONNS (default 1000), SSL_PROTOCOLS, REPEAT (wrk rounds, the servers
+# taking turns; medians reported, 3).
 set -euo pipefail
 
 BENCH_NAME=tls
@@ -29,6 +30,7 @@ DURATION=${DURATION:-10}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
 WORKERS=${WORKERS:-1}
+REPEAT=${REPEAT:-3}
 SSL_PROTOCOLS=${SSL_PROTOCOLS:-TLSv1.2 TLSv1.3}
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -40,9 +42,6 @@ ulimit -n $((IDLE_CONNS + 4096)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FDS=$(ulimit -n)
 
 setup_workspace
-IDLE_PID=""
-stop_idle() { [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true; }
-CLEANUP_HOOKS+=(stop_idle)
 
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom >"$WORK/www/small.bin"
@@ -93,53 +92,24 @@ start_nginx() {
 }
 
 declare -A R=()
-wrk_out() { echo "$WORK/wrk-$1-$2.txt"; }
-run_wrk() { # run_wrk NAME TAG PATH [wrk args...]
-    local name=$1 tag=$2 path=$3 out
-    shift 3
-    out=$(wrk_out "$name" "$tag")
-    log "wrk $tag on $name"
-    timeout $((DURATION + 30)) wrk -t2 -c50 -d"${DURATION}s" --latency "$@" \
-        "https://localhost:${PORT[$name]}$path" >"$out" 2>&1 \
-        || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
-    R[$name:$tag-errors]=$(wrk_errors "$out")
-}
+base_url() { echo "https://localhost:${PORT[$1]}"; }
 
+# One round of the three wrk runs on one server; each figure is appended to a
+# list, one value per round: the table shows their medians.
 bench_wrk() {
     local name=$1
     run_wrk "$name" small /small.bin
-    R[$name:small-rps]=$(wrk_field "$(wrk_out "$name" small)" rps)
-    R[$name:small-p99]=$(wrk_field "$(wrk_out "$name" small)" p99)
+    R[$name:small-rps]+="$(wrk_field "$(wrk_out "$name" small)" rps) "
+    R[$name:small-p99]+="$(wrk_field "$(wrk_out "$name" small)" p99) "
     run_wrk "$name" close /small.bin -H 'Connection: close'
-    R[$name:close-rps]=$(wrk_field "$(wrk_out "$name" close)" rps)
+    R[$name:close-rps]+="$(wrk_field "$(wrk_out "$name" close)" rps) "
     run_wrk "$name" big /big.bin
-    R[$name:big-mib]=$(wrk_field "$(wrk_out "$name" big)" transfer)
-    R[$name:errors]="${R[$name:small-errors]} / ${R[$name:close-errors]} / ${R[$name:big-errors]}"
+    R[$name:big-mib]+="$(wrk_field "$(wrk_out "$name" big)" transfer) "
 }
 
 bench_memory() {
-    local name=$1 pid before after ready="" deadline
-    pid=$(serving_pid "$name")
-    before=$(rss_kib "$pid")
-    log "$IDLE_CONNS idle TLS connections to $name"
-    python3 "$HERE/idle_conns.py" --tls --port "${PORT[$name]}" --count "$IDLE_CONNS" \
-        --timeout 120 --hold 180 >"$WORK/idle-$name.txt" 2>&1 &
-    IDLE_PID=$!
-    deadline=$((SECONDS + 150))
-    while [ -z "$ready" ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$IDLE_PID" 2>/dev/null; do
-        ready=$(awk '$1 == "ready" { print $2 }' "$WORK/idle-$name.txt" 2>/dev/null || true)
-        sleep 0.1
-    done
-    after=$(rss_kib "$pid")
-    kill "$IDLE_PID" 2>/dev/null || true
-    wait "$IDLE_PID" 2>/dev/null || true
-    IDLE_PID=""
-    R[$name:idle-ok]=${ready:-0}
-    if [ "${ready:-0}" -gt 0 ]; then
-        R[$name:kib-per-conn]=$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { printf "%.2f", (a - b) / n }')
-    else
-        R[$name:kib-per-conn]=n/a
-    fi
+    log "$IDLE_CONNS idle TLS connections to $1"
+    measure_idle "$1" 150 --tls --timeout 120 --hold 180
 }
 
 # negotiated NAME: what OpenSSL's client (the one wrk uses) settles on.
@@ -150,44 +120,45 @@ negotiated() {
              END { printf "%s, %s", v, g }'
 }
 
-row() {
-    local w=${R[webserv:$2]:-n/a} n=${R[nginx:$2]:-n/a}
-    printf '| %s | %s | %s | %s |\n' "$1" "$w" "$n" "$(ratio "$w" "$n")"
-}
-
-for name in $BENCH_SERVERS; do
-    case $name in
-        webserv) start_webserv ;;
-        nginx) start_nginx ;;
-        *) die "unknown server in BENCH_SERVERS: $name" ;;
-    esac
-    log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"
-done
+start_servers
 NEGOTIATED=""
 for name in $BENCH_SERVERS; do NEGOTIATED+="${NEGOTIATED:+; }$name: $(negotiated "$name")"; done
 log "negotiated: $NEGOTIATED"
 if [ "$WORKERS" = 1 ]; then
     for name in $BENCH_SERVERS; do bench_memory "$name"; done
 fi
-for name in $BENCH_SERVERS; do bench_wrk "$name"; done
+# The servers take turns, REPEAT times: the machine's noise hits them alike.
+for _ in $(seq "$REPEAT"); do
+    for name in $BENCH_SERVERS; do bench_wrk "$name"; done
+done
+take_medians '*-rps' '*-p99' '*-mib'
+for name in $BENCH_SERVERS; do
+    R[$name:errors]="${R[$name:small-errors]} / ${R[$name:close-errors]} / ${R[$name:big-errors]}"
+done
 
 table=$(
     echo "| metric (HTTPS, ECDSA P-256) | webserv | nginx | webserv/nginx |"
     echo "|---|---:|---:|---:|"
-    row "1 KiB keep-alive, req/s (higher is better)" small-rps
-    row "1 KiB keep-alive, p99 latency ms (lower is better)" small-p99
-    row "new handshakes: 1 KiB Connection: close, req/s (higher is better)" close-rps
-    row "1 MiB keep-alive, MiB/s (higher is better)" big-mib
+    row "1 KiB keep-alive, req/s, median of $REPEAT (higher is better)" small-rps
+    row "1 KiB keep-alive, p99 latency ms, median of $REPEAT (lower is better)" small-p99
+    row "new handshakes: 1 KiB Connection: close, req/s, median of $REPEAT (higher is better)" close-rps
+    row "1 MiB keep-alive, MiB/s, median of $REPEAT (higher is better)" big-mib
     if [ "$WORKERS" = 1 ]; then
         row "idle TLS connections held" idle-ok
         row "RSS per idle TLS connection, KiB (lower is better)" kib-per-conn
     fi
-    row "wrk errors and non-2xx (keep-alive / close / 1 MiB)" errors
+    row "wrk errors and non-2xx, all rounds (keep-alive / close / 1 MiB)" errors
 )
 echo "$table"
 append_results "TLS, worker_processes $WORKERS (bench/tls.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle TLS connections")
 Negotiated (OpenSSL $(openssl version | awk '{ print $2 }') client): $NEGOTIATED.
 
-\`WORKERS=$WORKERS SSL_PROTOCOLS=\"$SSL_PROTOCOLS\" DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
+\`WORKERS=$WORKERS REPEAT=$REPEAT SSL_PROTOCOLS=\"$SSL_PROTOCOLS\" DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
 
-$table"
+$table
+
+Every round, in order:
+
+\`\`\`
+$(print_runs small-rps small-p99 close-rps big-mib)
+\`\`\`"
