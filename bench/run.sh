@@ -6,7 +6,7 @@
 #   (c) 1 KiB file, Connection: close: req/s             wrk -t2 -c50 -H 'Connection: close'
 #   (d) RSS per idle keep-alive connection (KiB)         bench/idle_conns.py, /proc/PID/status
 #   (e) availability under siege -b -c100                 (when siege is installed)
-#   (f) a missing file (404), keep-alive: req/s          wrk -t2 -c50
+#   (f) a missing file (404), keep-alive: req/s and p99  wrk -t2 -c50 --latency
 #
 # WORKERS=auto (or N) runs both servers with `worker_processes auto` (or N):
 # then (d) and (e), which watch one serving process, are left out.
@@ -111,6 +111,7 @@ bench_wrk() {
     R[$name:close-rps]+="$(wrk_field "$(wrk_out "$name" close)" rps) "
     run_wrk "$name" notfound /missing.bin
     R[$name:notfound-rps]+="$(wrk_field "$(wrk_out "$name" notfound)" rps) "
+    R[$name:notfound-p99]+="$(wrk_field "$(wrk_out "$name" notfound)" p99) "
 }
 
 bench_memory() {
@@ -139,6 +140,7 @@ report() {
     row "1 MiB keep-alive, MiB/s, $of (higher is better)" big-mib
     row "1 KiB Connection: close, req/s, $of (higher is better)" close-rps
     row "404 keep-alive, req/s, $of (higher is better)" notfound-rps
+    row "404 keep-alive, p99 latency ms, $of (lower is better)" notfound-p99
     if [ "$WORKERS" = 1 ]; then
         row "idle keep-alive connections held" idle-ok
         row "RSS per idle connection, KiB (lower is better)" kib-per-conn
@@ -181,5 +183,5 @@ $table
 Every round, in order:
 
 \`\`\`
-$(print_runs small-rps small-p99 big-mib close-rps notfound-rps)
+$(print_runs small-rps small-p99 big-mib close-rps notfound-rps notfound-p99)
 \`\`\`"
