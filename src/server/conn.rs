@@ -1705,7 +1705,9 @@ fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize
     match &mut out.body {
         OutBody::Bytes { .. } | OutBody::Shared { .. } => Ok(0),
         OutBody::File { .. } | OutBody::None if !head.is_empty() => {
-            let more = matches!(&out.body, OutBody::File { remaining, .. } if *remaining > 0);
+            // A body follows, or the FIN does (see above).
+            let more = matches!(&out.body, OutBody::File { remaining, .. } if *remaining > 0)
+                || out.after != After::KeepAlive;
             let n = if more {
                 sys::send_more(socket, head)?
             } else {
