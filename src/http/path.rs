@@ -117,6 +117,16 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
+    // Most paths are normal already: no escape, no NUL, and no empty,
+    // `.` or `..` segment (a name starting with a dot takes the long way).
+    if !raw.contains(&b'%')
+        && !raw.contains(&0)
+        && !raw.windows(2).any(|w| w == b"//" || w == b"/.")
+    {
+        return std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| PathError::NotUtf8);
+    }
     let decoded = String::from_utf8(percent_decode(raw)?).map_err(|_| PathError::NotUtf8)?;
 
     let mut out = String::with_capacity(decoded.len());
