@@ -554,7 +554,7 @@ impl Conn {
     pub fn release(&mut self, cx: &mut Cx) {
         match &mut self.phase {
             Phase::Cgi(run) => run.abandon(cx.registry, cx.reaper),
-            Phase::Proxy(run) => run.abandon(cx.registry),
+            Phase::Proxy(run) => run.abandon(cx.upstreams),
             Phase::Head | Phase::Body(_) | Phase::Write(_) | Phase::Linger { .. } => {}
         }
         self.phase = Phase::Head;
@@ -1073,7 +1073,7 @@ impl Conn {
         match outcome {
             ProxyStep::Done { close } => {
                 self.log(Some(&run.request), run.status, run.body_bytes, cx);
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 let after = if close {
                     After::Close
                 } else {
@@ -1082,7 +1082,7 @@ impl Conn {
                 self.finish_response(after, cx)
             }
             ProxyStep::Fail(status) => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 let request = std::mem::replace(&mut run.request, placeholder_request());
                 // Without a body the connection is still in step: keep it.
                 let ending = if request.framing == Framing::None {
@@ -1094,7 +1094,7 @@ impl Conn {
                 Step::Progress
             }
             ProxyStep::Abort | ProxyStep::Progress | ProxyStep::Blocked => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 Step::Close
             }
         }
@@ -1112,7 +1112,7 @@ impl Conn {
                 Some(std::mem::replace(&mut run.request, placeholder_request()))
             }
             Phase::Proxy(mut run) => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 Some(std::mem::replace(&mut run.request, placeholder_request()))
             }
             Phase::Head | Phase::Write(_) | Phase::Linger { .. } => None,
