@@ -737,14 +737,18 @@ impl ProxyRun {
                     Err(_) => return Err(self.upstream_broke(cx)),
                 }
             }
-            let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
+            // Out of `self` while the parsed head borrows it.
+            let buf = std::mem::take(&mut self.head);
+            let (head, len) = match parse_response_head(&buf, self.request.is_head()) {
                 Ok(Some(parsed)) => parsed,
-                Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
+                Ok(None) if buf.len() < HEAD_LIMIT => {
+                    self.head = buf;
+                    return Ok(());
+                }
                 Ok(None) | Err(_) => return Err(self.upstream_broke(cx)),
             };
-            let rest = self.head.split_off(len);
-            self.head = rest;
             if head.is_interim() {
+                self.head = buf[len..].to_vec();
                 continue;
             }
             if self.next_upstream.has_status(head.status) {
@@ -760,10 +764,10 @@ impl ProxyRun {
             } else {
                 cx.upstreams.balancer.succeeded(self.group, self.server);
             }
-            let rest = std::mem::take(&mut self.head);
             self.relay = Some(self.response_head(&head, cx));
+            let rest = &buf[len..];
             if !rest.is_empty() {
-                cx.scratch[..rest.len()].copy_from_slice(&rest);
+                cx.scratch[..rest.len()].copy_from_slice(rest);
                 self.relay_body(rest.len(), cx)?;
             } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
                 self.finish_upstream_body();
@@ -775,7 +779,7 @@ impl ProxyRun {
     /// The client's response head from the upstream's, with what the
     /// location adds; the body is compressed on the way when the location
     /// and the client want gzip (SPEC §9.5).
-    fn response_head(&mut self, head: &UpstreamHead, cx: &mut Cx) -> Relay {
+    fn response_head(&mut self, head: &UpstreamHead<'_>, cx: &mut Cx) -> Relay {
         let status = self.error_status.unwrap_or(head.status);
         self.status = status;
         self.upstream_keep_alive = head.keep_alive;
