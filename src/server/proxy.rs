@@ -50,6 +50,8 @@ use crate::server::tunnel::{Tunnel, TunnelStep};
 const SEND_BUFFER: usize = 64 * 1024;
 /// The most bytes of an upstream response head.
 const HEAD_LIMIT: usize = 16 * 1024;
+/// The largest relay buffer given back to the loop for the next response.
+const SPARE_LIMIT: usize = 16 * 1024;
 
 /// The first poll token of upstream connections; every token below it
 /// belongs to the event loop's own layout (connection keys stay far below,
@@ -834,7 +836,10 @@ impl ProxyRun {
             self.keep_alive = false;
         }
         self.up_body = up_body;
-        let mut out = Vec::with_capacity(512);
+        // The loop's spare head buffer: the last relay's, given back when
+        // it completed, already large enough for a head and a small body.
+        let mut out = std::mem::take(cx.spare_head);
+        out.clear();
         let now = std::time::SystemTime::now();
         let output = &self.output;
         write_head_start(&mut out, status, cx.date.get(now), output.server_tokens);
@@ -948,6 +953,13 @@ impl ProxyRun {
         let close = self.relay.as_ref().is_none_or(Relay::must_close)
             || !self.keep_alive
             || self.feed.is_some();
+        if let Some(relay) = &mut self.relay {
+            let buf = relay.take_buf();
+            // A large body's buffer is not kept for the small ones.
+            if buf.capacity() <= SPARE_LIMIT && buf.capacity() > cx.spare_head.capacity() {
+                *cx.spare_head = buf;
+            }
+        }
         ProxyStep::Done { close }
     }
 
