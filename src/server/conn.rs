@@ -44,7 +44,7 @@ use crate::http::request::{Framing, Request, Via};
 use crate::http::response::{
     chunk_size_line, write_head_end, write_head_start, Body, Length, Reply,
 };
-use crate::routing::{Limits, LogLevel, RoutingTable, Server};
+use crate::routing::{Limits, LogLevel, LogTarget, RoutingTable, Server};
 use crate::server::cgi::{CgiRun, CgiStep, Feed};
 use crate::server::log::{AccessEntry, Logs};
 use crate::server::proxy::{ProxyRun, ProxyStep, Upstreams};
@@ -1015,6 +1015,11 @@ impl Conn {
     /// that could not be parsed).
     fn log(&self, request: Option<&Request>, status: u16, bytes: u64, cx: &mut Cx) {
         let server = &self.table.servers[self.server];
+        // With `access_log off`, the entry (the request line and two
+        // headers looked up) is not even built.
+        if server.access_log == LogTarget::Off {
+            return;
+        }
         let entry = match &self.error_origin {
             Some(origin) => AccessEntry {
                 peer: self.client.peer,
