@@ -663,7 +663,16 @@ impl ProxyRun {
         }
         self.reused = false;
         if self.relay.is_some() {
-            self.relay_body(n, cx)?;
+            self.relay_body(&cx.scratch[..n])?;
+        } else if self.head.is_empty() && !self.upgrade {
+            // Out of `cx` while it is parsed (the head borrows it).
+            let scratch = std::mem::take(&mut cx.scratch);
+            let parsed = self.parse_whole_head(&scratch[..n], table, cx);
+            cx.scratch = scratch;
+            if !parsed? {
+                self.head.extend_from_slice(&cx.scratch[..n]);
+                self.parse_head(table, cx)?;
+            }
         } else {
             self.head.extend_from_slice(&cx.scratch[..n]);
             self.parse_head(table, cx)?;
@@ -753,29 +762,58 @@ impl ProxyRun {
                 self.head = buf[len..].to_vec();
                 continue;
             }
-            if self.next_upstream.has_status(head.status) {
-                cx.upstreams
-                    .balancer
-                    .failed(self.group, self.server, cx.now);
-                let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
-                if others && self.replayable() {
-                    // The answer is dropped unread, and its connection with it.
-                    self.drop_upstream(cx.upstreams);
-                    return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
-                }
-            } else {
-                cx.upstreams.balancer.succeeded(self.group, self.server);
-            }
-            self.relay = Some(self.response_head(&head, cx));
-            let rest = &buf[len..];
-            if !rest.is_empty() {
-                cx.scratch[..rest.len()].copy_from_slice(rest);
-                self.relay_body(rest.len(), cx)?;
-            } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
-                self.finish_upstream_body();
-            }
-            return Ok(());
+            return self.on_head(&head, &buf[len..], table, cx);
         }
+    }
+
+    /// The first read usually holds the whole head (and the start of the
+    /// body, or all of it): then it is parsed where it was read, without
+    /// a copy into `head`. `Ok(false)` leaves anything else (a partial
+    /// head, an interim one, an error) to [`ProxyRun::parse_head`].
+    fn parse_whole_head(
+        &mut self,
+        data: &[u8],
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<bool, ProxyStep> {
+        match parse_response_head(data, self.request.is_head()) {
+            Ok(Some((head, len))) if !head.is_interim() => {
+                self.on_head(&head, &data[len..], table, cx).map(|()| true)
+            }
+            Ok(_) | Err(_) => Ok(false),
+        }
+    }
+
+    /// The final response head arrived, `rest` behind it: the client's
+    /// head and the body's first bytes go to a new relay, unless the
+    /// status sends the request to the next server.
+    fn on_head(
+        &mut self,
+        head: &UpstreamHead<'_>,
+        rest: &[u8],
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<(), ProxyStep> {
+        if self.next_upstream.has_status(head.status) {
+            cx.upstreams
+                .balancer
+                .failed(self.group, self.server, cx.now);
+            let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
+            if others && self.replayable() {
+                // The answer is dropped unread, and its connection with it.
+                self.drop_upstream(cx.upstreams);
+                return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
+            }
+        } else {
+            cx.upstreams.balancer.succeeded(self.group, self.server);
+        }
+        self.relay = Some(self.response_head(head, cx));
+        if !rest.is_empty() {
+            self.relay_body(rest)?;
+        } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
+            self.finish_upstream_body();
+        }
+        Ok(())
     }
 
     /// The client's response head from the upstream's, with what the
@@ -862,12 +900,12 @@ impl ProxyRun {
         }
     }
 
-    /// `cx.scratch[..n]` holds upstream body bytes.
-    fn relay_body(&mut self, n: usize, cx: &mut Cx) -> Result<(), ProxyStep> {
+    /// `data`: upstream body bytes.
+    fn relay_body(&mut self, data: &[u8]) -> Result<(), ProxyStep> {
         let Some(relay) = &mut self.relay else {
             return Ok(());
         };
-        let data = &cx.scratch[..n];
+        let n = data.len();
         match &mut self.up_body {
             None => {}
             Some(UpBody::UntilClose) => {
