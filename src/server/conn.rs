@@ -554,7 +554,7 @@ impl Conn {
     pub fn release(&mut self, cx: &mut Cx) {
         match &mut self.phase {
             Phase::Cgi(run) => run.abandon(cx.registry, cx.reaper),
-            Phase::Proxy(run) => run.abandon(cx.registry),
+            Phase::Proxy(run) => run.abandon(cx.upstreams),
             Phase::Head | Phase::Body(_) | Phase::Write(_) | Phase::Linger { .. } => {}
         }
         self.phase = Phase::Head;
@@ -1015,8 +1015,9 @@ impl Conn {
     /// that could not be parsed).
     fn log(&self, request: Option<&Request>, status: u16, bytes: u64, cx: &mut Cx) {
         let server = &self.table.servers[self.server];
+        // With `access_log off`, the entry (the request line and two
+        // headers looked up) is not even built.
         if server.access_log == LogTarget::Off {
-            // Nothing to find in the request.
             return;
         }
         let entry = match &self.error_origin {
@@ -1077,7 +1078,7 @@ impl Conn {
         match outcome {
             ProxyStep::Done { close } => {
                 self.log(Some(&run.request), run.status, run.body_bytes, cx);
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 let after = if close {
                     After::Close
                 } else {
@@ -1086,7 +1087,7 @@ impl Conn {
                 self.finish_response(after, cx)
             }
             ProxyStep::Fail(status) => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 let request = std::mem::replace(&mut run.request, placeholder_request());
                 // Without a body the connection is still in step: keep it.
                 let ending = if request.framing == Framing::None {
@@ -1098,7 +1099,7 @@ impl Conn {
                 Step::Progress
             }
             ProxyStep::Abort | ProxyStep::Progress | ProxyStep::Blocked => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 Step::Close
             }
         }
@@ -1116,7 +1117,7 @@ impl Conn {
                 Some(std::mem::replace(&mut run.request, placeholder_request()))
             }
             Phase::Proxy(mut run) => {
-                run.abandon(cx.registry);
+                run.abandon(cx.upstreams);
                 Some(std::mem::replace(&mut run.request, placeholder_request()))
             }
             Phase::Head | Phase::Write(_) | Phase::Linger { .. } => None,

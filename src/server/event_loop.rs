@@ -9,7 +9,9 @@
 //! key plus 1), `HEALTH_BASE - 1` the open-file cache's inotify descriptor,
 //! `HEALTH_BASE..CONN_BASE` the active health checks ([`HealthChecks`]), and
 //! from `CONN_BASE` each connection owns one token per [`Source`] in a row,
-//! so the sockets and pipes of a connection find it directly.
+//! so the sockets and pipes of a connection find it directly. Upstream
+//! connections have tokens of their own from [`UPSTREAM_BASE`], which
+//! [`Upstreams::owner`] maps to the token of the exchange using one.
 //!
 //! The open-file cache is drained of its queued changes when a wait
 //! reports its inotify descriptor, before any request of that batch is read
@@ -38,14 +40,14 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::cache::FileCache;
-use crate::handlers::proxy::{Balancer, Pool, POOL_IDLE_TIMEOUT};
+use crate::handlers::proxy::{Balancer, POOL_IDLE_TIMEOUT};
 use crate::http::date::DateCache;
 use crate::routing::RoutingTable;
 use crate::server::conn::{Conn, Cx, Readiness, Source, Verdict};
 use crate::server::health::HealthChecks;
 use crate::server::log::{self, Logs};
 use crate::server::panic;
-use crate::server::proxy::Upstreams;
+use crate::server::proxy::{Upstreams, UPSTREAM_BASE};
 use crate::server::reaper::Reaper;
 use crate::server::timers::Timers;
 use crate::server::transport::Transport;
@@ -227,10 +229,7 @@ impl EventLoop {
             reserve: open_reserve(),
             closing: Vec::new(),
             reaper: Reaper::default(),
-            upstreams: Upstreams {
-                pool: Pool::default(),
-                balancer,
-            },
+            upstreams: Upstreams::new(balancer),
             health,
             cache,
             wait: 0,
@@ -306,7 +305,8 @@ impl EventLoop {
             self.resume_accepting(now);
             self.reaper.reap(Instant::now());
             // Idle upstream connections past their time are closed.
-            drop(self.upstreams.pool.expire(now, POOL_IDLE_TIMEOUT));
+            self.upstreams.expire(now);
+            self.upstreams.sweep();
             self.cache.expire(now);
         }
     }
@@ -321,22 +321,29 @@ impl EventLoop {
                 &mut self.upstreams.balancer,
                 &mut self.logs,
             ),
-            Token(t) => {
-                let Some((key, source)) = split_token(t) else {
-                    return;
-                };
-                let ready = Readiness {
-                    readable: event.is_readable() || event.is_read_closed() || event.is_error(),
-                    writable: event.is_writable() || event.is_write_closed() || event.is_error(),
-                    read_closed: event.is_read_closed() || event.is_error(),
-                };
-                // None: closed earlier in this batch.
-                if let Some(verdict) =
-                    self.guarded(key, now, |conn, cx| conn.on_ready(source, ready, cx))
-                {
-                    self.settle(key, verdict);
+            token @ Token(t) if t >= UPSTREAM_BASE => {
+                // An idle pooled connection has no owner.
+                if let Some(Token(owner)) = self.upstreams.owner(token) {
+                    self.dispatch_conn(owner, event, now);
                 }
             }
+            Token(t) => self.dispatch_conn(t, event, now),
+        }
+    }
+
+    /// An event for a connection's own token `t`.
+    fn dispatch_conn(&mut self, t: usize, event: &mio::event::Event, now: Instant) {
+        let Some((key, source)) = split_token(t) else {
+            return;
+        };
+        let ready = Readiness {
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            read_closed: event.is_read_closed() || event.is_error(),
+        };
+        // None: closed earlier in this batch.
+        if let Some(verdict) = self.guarded(key, now, |conn, cx| conn.on_ready(source, ready, cx)) {
+            self.settle(key, verdict);
         }
     }
 

@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use slab::Slab;
 
 use crate::handlers::output::{self, Candidate, Coding};
 use crate::handlers::proxy::{
     parse_response_head, parse_switch_head, request_head, upgrade_of, Active, Balancer,
-    BodyFraming, Pool, ResponseFraming, SwitchHead, UpstreamHead,
+    BodyFraming, Pool, ResponseFraming, SwitchHead, UpstreamHead, POOL_IDLE_TIMEOUT,
 };
 use crate::http::chunked::{Chunk, ChunkedDecoder};
 use crate::http::request::{Framing, Request};
@@ -49,12 +50,83 @@ use crate::server::tunnel::{Tunnel, TunnelStep};
 const SEND_BUFFER: usize = 64 * 1024;
 /// The most bytes of an upstream response head.
 const HEAD_LIMIT: usize = 16 * 1024;
+/// The largest relay buffer given back to the loop for the next response.
+const SPARE_LIMIT: usize = 16 * 1024;
+
+/// The first poll token of upstream connections; every token below it
+/// belongs to the event loop's own layout (connection keys stay far below,
+/// bounded by the descriptors a process may open).
+pub const UPSTREAM_BASE: usize = usize::MAX / 2 + 1;
 
 /// What the event loop keeps for every proxied request: the pool of idle
-/// upstream connections and the balancer's state.
+/// upstream connections, the owner of every open one, and the balancer's
+/// state.
+///
+/// Each upstream connection is registered once, under a token of its own
+/// (`UPSTREAM_BASE + slot`), and keeps it while it goes to the pool and
+/// back: `owners` says which exchange's token its events go to, so taking
+/// a pooled connection costs no `epoll_ctl` (nginx keeps its upstream
+/// connections registered the same way).
 pub struct Upstreams {
-    pub pool: Pool<TcpStream>,
+    pub pool: Pool<Pooled>,
     pub balancer: Balancer,
+    /// Slot → the token of the exchange using the connection, `None`
+    /// while it is idle in the pool (its events are then ignored: the
+    /// probe in [`take_live`] finds what they announced).
+    owners: Slab<Option<Token>>,
+    /// Slots of closed connections, freed after the event batch: an event
+    /// of the closed one later in the batch must not reach a new owner.
+    closed: Vec<usize>,
+}
+
+/// An idle upstream connection and its slot in [`Upstreams`].
+pub struct Pooled {
+    stream: TcpStream,
+    slot: usize,
+}
+
+impl Upstreams {
+    pub fn new(balancer: Balancer) -> Upstreams {
+        Upstreams {
+            pool: Pool::default(),
+            balancer,
+            owners: Slab::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// The exchange token an upstream connection's event goes to, if one
+    /// uses that connection now.
+    pub fn owner(&self, token: Token) -> Option<Token> {
+        let slot = token.0.checked_sub(UPSTREAM_BASE)?;
+        self.owners.get(slot).copied().flatten()
+    }
+
+    /// Closes `conn` (dropping its socket takes it out of the poll).
+    fn close(&mut self, conn: Pooled) {
+        self.release(conn.slot);
+    }
+
+    fn release(&mut self, slot: usize) {
+        if let Some(owner) = self.owners.get_mut(slot) {
+            *owner = None;
+            self.closed.push(slot);
+        }
+    }
+
+    /// Frees the slots of the connections closed during the batch.
+    pub fn sweep(&mut self) {
+        for slot in self.closed.drain(..) {
+            self.owners.try_remove(slot);
+        }
+    }
+
+    /// Closes the connections idle for too long.
+    pub fn expire(&mut self, now: Instant) {
+        for conn in self.pool.expire(now, POOL_IDLE_TIMEOUT) {
+            self.close(conn);
+        }
+    }
 }
 
 /// What a step of the exchange led to.
@@ -87,6 +159,9 @@ pub struct ProxyRun {
     addr: SocketAddr,
     token: Token,
     upstream: Option<TcpStream>,
+    /// The upstream connection's slot in [`Upstreams`] (while `upstream`
+    /// is `Some`).
+    slot: usize,
     connected: bool,
     /// The connection came from the pool: if it turns out dead before any
     /// response byte, one fresh connection is tried.
@@ -167,6 +242,7 @@ impl ProxyRun {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             token,
             upstream: None,
+            slot: 0,
             connected: false,
             reused: false,
             readable: false,
@@ -248,7 +324,7 @@ impl ProxyRun {
         if !again || !self.next_upstream.has(NextUpstream::TIMEOUT) {
             return Err(504);
         }
-        self.drop_upstream(cx.registry);
+        self.drop_upstream(cx.upstreams);
         self.connect_next(table, cx, true).map_err(|_| 504)
     }
 
@@ -286,14 +362,12 @@ impl ProxyRun {
             self.active = cx.upstreams.balancer.active(self.group, index);
             self.server = index;
             self.addr = server.addr;
-            if let Some(stream) = take_live(&mut cx.upstreams.pool, server.addr) {
-                if self.attach(stream, cx.registry, true) {
-                    return Ok(());
-                }
-                continue;
+            if let Some(pooled) = take_live(cx.upstreams, server.addr) {
+                self.attach_pooled(pooled, cx.upstreams);
+                return Ok(());
             }
             let attached = TcpStream::connect(server.addr)
-                .is_ok_and(|stream| self.attach(stream, cx.registry, false));
+                .is_ok_and(|stream| self.attach(stream, cx.registry, cx.upstreams));
             if attached {
                 // The connect timeout runs from here, not from the request.
                 self.last_progress = cx.now;
@@ -306,23 +380,38 @@ impl ProxyRun {
         }
     }
 
-    /// Takes `stream` as this exchange's upstream. A pooled connection is
-    /// still registered (under the token of the exchange that pooled it):
-    /// one `reregister` moves it here.
-    fn attach(&mut self, mut stream: TcpStream, registry: &Registry, reused: bool) -> bool {
+    /// Takes a new connection (its connect under way) as this exchange's
+    /// upstream, registered under a slot of its own.
+    fn attach(
+        &mut self,
+        mut stream: TcpStream,
+        registry: &Registry,
+        upstreams: &mut Upstreams,
+    ) -> bool {
+        let slot = upstreams.owners.insert(Some(self.token));
         let interest = Interest::READABLE | Interest::WRITABLE;
-        let registered = if reused {
-            registry.reregister(&mut stream, self.token, interest)
-        } else {
-            registry.register(&mut stream, self.token, interest)
-        };
-        if registered.is_err() {
+        if registry
+            .register(&mut stream, Token(UPSTREAM_BASE + slot), interest)
+            .is_err()
+        {
+            upstreams.owners.remove(slot);
             return false;
         }
-        if !reused {
-            let _ = stream.set_nodelay(true);
-        }
+        let _ = stream.set_nodelay(true);
+        self.take_stream(stream, slot, false);
+        true
+    }
+
+    /// Takes a pooled connection: it is still registered under its slot,
+    /// whose events now come here.
+    fn attach_pooled(&mut self, pooled: Pooled, upstreams: &mut Upstreams) {
+        upstreams.owners[pooled.slot] = Some(self.token);
+        self.take_stream(pooled.stream, pooled.slot, true);
+    }
+
+    fn take_stream(&mut self, stream: TcpStream, slot: usize, reused: bool) {
         self.upstream = Some(stream);
+        self.slot = slot;
         self.connected = reused;
         self.reused = reused;
         self.readable = false;
@@ -330,12 +419,13 @@ impl ProxyRun {
         self.writable = reused;
         self.out_pos = 0;
         self.head.clear();
-        true
     }
 
-    fn drop_upstream(&mut self, registry: &Registry) {
-        if let Some(mut stream) = self.upstream.take() {
-            let _ = registry.deregister(&mut stream);
+    /// Closes the upstream connection; closing its socket takes it out of
+    /// the poll (no `epoll_ctl`: nothing else holds the descriptor).
+    fn drop_upstream(&mut self, upstreams: &mut Upstreams) {
+        if self.upstream.take().is_some() {
+            upstreams.release(self.slot);
         }
         self.connected = false;
     }
@@ -411,7 +501,7 @@ impl ProxyRun {
             TunnelStep::Blocked => ProxyStep::Blocked,
             TunnelStep::Closed => {
                 self.body_bytes = tunnel.body_bytes;
-                self.drop_upstream(cx.registry);
+                self.drop_upstream(cx.upstreams);
                 ProxyStep::Done { close: true }
             }
         }
@@ -450,10 +540,10 @@ impl ProxyRun {
         let Some(stream) = &self.upstream else {
             return Err(502);
         };
-        // A writable event may be spurious: a pooled connection stays
-        // registered under the token of the exchange that pooled it, and
-        // its closing reports writable too. A connect still in progress
-        // has no error and no peer yet (mio's `TcpStream::connect`).
+        // A writable event may be spurious: one a pooled connection had
+        // waiting when it was taken goes to its new owner. A connect still
+        // in progress has no error and no peer yet (mio's
+        // `TcpStream::connect`).
         let failed = match stream.take_error() {
             Ok(Some(_)) | Err(_) => true,
             Ok(None) => match stream.peer_addr() {
@@ -469,7 +559,7 @@ impl ProxyRun {
             cx.upstreams
                 .balancer
                 .failed(self.group, self.server, cx.now);
-            self.drop_upstream(cx.registry);
+            self.drop_upstream(cx.upstreams);
             if !self.next_upstream.has(NextUpstream::ERROR) {
                 return Err(502);
             }
@@ -573,7 +663,16 @@ impl ProxyRun {
         }
         self.reused = false;
         if self.relay.is_some() {
-            self.relay_body(n, cx)?;
+            self.relay_body(&cx.scratch[..n])?;
+        } else if self.head.is_empty() && !self.upgrade {
+            // Out of `cx` while it is parsed (the head borrows it).
+            let scratch = std::mem::take(&mut cx.scratch);
+            let parsed = self.parse_whole_head(&scratch[..n], table, cx);
+            cx.scratch = scratch;
+            if !parsed? {
+                self.head.extend_from_slice(&cx.scratch[..n]);
+                self.parse_head(table, cx)?;
+            }
         } else {
             self.head.extend_from_slice(&cx.scratch[..n]);
             self.parse_head(table, cx)?;
@@ -586,7 +685,7 @@ impl ProxyRun {
         if self.relay.is_none() {
             return Err(self.retry_or_fail(table, cx));
         }
-        self.drop_upstream(cx.registry);
+        self.drop_upstream(cx.upstreams);
         match self.up_body {
             Some(UpBody::UntilClose) | None => {
                 if let Some(relay) = &mut self.relay {
@@ -605,10 +704,10 @@ impl ProxyRun {
     /// `proxy_next_upstream error` the next one is tried while the request
     /// can be sent again whole; anything else is 502.
     fn retry_or_fail(&mut self, table: &RoutingTable, cx: &mut Cx) -> ProxyStep {
-        self.drop_upstream(cx.registry);
+        self.drop_upstream(cx.upstreams);
         if self.reused && self.head.is_empty() && self.replayable() {
             if let Ok(stream) = TcpStream::connect(self.addr) {
-                if self.attach(stream, cx.registry, false) {
+                if self.attach(stream, cx.registry, cx.upstreams) {
                     return ProxyStep::Progress;
                 }
             }
@@ -626,7 +725,7 @@ impl ProxyRun {
     }
 
     fn upstream_broke(&mut self, cx: &mut Cx) -> ProxyStep {
-        self.drop_upstream(cx.registry);
+        self.drop_upstream(cx.upstreams);
         if self.relay.is_some() {
             ProxyStep::Abort
         } else {
@@ -649,45 +748,78 @@ impl ProxyRun {
                     Err(_) => return Err(self.upstream_broke(cx)),
                 }
             }
-            let (head, len) = match parse_response_head(&self.head, self.request.is_head()) {
+            // Out of `self` while the parsed head borrows it.
+            let buf = std::mem::take(&mut self.head);
+            let (head, len) = match parse_response_head(&buf, self.request.is_head()) {
                 Ok(Some(parsed)) => parsed,
-                Ok(None) if self.head.len() < HEAD_LIMIT => return Ok(()),
+                Ok(None) if buf.len() < HEAD_LIMIT => {
+                    self.head = buf;
+                    return Ok(());
+                }
                 Ok(None) | Err(_) => return Err(self.upstream_broke(cx)),
             };
-            let rest = self.head.split_off(len);
-            self.head = rest;
             if head.is_interim() {
+                self.head = buf[len..].to_vec();
                 continue;
             }
-            if self.next_upstream.has_status(head.status) {
-                cx.upstreams
-                    .balancer
-                    .failed(self.group, self.server, cx.now);
-                let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
-                if others && self.replayable() {
-                    // The answer is dropped unread, and its connection with it.
-                    self.drop_upstream(cx.registry);
-                    return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
-                }
-            } else {
-                cx.upstreams.balancer.succeeded(self.group, self.server);
-            }
-            let rest = std::mem::take(&mut self.head);
-            self.relay = Some(self.response_head(&head, cx));
-            if !rest.is_empty() {
-                cx.scratch[..rest.len()].copy_from_slice(&rest);
-                self.relay_body(rest.len(), cx)?;
-            } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
-                self.finish_upstream_body();
-            }
-            return Ok(());
+            return self.on_head(&head, &buf[len..], table, cx);
         }
+    }
+
+    /// The first read usually holds the whole head (and the start of the
+    /// body, or all of it): then it is parsed where it was read, without
+    /// a copy into `head`. `Ok(false)` leaves anything else (a partial
+    /// head, an interim one, an error) to [`ProxyRun::parse_head`].
+    fn parse_whole_head(
+        &mut self,
+        data: &[u8],
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<bool, ProxyStep> {
+        match parse_response_head(data, self.request.is_head()) {
+            Ok(Some((head, len))) if !head.is_interim() => {
+                self.on_head(&head, &data[len..], table, cx).map(|()| true)
+            }
+            Ok(_) | Err(_) => Ok(false),
+        }
+    }
+
+    /// The final response head arrived, `rest` behind it: the client's
+    /// head and the body's first bytes go to a new relay, unless the
+    /// status sends the request to the next server.
+    fn on_head(
+        &mut self,
+        head: &UpstreamHead<'_>,
+        rest: &[u8],
+        table: &RoutingTable,
+        cx: &mut Cx,
+    ) -> Result<(), ProxyStep> {
+        if self.next_upstream.has_status(head.status) {
+            cx.upstreams
+                .balancer
+                .failed(self.group, self.server, cx.now);
+            let others = cx.upstreams.balancer.has_untried(self.group, &self.tried);
+            if others && self.replayable() {
+                // The answer is dropped unread, and its connection with it.
+                self.drop_upstream(cx.upstreams);
+                return self.connect_next(table, cx, true).map_err(ProxyStep::Fail);
+            }
+        } else {
+            cx.upstreams.balancer.succeeded(self.group, self.server);
+        }
+        self.relay = Some(self.response_head(head, cx));
+        if !rest.is_empty() {
+            self.relay_body(rest)?;
+        } else if matches!(self.up_body, Some(UpBody::Length(0))) || self.up_body.is_none() {
+            self.finish_upstream_body();
+        }
+        Ok(())
     }
 
     /// The client's response head from the upstream's, with what the
     /// location adds; the body is compressed on the way when the location
     /// and the client want gzip (SPEC §9.5).
-    fn response_head(&mut self, head: &UpstreamHead, cx: &mut Cx) -> Relay {
+    fn response_head(&mut self, head: &UpstreamHead<'_>, cx: &mut Cx) -> Relay {
         let status = self.error_status.unwrap_or(head.status);
         self.status = status;
         self.upstream_keep_alive = head.keep_alive;
@@ -742,7 +874,10 @@ impl ProxyRun {
             self.keep_alive = false;
         }
         self.up_body = up_body;
-        let mut out = Vec::with_capacity(512);
+        // The loop's spare head buffer: the last relay's, given back when
+        // it completed, already large enough for a head and a small body.
+        let mut out = std::mem::take(cx.spare_head);
+        out.clear();
         let now = std::time::SystemTime::now();
         let output = &self.output;
         write_head_start(&mut out, status, cx.date.get(now), output.server_tokens);
@@ -765,12 +900,12 @@ impl ProxyRun {
         }
     }
 
-    /// `cx.scratch[..n]` holds upstream body bytes.
-    fn relay_body(&mut self, n: usize, cx: &mut Cx) -> Result<(), ProxyStep> {
+    /// `data`: upstream body bytes.
+    fn relay_body(&mut self, data: &[u8]) -> Result<(), ProxyStep> {
         let Some(relay) = &mut self.relay else {
             return Ok(());
         };
-        let data = &cx.scratch[..n];
+        let n = data.len();
         match &mut self.up_body {
             None => {}
             Some(UpBody::UntilClose) => {
@@ -836,26 +971,39 @@ impl ProxyRun {
     fn complete(&mut self, cx: &mut Cx) -> ProxyStep {
         let reusable =
             self.upstream_keep_alive && self.feed.is_none() && self.out_pos == self.out.len();
-        if let Some(mut stream) = self.upstream.take() {
-            if reusable {
-                // It stays registered: an event for it on the way is only a
-                // spurious wake-up for whoever holds this token, and the
-                // next user reregisters it. An evicted one is dropped, which
-                // closes it and removes it from the poll.
-                let _ = cx.upstreams.pool.put(self.addr, stream, cx.now);
-            } else {
-                let _ = cx.registry.deregister(&mut stream);
+        if reusable {
+            if let Some(stream) = self.upstream.take() {
+                // It stays registered under its slot, which has no owner
+                // while it is idle. An evicted one is closed.
+                let upstreams = &mut *cx.upstreams;
+                upstreams.owners[self.slot] = None;
+                let pooled = Pooled {
+                    stream,
+                    slot: self.slot,
+                };
+                if let Some(evicted) = upstreams.pool.put(self.addr, pooled, cx.now) {
+                    upstreams.close(evicted);
+                }
             }
+        } else {
+            self.drop_upstream(cx.upstreams);
         }
         let close = self.relay.as_ref().is_none_or(Relay::must_close)
             || !self.keep_alive
             || self.feed.is_some();
+        if let Some(relay) = &mut self.relay {
+            let buf = relay.take_buf();
+            // A large body's buffer is not kept for the small ones.
+            if buf.capacity() <= SPARE_LIMIT && buf.capacity() > cx.spare_head.capacity() {
+                *cx.spare_head = buf;
+            }
+        }
         ProxyStep::Done { close }
     }
 
     /// The exchange is over early: the upstream connection is closed.
-    pub fn abandon(&mut self, registry: &Registry) {
-        self.drop_upstream(registry);
+    pub fn abandon(&mut self, upstreams: &mut Upstreams) {
+        self.drop_upstream(upstreams);
     }
 }
 
@@ -901,14 +1049,16 @@ fn client_gone(client: &mut Client) -> bool {
 ///
 /// The probe costs one system call, but bytes an upstream sent after a
 /// complete response must never be read as the next request's response.
-fn take_live(pool: &mut Pool<TcpStream>, addr: SocketAddr) -> Option<TcpStream> {
-    while let Some(stream) = pool.take(addr) {
+fn take_live(upstreams: &mut Upstreams, addr: SocketAddr) -> Option<Pooled> {
+    while let Some(conn) = upstreams.pool.take(addr) {
         let mut probe = [0u8; 1];
         // An idle upstream connection has nothing to read: EOF or stray
         // bytes mean it cannot carry a new request.
-        if matches!(stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock) {
-            return Some(stream);
+        if matches!(conn.stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        {
+            return Some(conn);
         }
+        upstreams.close(conn);
     }
     None
 }

@@ -172,6 +172,15 @@ impl Relay {
         Ok(total)
     }
 
+    /// The buffer, empty, for the next response to reuse (the relay is
+    /// done with it).
+    pub fn take_buf(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        self.pos = 0;
+        buf
+    }
+
     /// Drops written bytes once they are most of the buffer.
     fn compact(&mut self) {
         if self.pos == self.buf.len() {

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# bench/count_proxy.sh: what one proxied keep-alive request costs the front,
+# in counts that do not depend on what else runs on the machine: instructions
+# (valgrind --tool=callgrind, Ir) and system calls (strace -c), per request.
+#
+#   bench/count_proxy.sh [BIN...] [nginx]     one line per front and tool
+#
+# The fronts and the upstream are configured as in bench/proxy.sh: one nginx
+# upstream serving a 1 KiB file, webserv with `proxy_pass` to it, nginx (one
+# process: master_process off) with `upstream { keepalive 32; }`,
+# `proxy_http_version 1.1` and an empty `Connection`. bench/drive.py sends
+# WARMUP requests on one connection, then the counters are reset, then COUNT
+# requests on another, one at a time. Only the front is counted.
+# Environment: COUNT (200), WARMUP (20), TOOLS ("callgrind strace"),
+# STRACE_LIST=1 also prints the front's calls for the last 3 requests.
+set -euo pipefail
+
+BENCH_NAME=count_proxy
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+COUNT=${COUNT:-200}
+WARMUP=${WARMUP:-20}
+TOOLS=${TOOLS:-callgrind strace}
+[ $# -gt 0 ] || set -- "$WEBSERV_BIN"
+
+ensure_installed valgrind
+ensure_installed strace
+ensure_installed nginx
+setup_workspace
+mkdir -p "$WORK/www"
+head -c 1024 /dev/urandom >"$WORK/www/small.bin"
+chmod -R a+rX "$WORK/www"
+
+PORT[upstream]=$(free_port)
+NGINX_USER=1 nginx_conf "$WORK/upstream" "
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:${PORT[upstream]};
+        root $WORK/www;
+    }"
+start_nginx_dir upstream "$WORK/upstream"
+
+start() { # start BIN TOOL: the front under TOOL on PORT[server]
+    local bin=$1 tool=$2
+    PORT[server]=$(free_port)
+    local cmd=("$bin" "$WORK/front.conf")
+    if [ "$bin" = nginx ]; then
+        nginx_conf "$WORK/nginx" "
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    upstream u {
+        server 127.0.0.1:${PORT[upstream]};
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:${PORT[server]};
+        location / {
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+        echo 'master_process off;' >>"$WORK/nginx/nginx.conf"
+        cmd=(nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf")
+    else
+        cat >"$WORK/front.conf" <<CONF
+error_log stderr;
+server {
+    listen 127.0.0.1:${PORT[server]};
+    access_log off;
+    location / {
+        proxy_pass http://127.0.0.1:${PORT[upstream]};
+    }
+}
+CONF
+    fi
+    case $tool in
+        callgrind)
+            valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+                "${cmd[@]}" >"$WORK/server.log" 2>&1 &
+            ;;
+        strace) "${cmd[@]}" >"$WORK/server.log" 2>&1 & ;;
+    esac
+    PID[server]=$!
+    START_TIMEOUT=60
+    wait_accepting server
+}
+
+drive() { # drive N
+    python3 "$HERE/drive.py" --port "${PORT[server]}" --count "$1" --mode keepalive 2>>"$WORK/drive.log"
+}
+
+measure() { # measure BIN TOOL: prints the per-request figure
+    local bin=$1 tool=$2 total
+    start "$bin" "$tool"
+    drive "$WARMUP"
+    case $tool in
+        callgrind)
+            callgrind_control -z "${PID[server]}" >/dev/null
+            drive "$COUNT"
+            callgrind_control -d "${PID[server]}" >/dev/null
+            total=$(awk '/^(summary|totals):/ { print $2 }' "$WORK"/cg.out.* | tail -n 1)
+            [ -n "${KEEP_CG:-}" ] && cp "$(ls "$WORK"/cg.out.* | tail -n 1)" "$KEEP_CG.$(basename "$bin")"
+            rm -f "$WORK"/cg.out*
+            awk -v t="$total" -v n="$COUNT" 'BEGIN { printf "%.0f Ir/request", t / n }'
+            ;;
+        strace)
+            strace -c -f -q -p "${PID[server]}" -o "$WORK/strace.txt" &
+            local tracer=$!
+            sleep 1 # strace attaches; nothing is counted before the requests
+            drive "$COUNT"
+            kill -INT "$tracer"
+            wait "$tracer" 2>/dev/null || true
+            # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+            awk -v n="$COUNT" '$1 !~ /^[0-9.]+$/ { next }
+                 $NF == "total" { total = $4; next }
+                 { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
+                 END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
+            if [ "${STRACE_LIST:-0}" = 1 ]; then
+                strace -f -q -p "${PID[server]}" -o "$WORK/list.txt" &
+                tracer=$!
+                sleep 1
+                drive 3
+                kill -INT "$tracer"
+                wait "$tracer" 2>/dev/null || true
+                printf '\n'
+                cat "$WORK/list.txt"
+            fi
+            ;;
+    esac
+    stop_pid "${PID[server]}"
+    unset 'PID[server]'
+}
+
+for bin in "$@"; do
+    for tool in $TOOLS; do
+        printf '%s proxy-keepalive %s: %s\n' "$bin" "$tool" "$(measure "$bin" "$tool")"
+    done
+done
+sort -u "$WORK/drive.log" >&2 || true
