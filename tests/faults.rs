@@ -85,29 +85,32 @@ fn assert_refused_cleanly(s: &Server, store: &Path, why: &str) {
     assert_eq!(s.get("/").status, 200);
 }
 
+/// Starts the server under `resource` limited to `limit` (soft and hard).
+fn with_rlimit(command: &mut Command, resource: libc::__rlimit_resource_t, limit: u64) {
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the
+    // parent.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(resource, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 #[test]
 fn a_file_size_limit_gives_507_and_the_server_survives() {
     const LIMIT: u64 = 1024 * 1024;
     let s = Server::start_with(
         CONFIG,
         &[("www/index.html", b"home"), ("store/.keep", b"")],
-        |c| {
-            // SAFETY: setrlimit is async-signal-safe and touches no memory of
-            // the parent.
-            unsafe {
-                c.pre_exec(|| {
-                    let limit = libc::rlimit {
-                        rlim_cur: LIMIT,
-                        rlim_max: LIMIT,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        },
+        |c| with_rlimit(c, libc::RLIMIT_FSIZE, LIMIT),
     );
     let store = s.path("store");
     fs::remove_file(store.join(".keep")).expect("rm");
@@ -301,23 +304,7 @@ server {
 }
 "#,
         &[("www/index.html", b"home")],
-        |c| {
-            // SAFETY: setrlimit is async-signal-safe and touches no memory of
-            // the parent.
-            unsafe {
-                c.pre_exec(|| {
-                    let limit = libc::rlimit {
-                        rlim_cur: NOFILE,
-                        rlim_max: NOFILE,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        },
+        |c| with_rlimit(c, libc::RLIMIT_NOFILE, NOFILE),
     );
     let pid = s.pid();
     let base = sockets(pid);
