@@ -22,10 +22,21 @@
 //! before it reads any request of that batch. So a request whose first
 //! byte was in the socket when `epoll_wait` reported it was sent after any
 //! change its client saw complete, and that change was drained before the
-//! request is answered; a wait without changes costs no system call. Any other request (pipelined behind another one,
-//! read without a new readiness report, or over TLS, whose records may
-//! have been read earlier) drains the queue once more before the cache is
-//! read: the caller says which with `drained`.
+//! request is answered; a wait without changes costs no system call.
+//! Over TLS the same holds of the record that carries a request's first
+//! byte, when it is the first record read after the wait, the bytes
+//! handed to rustls before it ended at a record boundary, and rustls held
+//! no plaintext: that record's first byte was then at the head of the
+//! socket's queue when the wait reported it, and its client encrypted it
+//! after it saw the change complete (the
+//! transport follows the record framing from the 5-byte record headers;
+//! `Transport::read_fresh`). A record read before it in the same read,
+//! even one without plaintext (a key update, an empty fragment), may have
+//! been sent before the change, so then the request does not count. Any
+//! other request (pipelined behind another one, read without a new
+//! readiness report, or over TLS out of records read earlier or behind
+//! another record) drains the queue once more before the cache is read:
+//! the caller says which with `drained`.
 //!
 //! An event about a directory's entry drops the entry for that path (and,
 //! when the entry is a directory, everything under it, whose watches are

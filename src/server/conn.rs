@@ -1472,7 +1472,7 @@ impl Client {
         if !self.readable && !self.transport.has_buffered() {
             return ReadOutcome::Blocked;
         }
-        let at_edge = self.edge && self.input.is_empty() && !self.transport.is_tls();
+        let at_edge = self.edge && self.input.is_empty();
         self.edge = false;
         self.read_in_wait = cx.wait;
         let n = room.min(cx.scratch.len());
@@ -1493,7 +1493,9 @@ impl Client {
             Ok(None) => ReadOutcome::Blocked,
             Ok(Some(k)) if k > 0 => {
                 if self.input.is_empty() {
-                    self.input_at_edge = at_edge;
+                    // Over TLS, only when the bytes came out of the first
+                    // record this read took from the socket.
+                    self.input_at_edge = at_edge && self.transport.read_fresh();
                 }
                 self.input.extend(&buf[..k]);
                 self.last_activity = cx.now;
