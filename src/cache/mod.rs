@@ -134,6 +134,10 @@ struct Store {
     lru: BTreeMap<u64, Rc<Path>>,
     bytes: u64,
     descriptors: usize,
+    /// No entry goes idle before then: the least recently used one was
+    /// used last at this time less `inactive`, and every other one later.
+    /// The loop asks after every wait; a path's hash is not free.
+    quiet_until: Option<Instant>,
 }
 
 /// The per-process cache: its stores (one per distinct setting in use) and
@@ -275,6 +279,7 @@ impl FileCache {
             lru: BTreeMap::new(),
             bytes: 0,
             descriptors: 0,
+            quiet_until: None,
         });
         self.stores.len() - 1
     }
@@ -309,11 +314,16 @@ impl FileCache {
     /// Drops the entries unused for their `inactive` time.
     pub fn expire(&mut self, now: Instant) {
         for store in &mut self.stores {
+            if store.quiet_until.is_some_and(|until| now < until) {
+                continue;
+            }
+            let inactive = store.settings.inactive;
+            // What comes in later is used from now on.
+            store.quiet_until = Some(now + inactive);
             while let Some((_, path)) = store.lru.first_key_value() {
-                let idle = store.map.get(path).is_none_or(|s| {
-                    now.saturating_duration_since(s.used) > store.settings.inactive
-                });
-                if !idle {
+                let used = store.map.get(path).map(|s| s.used);
+                if let Some(used) = used.filter(|&u| now.saturating_duration_since(u) <= inactive) {
+                    store.quiet_until = Some(used + inactive);
                     break;
                 }
                 let path = Rc::clone(path);
