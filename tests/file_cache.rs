@@ -2,17 +2,23 @@
 //! every kind of change on disk, for small (in memory) and large (kept
 //! descriptor) files, seen by the very next request with no sleep in
 //! between, on one keep-alive connection, on new connections and
-//! pipelined; bounded memory; and plain correct answers when inotify cannot
-//! watch (a test knob of the `fault-injection` build).
+//! pipelined, and over TLS; bounded memory; and plain correct answers when
+//! inotify cannot watch (a test knob of the `fault-injection` build).
 
+#[path = "common/certs.rs"]
+mod certs;
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
-use common::{fault_binary, read_response, rss_kib, Response, Server};
+use common::{fault_binary, read_response, rss_kib, Response, Server, TIMEOUT};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const CONFIG: &str = "
 server {
@@ -24,7 +30,7 @@ server {
 
 const BIG: usize = 200 * 1024;
 
-fn get(stream: &mut TcpStream, path: &str) -> Response {
+fn get(stream: &mut (impl Read + Write), path: &str) -> Response {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("send");
     read_response(stream, false)
@@ -104,6 +110,97 @@ fn small_files_are_never_stale() {
 fn large_files_are_never_stale() {
     let server = Server::start(CONFIG, &[("www/.keep", b"")]);
     check_changes(&server, "large.bin", BIG);
+}
+
+const TLS_CONFIG: &str = "
+server {
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {dir}/tls/localhost.crt;
+    ssl_certificate_key {dir}/tls/localhost.key;
+    root {dir}/www;
+    access_log off;
+}
+";
+
+/// A verified TLS 1.3 or 1.2 connection to `server`, handshake done.
+fn tls_connect(server: &Server, pem: &certs::Pem) -> StreamOwned<ClientConnection, TcpStream> {
+    let mut roots = RootCertStore::empty();
+    let cert = CertificateDer::from_pem_slice(pem.cert.as_bytes()).expect("PEM certificate");
+    roots.add(cert).expect("trust anchor");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("server name");
+    let session = ClientConnection::new(Arc::new(config), name).expect("client session");
+    let socket = server.connect();
+    socket.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut tls = StreamOwned::new(session, socket);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
+}
+
+/// Over TLS a request skips draining the queue of changes only when its
+/// record was the first one read after a wait: each change, written in
+/// place or renamed over, is seen by a request sent at once on the same
+/// kept-alive connection, alone, behind a request already in flight, or
+/// behind a record without plaintext (a TLS 1.3 key update).
+#[test]
+fn over_tls_the_next_request_on_a_kept_alive_connection_sees_each_change() {
+    let pem = certs::self_signed(&["localhost"]);
+    let server = Server::start(
+        TLS_CONFIG,
+        &[
+            ("tls/localhost.crt", pem.cert.as_bytes()),
+            ("tls/localhost.key", pem.key.as_bytes()),
+            ("www/other.txt", b"other"),
+        ],
+    );
+    let file = server.path("www/small.txt");
+    let renamed = server.path("www/small.txt.new");
+    let mut tls = tls_connect(&server, &pem);
+    for round in 0..300u32 {
+        let body = format!("{round:08}").repeat(128);
+        let behind = round % 3 == 2;
+        if behind {
+            tls.write_all(b"GET /other.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .expect("send");
+        }
+        if round % 5 == 4 {
+            // A record without plaintext, sent before the change.
+            tls.conn.refresh_traffic_keys().expect("key update");
+            tls.flush().expect("send the key update");
+        }
+        if round % 2 == 0 {
+            // In place: same inode, same length, new bytes.
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&file)
+                .and_then(|mut f| f.write_all(body.as_bytes()))
+                .expect("write in place");
+        } else {
+            fs::write(&renamed, &body).expect("write");
+            fs::rename(&renamed, &file).expect("rename over");
+        }
+        tls.write_all(b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        if behind {
+            let response = read_response(&mut tls, false);
+            assert_eq!(response.body, b"other", "round {round}");
+        }
+        let response = read_response(&mut tls, false);
+        assert_eq!(response.status, 200, "round {round}");
+        assert!(
+            response.body == body.as_bytes(),
+            "round {round}: stale body"
+        );
+    }
 }
 
 #[test]

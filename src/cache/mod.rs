@@ -22,10 +22,21 @@
 //! before it reads any request of that batch. So a request whose first
 //! byte was in the socket when `epoll_wait` reported it was sent after any
 //! change its client saw complete, and that change was drained before the
-//! request is answered; a wait without changes costs no system call. Any other request (pipelined behind another one,
-//! read without a new readiness report, or over TLS, whose records may
-//! have been read earlier) drains the queue once more before the cache is
-//! read: the caller says which with `drained`.
+//! request is answered; a wait without changes costs no system call.
+//! Over TLS the same holds of the record that carries a request's first
+//! byte, when it is the first record read after the wait, the bytes
+//! handed to rustls before it ended at a record boundary, and rustls held
+//! no plaintext: that record's first byte was then at the head of the
+//! socket's queue when the wait reported it, and its client encrypted it
+//! after it saw the change complete (the
+//! transport follows the record framing from the 5-byte record headers;
+//! `Transport::read_fresh`). A record read before it in the same read,
+//! even one without plaintext (a key update, an empty fragment), may have
+//! been sent before the change, so then the request does not count. Any
+//! other request (pipelined behind another one, read without a new
+//! readiness report, or over TLS out of records read earlier or behind
+//! another record) drains the queue once more before the cache is read:
+//! the caller says which with `drained`.
 //!
 //! An event about a directory's entry drops the entry for that path (and,
 //! when the entry is a directory, everything under it, whose watches are
@@ -60,8 +71,6 @@ use inotify::Inotify;
 const ENTRY_OVERHEAD: u64 = 256;
 /// Room for a few hundred events per read.
 const EVENT_BUFFER: usize = 16 * 1024;
-/// How often idle entries are looked for.
-const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +134,10 @@ struct Store {
     lru: BTreeMap<u64, Rc<Path>>,
     bytes: u64,
     descriptors: usize,
+    /// No entry goes idle before then: the least recently used one was
+    /// used last at this time less `inactive`, and every other one later.
+    /// The loop asks after every wait; a path's hash is not free.
+    quiet_until: Option<Instant>,
 }
 
 /// The per-process cache: its stores (one per distinct setting in use) and
@@ -134,8 +147,6 @@ pub struct FileCache {
     inotify: Option<Inotify>,
     stores: Vec<Store>,
     tick: u64,
-    /// When [`FileCache::expire`] next looks at the entries.
-    next_expiry: Option<Instant>,
     max_descriptors: usize,
     events: Vec<u8>,
 }
@@ -152,7 +163,6 @@ impl FileCache {
             inotify: Inotify::new().ok(),
             stores: Vec::new(),
             tick: 0,
-            next_expiry: None,
             max_descriptors: descriptor_limit() / 4,
             events: Vec::new(),
         }
@@ -269,6 +279,7 @@ impl FileCache {
             lru: BTreeMap::new(),
             bytes: 0,
             descriptors: 0,
+            quiet_until: None,
         });
         self.stores.len() - 1
     }
@@ -300,20 +311,19 @@ impl FileCache {
         }
     }
 
-    /// Drops the entries unused for their `inactive` time: at most once a
-    /// second (the loop calls it after every wait; a lookup in between
-    /// checks an entry's age itself).
+    /// Drops the entries unused for their `inactive` time.
     pub fn expire(&mut self, now: Instant) {
-        if self.next_expiry.is_some_and(|at| now < at) {
-            return;
-        }
-        self.next_expiry = Some(now + EXPIRY_PERIOD);
         for store in &mut self.stores {
+            if store.quiet_until.is_some_and(|until| now < until) {
+                continue;
+            }
+            let inactive = store.settings.inactive;
+            // What comes in later is used from now on.
+            store.quiet_until = Some(now + inactive);
             while let Some((_, path)) = store.lru.first_key_value() {
-                let idle = store.map.get(path).is_none_or(|s| {
-                    now.saturating_duration_since(s.used) > store.settings.inactive
-                });
-                if !idle {
+                let used = store.map.get(path).map(|s| s.used);
+                if let Some(used) = used.filter(|&u| now.saturating_duration_since(u) <= inactive) {
+                    store.quiet_until = Some(used + inactive);
                     break;
                 }
                 let path = Rc::clone(path);

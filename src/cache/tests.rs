@@ -155,6 +155,34 @@ fn idle_entries_expire() {
 }
 
 #[test]
+fn expire_skips_quiet_turns_yet_drops_each_entry_in_time() {
+    let (_dir, root, mut cache) = setup();
+    let (a, b) = (root.join("a.txt"), root.join("b.txt"));
+    fs::write(&a, b"a").unwrap();
+    fs::write(&b, b"b").unwrap();
+    let t0 = Instant::now();
+    let at = |secs| t0 + Duration::from_secs(secs);
+    cache.open(&a, Some(&settings()), true, at(5)).unwrap();
+    cache.open(&b, Some(&settings()), true, at(10)).unwrap();
+    cache.expire(at(64));
+    assert_eq!(cache.len(), 2);
+    // `a` used again: `b` is now the least recently used.
+    cache.open(&a, Some(&settings()), true, at(64)).unwrap();
+    cache.expire(at(71));
+    assert_eq!(cache.len(), 1, "b idle for 61 s goes, a used at 64 stays");
+    cache.expire(at(124));
+    assert_eq!(cache.len(), 1);
+    cache.expire(at(125));
+    assert_eq!(cache.len(), 0);
+    // Emptied at 125: what comes in later still goes in time.
+    cache.open(&b, Some(&settings()), true, at(130)).unwrap();
+    cache.expire(at(190));
+    assert_eq!(cache.len(), 1);
+    cache.expire(at(191));
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
 fn off_caches_nothing() {
     let (_dir, root, mut cache) = setup();
     let file = root.join("a.txt");

@@ -221,11 +221,10 @@ impl Request {
 
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        let (_, value) = self
-            .headers
+        self.headers
             .iter()
-            .find(|(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name.as_bytes()))?;
-        Some(&self.head[value.clone()])
+            .find(|(n, _)| self.head[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &self.head[v.clone()])
     }
 
     /// The first header named `name`, if it is valid UTF-8.
@@ -256,8 +255,10 @@ impl Request {
         std::str::from_utf8(&self.head[r.clone()]).unwrap_or("")
     }
 
-    /// The values of the headers named `name`, in order. Names are compared
-    /// as bytes: a lookup runs several times per request, over every header.
+    /// The values of the headers named `name`, in order. Names are
+    /// compared as bytes here and in [`Request::header`]: lookups run
+    /// several times per request, and checking every name as UTF-8 each
+    /// time cost more than the comparisons.
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers
             .iter()

@@ -1360,7 +1360,7 @@ impl Conn {
             return self.finish_response(after, cx);
         }
         self.client.before_write();
-        match write_some(&mut self.client.transport, out) {
+        match write_some(&mut self.client.transport, out, cx.scratch) {
             Ok(n) => {
                 self.client.written += n as u64;
                 self.client.last_activity = cx.now;
@@ -1486,7 +1486,7 @@ impl Client {
         if !self.readable && !self.transport.has_buffered() {
             return ReadOutcome::Blocked;
         }
-        let at_edge = self.edge && self.input.is_empty() && !self.transport.is_tls();
+        let at_edge = self.edge && self.input.is_empty();
         self.edge = false;
         self.read_in_wait = cx.wait;
         let n = room.min(cx.scratch.len());
@@ -1507,7 +1507,9 @@ impl Client {
             Ok(None) => ReadOutcome::Blocked,
             Ok(Some(k)) if k > 0 => {
                 if self.input.is_empty() {
-                    self.input_at_edge = at_edge;
+                    // Over TLS, only when the bytes came out of the first
+                    // record this read took from the socket.
+                    self.input_at_edge = at_edge && self.transport.read_fresh();
                 }
                 self.input.extend(&buf[..k]);
                 self.last_activity = cx.now;
@@ -1683,13 +1685,18 @@ impl Outgoing {
 }
 
 /// One write of what is left of `out` (not done yet): the head together
-/// with the first body bytes when it can.
-fn write_some(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
+/// with the first body bytes when it can. `scratch`: room to read a file
+/// into when it goes through TLS or gzip.
+fn write_some(
+    transport: &mut Transport,
+    out: &mut Outgoing,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
     if let OutBody::Gzip(gz) = &mut out.body {
-        return write_gzip(transport, &out.head, &mut out.written, gz);
+        return write_gzip(transport, &out.head, &mut out.written, gz, scratch);
     }
     let Some(socket) = transport.raw_socket() else {
-        return write_some_tls(transport, out);
+        return write_some_tls(transport, out, scratch);
     };
     let head = &out.head[out.written..];
     if let Some(bytes) = out.body.bytes_left() {
@@ -1748,8 +1755,9 @@ fn write_gzip(
     head: &[u8],
     written: &mut usize,
     gz: &mut GzipFile,
+    scratch: &mut [u8],
 ) -> io::Result<usize> {
-    gz.fill()?;
+    gz.fill(scratch)?;
     let head = &head[*written..];
     let body = &gz.out[gz.pos..];
     if head.is_empty() && body.is_empty() {
@@ -1766,13 +1774,15 @@ impl GzipFile {
     /// When the framed output is all written, makes the next: reads and
     /// compresses pieces of the file until the compressor yields bytes (it
     /// keeps a window), or the file ends and the stream is finished.
-    fn fill(&mut self) -> io::Result<()> {
+    /// `scratch`: room for the pieces read.
+    fn fill(&mut self, scratch: &mut [u8]) -> io::Result<()> {
         if self.pos < self.out.len() || self.ended {
             return Ok(());
         }
         self.out.clear();
         self.pos = 0;
-        let mut buf = [0u8; TLS_FILE_CHUNK];
+        let chunk = scratch.len().min(TLS_FILE_CHUNK);
+        let buf = &mut scratch[..chunk];
         let mut piece = Vec::new();
         while piece.is_empty() && self.remaining > 0 {
             let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
@@ -1806,9 +1816,16 @@ impl GzipFile {
 /// bounded buffer, read at its offset, so memory does not grow with it.
 /// What is left of the head and the next body bytes go in one record and
 /// one write.
-fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<usize> {
+fn write_some_tls(
+    transport: &mut Transport,
+    out: &mut Outgoing,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
     let head = &out.head[out.written..];
-    let mut buf = [0u8; TLS_FILE_CHUNK];
+    // The event loop's scratch buffer, not one on the stack: zeroing 16
+    // KiB on every write cost more than encrypting a small response.
+    let chunk = scratch.len().min(TLS_FILE_CHUNK);
+    let buf = &mut scratch[..chunk];
     let body: &[u8] = match &out.body {
         OutBody::Bytes { data, pos } => &data[*pos..],
         OutBody::Shared { data, pos, end } => &data[*pos..*end],
@@ -1817,7 +1834,7 @@ fn write_some_tls(transport: &mut Transport, out: &mut Outgoing) -> io::Result<u
             offset,
             remaining,
         } if *remaining > 0 => {
-            let room = TLS_FILE_CHUNK - head.len().min(TLS_FILE_CHUNK / 2);
+            let room = chunk - head.len().min(chunk / 2);
             let want = usize::try_from(*remaining).map_or(room, |r| r.min(room));
             let got = std::os::unix::fs::FileExt::read_at(&**file, &mut buf[..want], *offset)?;
             if got == 0 {

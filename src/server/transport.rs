@@ -17,7 +17,13 @@
 //!   TLS port: the transport turns plain, and the connection answers 400.
 //!   The first read is an ordinary `recv` into the caller's buffer, handed
 //!   to rustls when it is TLS (no `MSG_PEEK` first: one system call less
-//!   per connection).
+//!   per connection);
+//! - rustls reads the socket through [`Intake`], which keeps the rule of
+//!   [`crate::server::conn::read_edge`] (a short read means the socket is
+//!   drained, so no read is wasted on `WouldBlock`) and follows the record
+//!   framing of what it passes on, to tell whether plaintext came out of
+//!   the first record read from the socket ([`Transport::read_fresh`], for
+//!   the open-file cache: see [`crate::cache`]).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -28,6 +34,9 @@ use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 
 /// The first byte of a TLS handshake record (RFC 8446 §5.1).
 const HANDSHAKE_RECORD: u8 = 0x16;
+/// A TLS record's header: type, version, then the length of the fragment
+/// behind it in its last two bytes (RFC 8446 §5.1, RFC 5246 §6.2.1).
+const RECORD_HEADER: u8 = 5;
 /// Encrypted bytes rustls may hold for the socket before writes wait.
 const TLS_BUFFER: usize = 64 * 1024;
 /// The first read of a connection: what rustls takes in one `read_tls`
@@ -48,6 +57,70 @@ pub struct Tls {
     /// What rustls holds includes records the peer waits for (a handshake
     /// flight, an alert): they go out before anything else is done.
     peer_waits: bool,
+    /// The framing of every byte handed to rustls.
+    records: Records,
+    /// The plaintext the last read returned came out of the first record
+    /// that read took from the socket, which began at a record boundary
+    /// while rustls held no plaintext (see [`Transport::read_fresh`]).
+    fresh: bool,
+}
+
+/// Follows the record framing of the bytes handed to rustls: rustls says
+/// how much plaintext it holds, not which record it came from, nor whether
+/// it holds part of a record.
+#[derive(Debug, Default)]
+struct Records {
+    /// Header bytes of the current record seen so far; 0 at a boundary.
+    header: u8,
+    /// Fragment bytes of the current record still to come.
+    left: usize,
+    /// Records that ended since the count was last reset.
+    ended: u32,
+}
+
+impl Records {
+    fn at_boundary(&self) -> bool {
+        self.header == 0
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            if self.header < RECORD_HEADER {
+                match self.header {
+                    3 => self.left = usize::from(byte) << 8,
+                    4 => self.left |= usize::from(byte),
+                    _ => {}
+                }
+                self.header += 1;
+                bytes = rest;
+            } else {
+                let take = self.left.min(bytes.len());
+                self.left -= take;
+                bytes = &bytes[take..];
+            }
+            if self.header == RECORD_HEADER && self.left == 0 {
+                self.header = 0;
+                self.ended = self.ended.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// The socket as rustls reads it (one `recv` per `read_tls`).
+struct Intake<'a> {
+    socket: &'a mut TcpStream,
+    records: &'a mut Records,
+    /// The read returned less than asked: the socket is drained.
+    short: bool,
+}
+
+impl Read for Intake<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.short = n < buf.len();
+        self.records.feed(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// What the first read of a connection found.
@@ -84,6 +157,8 @@ impl Transport {
             state: TlsState::Sniffing,
             buffered: false,
             peer_waits: false,
+            records: Records::default(),
+            fresh: false,
         })))
     }
 
@@ -126,6 +201,21 @@ impl Transport {
         matches!(self, Transport::Tls(tls) if tls.buffered)
     }
 
+    /// The bytes the last [`Transport::read_edge`] returned were at the head
+    /// of the socket's queue when that read began: always for a plain
+    /// socket; over TLS, when they are plaintext of the first record that
+    /// read took from the socket, and that record began at a record
+    /// boundary while rustls held no plaintext and no part of a record.
+    /// (A record read before it, even one without plaintext such as a
+    /// key update or an empty fragment, may have been sent earlier than
+    /// the request; then the answer is no.)
+    pub fn read_fresh(&self) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            Transport::Tls(tls) => tls.fresh,
+        }
+    }
+
     /// Encrypted bytes wait for the socket.
     pub fn wants_write(&self) -> bool {
         matches!(self, Transport::Tls(tls) if tls.session.wants_write())
@@ -157,7 +247,7 @@ impl Transport {
     ) -> io::Result<Option<usize>> {
         match self {
             Transport::Plain(socket) => crate::server::conn::read_edge(socket, buf, ready, closed),
-            Transport::Tls(tls) => tls.read_edge(buf, ready),
+            Transport::Tls(tls) => tls.read_edge(buf, ready, closed),
         }
     }
 
@@ -258,22 +348,38 @@ impl Tls {
         Ok(n)
     }
 
-    fn read_edge(&mut self, buf: &mut [u8], ready: &mut bool) -> io::Result<Option<usize>> {
+    fn read_edge(
+        &mut self,
+        buf: &mut [u8],
+        ready: &mut bool,
+        closed: bool,
+    ) -> io::Result<Option<usize>> {
+        self.fresh = false;
+        let mut sniffed = false;
         if self.state == TlsState::Sniffing {
-            match self.sniff(buf, ready)? {
+            match self.sniff(buf, ready, closed)? {
                 Sniffed::Nothing => return Ok(None),
-                Sniffed::Done(n) => return Ok(Some(n)),
-                Sniffed::Tls => {}
+                Sniffed::Done(n) => {
+                    self.fresh = true;
+                    return Ok(Some(n));
+                }
+                Sniffed::Tls => sniffed = true,
             }
         }
         if self.state == TlsState::PlainOnTlsPort {
-            return crate::server::conn::read_edge(&mut self.socket, buf, ready, false);
+            self.fresh = true;
+            return crate::server::conn::read_edge(&mut self.socket, buf, ready, closed);
         }
+        // Set at this call's first read of the socket: that read began at
+        // the head of its queue, at a record boundary, rustls holding no
+        // plaintext.
+        let mut clean = None;
         loop {
             match self.session.reader().read(buf) {
                 Ok(n) => {
                     // 0: the peer's close_notify, a clean end of stream.
                     self.buffered = n > 0;
+                    self.fresh = clean == Some(true) && self.records.ended == 1;
                     return Ok(Some(n));
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.buffered = false,
@@ -284,12 +390,26 @@ impl Tls {
             if !*ready {
                 return Ok(None);
             }
-            match self.session.read_tls(&mut self.socket) {
+            if clean.is_none() {
+                clean = Some(!sniffed && self.records.at_boundary());
+                self.records.ended = 0;
+            }
+            let mut intake = Intake {
+                socket: &mut self.socket,
+                records: &mut self.records,
+                short: false,
+            };
+            match self.session.read_tls(&mut intake) {
                 Ok(0) => {
                     *ready = false;
                     return Ok(Some(0));
                 }
-                Ok(_) => self.process()?,
+                Ok(_) => {
+                    // As `conn::read_edge`: an end of file already
+                    // announced raises no new edge, so it is read at once.
+                    *ready = !intake.short || closed;
+                    self.process()?;
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     *ready = false;
                     return Ok(None);
@@ -326,7 +446,7 @@ impl Tls {
 
     /// The first read of a connection, into `buf`: a TLS record goes on to
     /// rustls, anything else is plain HTTP on a TLS port.
-    fn sniff(&mut self, buf: &mut [u8], ready: &mut bool) -> io::Result<Sniffed> {
+    fn sniff(&mut self, buf: &mut [u8], ready: &mut bool, closed: bool) -> io::Result<Sniffed> {
         if !*ready || buf.is_empty() {
             return Ok(Sniffed::Nothing);
         }
@@ -361,7 +481,64 @@ impl Tls {
                 break;
             }
         }
+        let taken = n - first.len();
+        self.records.feed(&buf[..taken]);
+        // A ClientHello waits for our answer: no read is wasted on it.
+        *ready = n == size || closed;
         self.process()?;
         Ok(Sniffed::Tls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Records;
+
+    /// Records of these fragment lengths, header and fragment.
+    fn records(lengths: &[usize]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for &len in lengths {
+            let len16 = u16::try_from(len).expect("a record's length fits 16 bits");
+            bytes.extend_from_slice(&[0x17, 0x03, 0x03]);
+            bytes.extend_from_slice(&len16.to_be_bytes());
+            bytes.resize(bytes.len() + len, 0xaa);
+        }
+        bytes
+    }
+
+    #[test]
+    fn records_are_counted_across_every_split() {
+        let cases: &[(&[usize], u32)] = &[
+            (&[], 0),
+            (&[0], 1),
+            (&[1], 1),
+            (&[1100], 1),
+            (&[300, 0, 16_401], 3),
+            (&[255, 256, 65_535], 3),
+        ];
+        for &(lengths, count) in cases {
+            let bytes = records(lengths);
+            for split in 0..=bytes.len() {
+                let mut framing = Records::default();
+                framing.feed(&bytes[..split]);
+                assert_eq!(
+                    framing.at_boundary(),
+                    split == 0 || records_end_at(lengths, split),
+                    "{lengths:?} split at {split}"
+                );
+                framing.feed(&bytes[split..]);
+                assert!(framing.at_boundary(), "{lengths:?} split at {split}");
+                assert_eq!(framing.ended, count, "{lengths:?} split at {split}");
+            }
+        }
+    }
+
+    /// Whether a record of `lengths` ends exactly `at` bytes in.
+    fn records_end_at(lengths: &[usize], at: usize) -> bool {
+        let mut end = 0;
+        lengths.iter().any(|len| {
+            end += 5 + len;
+            end == at
+        })
     }
 }

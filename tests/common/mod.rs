@@ -229,7 +229,7 @@ pub fn command_for(config: &Path) -> Command {
     command
 }
 
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close(stream: &mut impl Read) -> Vec<u8> {
     let mut out = Vec::new();
     let deadline = Instant::now() + TIMEOUT;
     let mut buf = [0u8; 8192];
@@ -265,7 +265,7 @@ impl Response {
 
 /// Reads one response: head, then a body framed by `Content-Length`,
 /// chunked, or the end of the connection.
-pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
+pub fn read_response(stream: &mut impl Read, head_only: bool) -> Response {
     let mut reader = ByteReader {
         stream,
         buf: Vec::new(),
@@ -311,12 +311,12 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
     }
 }
 
-struct ByteReader<'a> {
-    stream: &'a mut TcpStream,
+struct ByteReader<'a, S: Read> {
+    stream: &'a mut S,
     buf: Vec<u8>,
 }
 
-impl ByteReader<'_> {
+impl<S: Read> ByteReader<'_, S> {
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 1];
         match self.stream.read(&mut chunk) {
