@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use certs::Pem;
-use common::{Server, TIMEOUT};
+use common::{Reader, Response, Server, TIMEOUT};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -147,135 +147,7 @@ fn peer_cert(tls: &Tls) -> CertificateDer<'static> {
         .into_owned()
 }
 
-// --- HTTP over any byte stream ---------------------------------------------------
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads responses one at a time from `stream`, keeping what was read past
-/// one response for the next (pipelining).
-struct Reader<S: Read> {
-    stream: S,
-    buf: Vec<u8>,
-}
-
-impl<S: Read> Reader<S> {
-    fn new(stream: S) -> Self {
-        Reader {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// `false` at the end of the stream (a TLS close_notify, or a close
-    /// without one).
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => false,
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => false,
-            Err(err) => panic!("read: {err}"),
-        }
-    }
-
-    fn until(&mut self, delim: &[u8]) -> Vec<u8> {
-        loop {
-            if let Some(i) = self.buf.windows(delim.len()).position(|w| w == delim) {
-                let out = self.buf[..i].to_vec();
-                self.buf.drain(..i + delim.len());
-                return out;
-            }
-            assert!(
-                self.fill(),
-                "closed before {delim:?}: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-    }
-
-    fn exactly(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(self.fill(), "closed {} bytes into {n}", self.buf.len());
-        }
-        self.buf.drain(..n).collect()
-    }
-
-    fn response(&mut self) -> Response {
-        let head = String::from_utf8(self.until(b"\r\n\r\n")).expect("UTF-8 head");
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().expect("status line");
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').expect("header colon");
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if let Some(len) = response.header("content-length") {
-            response.body = self.exactly(len.parse().expect("numeric length"));
-        } else if response.header("transfer-encoding") == Some("chunked") {
-            loop {
-                let line = String::from_utf8(self.until(b"\r\n")).expect("size line");
-                let size = usize::from_str_radix(line.trim(), 16).expect("hex size");
-                if size == 0 {
-                    self.until(b"\r\n");
-                    break;
-                }
-                response.body.extend(self.exactly(size));
-                assert_eq!(self.exactly(2), b"\r\n");
-            }
-        }
-        response
-    }
-
-    /// Whether the peer closes within `within` (a read timeout counts as
-    /// not closing).
-    fn closes_within(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        let mut chunk = [0u8; 16 * 1024];
-        while Instant::now() < deadline {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return true,
-                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-}
+// --- requests ---------------------------------------------------------------------
 
 fn get(path: &str, host: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")

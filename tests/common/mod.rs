@@ -264,72 +264,66 @@ impl Response {
 }
 
 /// Reads one response: head, then a body framed by `Content-Length`,
-/// chunked, or the end of the connection.
-pub fn read_response(stream: &mut impl Read, head_only: bool) -> Response {
-    let mut reader = ByteReader {
-        stream,
-        buf: Vec::new(),
-    };
-    let head = reader.until(b"\r\n\r\n");
-    let text = String::from_utf8(head).expect("utf-8 head");
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: HashMap<String, String> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header colon");
-            (n.to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    let body = if head_only || status == 204 || status == 304 || status < 200 {
-        Vec::new()
-    } else if let Some(len) = headers.get("content-length") {
-        reader.exactly(len.parse().expect("numeric length"))
-    } else if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v == "chunked")
-    {
-        reader.chunked()
-    } else {
-        reader.rest()
-    };
-    // Hand back unread bytes: tests that pipeline read one at a time.
+/// chunked, or the end of the connection. Not a byte past it is taken from
+/// `stream`: tests that pipeline, or go on with raw reads, read one at a time.
+pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
+    let mut reader = Reader::bytewise(stream);
+    let response = reader.read(head_only);
     assert!(
         reader.buf.is_empty(),
         "bytes after the response: {:?}",
         String::from_utf8_lossy(&reader.buf)
     );
-    Response {
-        status,
-        headers,
-        body,
+    response
+}
+
+/// Reads responses from any byte stream (a socket, a TLS stream), keeping
+/// what it read past one response for the next.
+pub struct Reader<S: Read> {
+    /// The stream itself, for writing requests on it.
+    pub stream: S,
+    /// Read from the stream, not handed out yet.
+    pub buf: Vec<u8>,
+    /// The most one read takes.
+    chunk: usize,
+}
+
+impl<S: Read> Reader<S> {
+    /// Reads in chunks of 16 KiB: what follows a response waits in `buf`.
+    pub fn new(stream: S) -> Self {
+        Reader {
+            stream,
+            buf: Vec::new(),
+            chunk: 16 * 1024,
+        }
     }
-}
 
-struct ByteReader<'a, S: Read> {
-    stream: &'a mut S,
-    buf: Vec<u8>,
-}
+    /// Reads a byte at a time: never takes a byte past what it returns.
+    pub fn bytewise(stream: S) -> Self {
+        Reader {
+            chunk: 1,
+            ..Reader::new(stream)
+        }
+    }
 
-impl<S: Read> ByteReader<'_, S> {
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 1];
+    /// One read into `buf`; `false` at the end of the stream (a close, a
+    /// reset, or a TLS peer that left without close_notify).
+    pub fn fill(&mut self) -> bool {
+        let mut chunk = vec![0u8; self.chunk];
         match self.stream.read(&mut chunk) {
             Ok(0) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 true
             }
-            Err(e) => panic!("read: {e}"),
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(err) => panic!("read: {err}"),
         }
     }
 
-    fn until(&mut self, delim: &[u8]) -> Vec<u8> {
+    /// The bytes up to `delim`, which is consumed too.
+    pub fn until(&mut self, delim: &[u8]) -> Vec<u8> {
         loop {
             if let Some(i) = self.buf.windows(delim.len()).position(|w| w == delim) {
                 let out = self.buf[..i].to_vec();
@@ -338,19 +332,65 @@ impl<S: Read> ByteReader<'_, S> {
             }
             assert!(
                 self.fill(),
-                "connection closed before {delim:?}: {:?}",
+                "closed before {delim:?}: {:?}",
                 String::from_utf8_lossy(&self.buf)
             );
         }
     }
 
-    fn exactly(&mut self, n: usize) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.buf);
-        let mut rest = vec![0u8; n.saturating_sub(out.len())];
-        self.stream.read_exact(&mut rest).expect("body");
-        out.extend_from_slice(&rest);
-        self.buf = out.split_off(n);
-        out
+    /// The next `n` bytes.
+    pub fn exactly(&mut self, n: usize) -> Vec<u8> {
+        if self.buf.len() < n && self.chunk == 1 {
+            // A known length: one read_exact, still nothing past it.
+            let mut rest = vec![0u8; n - self.buf.len()];
+            self.stream.read_exact(&mut rest).expect("body");
+            self.buf.extend_from_slice(&rest);
+        }
+        while self.buf.len() < n {
+            assert!(self.fill(), "closed {} bytes into {n}", self.buf.len());
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// A response to anything but `HEAD`.
+    pub fn response(&mut self) -> Response {
+        self.read(false)
+    }
+
+    /// A response; `head_only`: it answers a `HEAD` (no body follows).
+    pub fn read(&mut self, head_only: bool) -> Response {
+        let head = String::from_utf8(self.until(b"\r\n\r\n")).expect("utf-8 head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("status line");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: HashMap<String, String> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header colon");
+                (n.to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let body = if head_only || status == 204 || status == 304 || status < 200 {
+            Vec::new()
+        } else if let Some(len) = headers.get("content-length") {
+            self.exactly(len.parse().expect("numeric length"))
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v == "chunked")
+        {
+            self.chunked()
+        } else {
+            self.rest()
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     fn chunked(&mut self) -> Vec<u8> {
@@ -368,10 +408,28 @@ impl<S: Read> ByteReader<'_, S> {
         }
     }
 
+    /// Whether the peer closes within `within` (a read timeout counts as
+    /// not closing).
+    pub fn closes_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let mut chunk = vec![0u8; self.chunk];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return true,
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Everything up to the end of the stream.
     fn rest(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.buf);
-        out.extend(read_to_close(self.stream));
-        out
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline && self.fill() {}
+        std::mem::take(&mut self.buf)
     }
 }
 
