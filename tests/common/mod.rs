@@ -266,7 +266,7 @@ impl Response {
 /// Reads one response: head, then a body framed by `Content-Length`,
 /// chunked, or the end of the connection. Not a byte past it is taken from
 /// `stream`: tests that pipeline, or go on with raw reads, read one at a time.
-pub fn read_response(stream: &mut TcpStream, head_only: bool) -> Response {
+pub fn read_response(stream: &mut impl Read, head_only: bool) -> Response {
     let mut reader = Reader::bytewise(stream);
     let response = reader.read(head_only);
     assert!(
