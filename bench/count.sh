@@ -16,8 +16,12 @@
 #   tls-keepalive  COUNT requests on one TLS connection
 #   plain-close, plain-keepalive   the same over plain HTTP
 #   plain-notfound  COUNT requests for a missing file on one connection (404)
+# TOOLS=load counts system calls under wrk -t2 -c50 instead (LOAD_SECS
+# seconds, `perf stat` on the syscall tracepoints): per request, as a busy
+# server pays them.
 # Environment: COUNT (200), WARMUP (20), CASES (all five), TOOLS
-# ("callgrind strace"). Nothing is appended to RESULTS.md: paste what matters.
+# ("callgrind strace"; or load), LOAD_SECS (4). Nothing is appended to
+# RESULTS.md: paste what matters.
 set -euo pipefail
 
 BENCH_NAME=count
@@ -27,6 +31,9 @@ COUNT=${COUNT:-200}
 WARMUP=${WARMUP:-20}
 CASES=${CASES:-tls-close tls-keepalive plain-close plain-keepalive plain-notfound}
 TOOLS=${TOOLS:-callgrind strace}
+LOAD_SECS=${LOAD_SECS:-4}
+# Every call (the first), then the ones a request path makes.
+LOAD_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendfile64,syscalls:sys_enter_openat,syscalls:sys_enter_newfstatat,syscalls:sys_enter_statx,syscalls:sys_enter_close,syscalls:sys_enter_accept4,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_setsockopt,syscalls:sys_enter_shutdown,syscalls:sys_enter_write
 [ $# -gt 0 ] || set -- "$WEBSERV_BIN"
 
 ensure_installed valgrind
@@ -87,7 +94,7 @@ CONF
             valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
                 "${cmd[@]}" >"$WORK/server.log" 2>&1 &
             ;;
-        strace) "${cmd[@]}" >"$WORK/server.log" 2>&1 & ;;
+        strace | load) "${cmd[@]}" >"$WORK/server.log" 2>&1 & ;;
     esac
     PID[server]=$!
     START_TIMEOUT=60
@@ -130,6 +137,28 @@ measure() { # measure BIN TOOL CASE: prints the per-request figure
                  $NF == "total" { total = $4; next }
                  { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
                  END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
+            ;;
+        load)
+            # Under wrk -t2 -c50 (keep-alive, or close for the close cases)
+            # rather than one request at a time: a wait then reports many
+            # sockets, so this is what a busy server pays per request.
+            local url args=() path=/small.bin
+            [ "${case#*-}" = notfound ] && path=/missing.bin
+            [ "${case#*-}" = close ] && args=(-H 'Connection: close')
+            url="http://127.0.0.1:${PORT[plain]}$path"
+            [ "${case%%-*}" = tls ] && url="https://localhost:${PORT[tls]}$path"
+            perf stat -x, -o "$WORK/perf.txt" -e "$LOAD_EVENTS" -p "${PID[server]}" &
+            local counter=$!
+            sleep 0.5
+            wrk -t2 -c50 -d"${LOAD_SECS}s" "${args[@]}" "$url" >"$WORK/wrk.txt" 2>&1
+            kill -INT "$counter"
+            wait "$counter" 2>/dev/null || true
+            local requests
+            requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.txt")
+            awk -F, -v n="$requests" '$3 ~ /sys_enter/ {
+                    name = $3; sub(/^.*sys_enter_?/, "", name)
+                    if (name == "") total = $1; else if ($1 > 0) detail = detail sprintf(" %s=%.2f", name, $1 / n) }
+                 END { printf "%.2f syscalls/request under load, %d requests (%s)", total / n, n, substr(detail, 2) }' "$WORK/perf.txt"
             ;;
     esac
     stop_pid "${PID[server]}"
