@@ -38,7 +38,11 @@ pub fn writev_more(socket: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Resul
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = bufs.as_ptr().cast_mut().cast();
         msg.msg_iovlen = bufs.len() as _;
-        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+        libc::sendmsg(
+            socket.as_raw_fd(),
+            &msg,
+            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
     };
     if n < 0 {
         Err(io::Error::last_os_error())
