@@ -261,7 +261,7 @@ fn compressed_copies_stay_within_memory() {
         fs::write(server.path(&format!("www/{i}.html")), page).unwrap();
     }
     let mut conn = server.connect();
-    let mut fetch = |conn: &mut TcpStream, i: u32| {
+    let fetch = |conn: &mut TcpStream, i: u32| {
         let request =
             format!("GET /{i}.html HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n");
         conn.write_all(request.as_bytes()).expect("send");
