@@ -76,9 +76,9 @@ pub struct GzipCopy {
 pub enum Compressed {
     /// Kept, and counted in the cache's `memory`.
     Kept(Arc<[u8]>),
-    /// Not kept (larger than `small`, or than the file the cache would
-    /// compress in one go, or than `memory` allows): compressed per
-    /// response, without trying to keep it again.
+    /// Not kept (the copy is larger than `small` or than `memory` allows,
+    /// or the file larger than the cache compresses in one go): compressed
+    /// per response, without trying to keep it again.
     NotKept,
 }
 
