@@ -327,6 +327,64 @@ fn more_files_than_max_and_memory_stay_bounded() {
     assert!(fds < 64, "{fds} descriptors open");
 }
 
+/// Compressed copies count against `memory`: some 18 MiB of copies made
+/// through a cache of 1 MiB leave the RSS where it was.
+#[test]
+fn compressed_copies_stay_within_memory() {
+    let config = "
+        server {
+            listen 127.0.0.1:{port};
+            root {dir}/www;
+            access_log off;
+            gzip on;
+            open_file_cache max=10000 memory=1m small=64k;
+        }";
+    let server = Server::start(config, &[("www/.keep", b"")]);
+    let files = 500u32;
+    // 120 KiB of HTML rows each, different per file: a copy of some 36 KiB,
+    // kept (at most `small`) and counted.
+    for i in 0..files {
+        let mut page = Vec::with_capacity(130 * 1024);
+        let mut n = i * 10_000;
+        while page.len() < 120 * 1024 {
+            let row = format!(
+                "<p class=\"r{}\">Row {n}: {}</p>\n",
+                n % 7,
+                n.wrapping_mul(2_654_435_761)
+            );
+            page.extend_from_slice(row.as_bytes());
+            n += 1;
+        }
+        fs::write(server.path(&format!("www/{i}.html")), page).unwrap();
+    }
+    let mut conn = server.connect();
+    let fetch = |conn: &mut TcpStream, i: u32| {
+        let request =
+            format!("GET /{i}.html HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n");
+        conn.write_all(request.as_bytes()).expect("send");
+        let response = read_response(conn, false);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-encoding"), Some("gzip"));
+        assert!(
+            response.header("content-length").is_some(),
+            "/{i}.html: chunked"
+        );
+    };
+    // Warm up the allocator with a pass, then measure a second one.
+    for i in 0..100 {
+        fetch(&mut conn, i);
+    }
+    let before = rss_kib(server.pid());
+    for i in 0..files {
+        fetch(&mut conn, i);
+    }
+    let after = rss_kib(server.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+}
+
 #[test]
 fn off_caches_nothing() {
     let config = "

@@ -74,6 +74,20 @@ fn big_html() -> Vec<u8> {
     out
 }
 
+/// `len` bytes of HTML rows, `seed` telling versions apart: gzip makes
+/// some 30% of it.
+fn page(len: usize, seed: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = seed;
+    while out.len() < len {
+        let n = i.wrapping_mul(2_654_435_761);
+        out.extend_from_slice(format!("<p class=\"r{}\">Row {i}: {n}</p>\n", i % 7).as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
 const CGI_HTML: &str = "printf 'Content-Type: text/html\\r\\n\\r\\n'\n\
     i=0; while [ $i -lt 3000 ]; do echo \"<li>item $i</li>\"; i=$((i+1)); done\n";
 const CGI_ENCODED: &str =
@@ -107,8 +121,14 @@ fn server() -> Server {
     let css = b"body { color: red }\n".repeat(50);
     let png = vec![7u8; 4000];
     let gz_text = gz(&text);
+    let page_html = page(100 * 1024, 0);
+    let long = page(400 * 1024, 0);
+    let huge = page(2 * 1024 * 1024, 0);
     let files: Vec<(&str, &[u8])> = vec![
         ("www/big.html", &html),
+        ("www/page.html", &page_html),
+        ("www/long.html", &long),
+        ("www/huge.html", &huge),
         ("www/small.css", b"a{}"),
         ("www/style.css", &css),
         ("www/text.txt", &text),
@@ -144,8 +164,8 @@ fn assert_compressed(response: &Response, expected: &[u8]) {
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.header("content-encoding"), Some("gzip"));
     assert_eq!(response.header("vary"), Some("Accept-Encoding"));
-    // Streamed in chunks, or (a cached small file's compressed copy) with
-    // its length.
+    // Streamed in chunks, or (a cached file's compressed copy, or one made
+    // in one go to keep) with its length.
     match response.header("content-length") {
         Some(n) => {
             assert_eq!(n.parse::<usize>().ok(), Some(response.body.len()));
@@ -154,7 +174,12 @@ fn assert_compressed(response: &Response, expected: &[u8]) {
         None => assert_eq!(response.header("transfer-encoding"), Some("chunked")),
     }
     assert_eq!(response.header("accept-ranges"), None);
-    assert!(response.body.len() < expected.len() / 2);
+    assert!(
+        response.body.len() < expected.len() / 2,
+        "{} of {}",
+        response.body.len(),
+        expected.len()
+    );
     assert!(gunzip(&response.body) == expected, "round trip");
 }
 
@@ -418,4 +443,85 @@ fn a_cached_small_files_compressed_copy_is_kept_and_never_stale() {
     assert_eq!(range.status, 206);
     assert_eq!(range.header("content-encoding"), None);
     assert_eq!(range.body, &changed[..10]);
+}
+
+/// A cached file above `small` whose compressed copy fits in `small` (a
+/// 100 KiB page): compressed once, in one go, then sent from memory with
+/// its length like a small file's; never stale across changes.
+#[test]
+fn a_cached_large_files_compressed_copy_is_kept_and_never_stale() {
+    let server = server();
+    let content = page(100 * 1024, 0);
+    let first = gzipped(&server, "/page.html");
+    assert_compressed(&first, &content);
+    assert!(first.header("content-length").is_some(), "{first:?}");
+    let again = gzipped(&server, "/page.html");
+    assert_compressed(&again, &content);
+    assert!(again.header("content-length").is_some(), "{again:?}");
+    assert_eq!(again.body, first.body);
+    let mut etags = vec![first.header("etag").map(str::to_owned)];
+    for version in 1..=4u32 {
+        let changed = page(100 * 1024 + version as usize, version * 1000);
+        std::fs::write(server.path("www/page.html"), &changed).unwrap();
+        for _ in 0..2 {
+            let after = gzipped(&server, "/page.html");
+            assert_compressed(&after, &changed);
+            assert!(after.header("content-length").is_some(), "{after:?}");
+            assert!(!etags.contains(&after.header("etag").map(str::to_owned)));
+        }
+        etags.push(
+            gzipped(&server, "/page.html")
+                .header("etag")
+                .map(str::to_owned),
+        );
+    }
+    let current = page(100 * 1024 + 4, 4000);
+    // A range, a HEAD and a revalidation behave as for any file.
+    let range = get(
+        &server,
+        "/page.html",
+        "Accept-Encoding: gzip\r\nRange: bytes=10-19\r\n",
+    );
+    assert_eq!(range.status, 206);
+    assert_eq!(range.header("content-encoding"), None);
+    assert_eq!(range.body, &current[10..20]);
+    let head = server.send(
+        b"HEAD /page.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+          Accept-Encoding: gzip\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    assert!(head.body.is_empty());
+    let etag = etags.last().cloned().flatten().expect("an ETag");
+    let not_modified = get(
+        &server,
+        "/page.html",
+        &format!("Accept-Encoding: gzip\r\nIf-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(not_modified.status, 304, "{not_modified:?}");
+    assert!(not_modified.body.is_empty());
+}
+
+/// A copy larger than `small` is sent by the response that made it and
+/// not kept: later responses are compressed as they go, in chunks; a file
+/// above the one-go bound always is.
+#[test]
+fn copies_larger_than_small_and_huge_files_still_round_trip() {
+    let server = server();
+    // Some 115 KiB once compressed.
+    let long = page(400 * 1024, 0);
+    let first = gzipped(&server, "/long.html");
+    assert_compressed(&first, &long);
+    assert!(first.body.len() > 64 * 1024, "{}", first.body.len());
+    for _ in 0..2 {
+        let later = gzipped(&server, "/long.html");
+        assert_compressed(&later, &long);
+        assert_eq!(later.header("transfer-encoding"), Some("chunked"));
+    }
+    let huge = page(2 * 1024 * 1024, 0);
+    for _ in 0..2 {
+        let response = gzipped(&server, "/huge.html");
+        assert_compressed(&response, &huge);
+        assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    }
 }

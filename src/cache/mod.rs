@@ -5,10 +5,14 @@
 //! what is there, the ETag, `Last-Modified` and content type, the header
 //! lines of a 200 answer rendered once, and the body: the bytes of a file up
 //! to `small`, else the open descriptor (shared, so a response in flight
-//! keeps it while the entry goes). A missing path (ENOENT, ENOTDIR) is kept
-//! too, as a 404 answer. Bounds: `max` entries and `memory` bytes, the least
-//! recently used going first, an entry unused for `inactive` dropped, and
-//! at most a quarter of the process's descriptor limit held open.
+//! keeps it while the entry goes), and the file gzipped once a response
+//! wants it ([`FileCache::gzipped`]: always for a file in memory, and for a
+//! file up to [`GZIP_IN_ONE_GO`] when its copy is at most `small`). A
+//! missing path (ENOENT, ENOTDIR) is kept too, as a 404 answer. Bounds:
+//! `max` entries and `memory` bytes (compressed copies included), the
+//! least recently used going first, an entry unused for `inactive`
+//! dropped, and at most a quarter of the process's descriptor limit held
+//! open.
 //!
 //! Never stale. Every directory from `/` down to a cached path's parent is
 //! watched with inotify *before* the path is opened and read, so any change
@@ -48,14 +52,13 @@
 
 mod inotify;
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -63,7 +66,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::http::conditional;
 use crate::http::date::fmt_http_date;
-use crate::http::response::write_header;
+use crate::http::gzip;
+use crate::http::response::{write_header, Compressed, GzipCopy};
 use crate::routing::OpenFileCache;
 use inotify::Inotify;
 
@@ -71,6 +75,13 @@ use inotify::Inotify;
 const ENTRY_OVERHEAD: u64 = 256;
 /// Room for a few hundred events per read.
 const EVENT_BUFFER: usize = 16 * 1024;
+/// The largest file kept as a descriptor that is read and compressed in
+/// one go, for a copy to keep: at gzip level 1 (some 100-300 MB/s) that
+/// blocks the loop a few milliseconds, once per version of the file, and
+/// its copy must still fit in `small` (a 16x ratio at the default 64k,
+/// which repetitive HTML reaches). A larger file is compressed as it is
+/// sent, piece by piece between writes, every time.
+pub const GZIP_IN_ONE_GO: u64 = 1024 * 1024;
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +104,10 @@ pub struct Entry {
     /// of a 200 answer, rendered once.
     pub head: Arc<[u8]>,
     pub body: Stored,
-    /// The bytes gzipped, made by the first response that wants them
-    /// (SPEC §9.5: compressed copies of cached small files are cached
-    /// too); not counted against `memory`, and never larger than `small`
-    /// by more than gzip's few bytes of framing.
-    pub gzipped: Rc<OnceCell<Arc<[u8]>>>,
+    /// The body gzipped, made by the first response that wants it and
+    /// kept through [`FileCache::gzipped`] (SPEC §9.5: compressed copies
+    /// of cached files are cached too), counted in the slot's cost.
+    pub gzipped: GzipCopy,
 }
 
 /// A file's body as the cache holds it.
@@ -332,6 +342,66 @@ impl FileCache {
         }
     }
 
+    /// The whole body of a cached file gzipped, for a 200 that wants it:
+    /// the kept copy, or one made now from the entry's bytes or its
+    /// descriptor (read in one go, from the start) and kept with the entry
+    /// when it fits: at most `small` (any size for a file in memory, whose
+    /// copy is about as small) and within `memory` once the slot's cost
+    /// grows by it, less recently used entries going. `None`: compress as
+    /// the response goes (the entry is no longer cached, the file is
+    /// larger than [`GZIP_IN_ONE_GO`], the copy was found too large
+    /// before, or the file no longer reads whole).
+    ///
+    /// Never stale: the entry is still cached, so its path was watched
+    /// before it was opened; a change since then, even one that the bytes
+    /// read here see, is queued and drops the entry, and its copy with it,
+    /// before a later request reads the cache.
+    pub fn gzipped(&mut self, copy: &GzipCopy) -> Option<Arc<[u8]>> {
+        match copy.cell.get() {
+            Some(Compressed::Kept(data)) => return Some(Arc::clone(data)),
+            Some(Compressed::NotKept) => return None,
+            None => {}
+        }
+        let max_descriptors = self.max_descriptors;
+        let store = self.stores.iter_mut().find(|s| {
+            s.map.get(&copy.path).is_some_and(|slot| {
+                matches!(&slot.found, Found::Entry(e) if Rc::ptr_eq(&e.gzipped.cell, &copy.cell))
+            })
+        })?;
+        let slot = store.map.get_mut(&copy.path)?;
+        let Found::Entry(entry) = &slot.found else {
+            return None;
+        };
+        let data: Arc<[u8]> = match &entry.body {
+            Stored::Bytes(bytes) => gzip::compress(bytes).into(),
+            Stored::File(_) if entry.len > GZIP_IN_ONE_GO => {
+                let _ = copy.cell.set(Compressed::NotKept);
+                return None;
+            }
+            Stored::File(file) => {
+                let mut bytes = vec![0; usize::try_from(entry.len).ok()?];
+                // A short read (the file shrank) is left to the streamed
+                // response, which ends it as a truncated body.
+                file.read_exact_at(&mut bytes, 0).ok()?;
+                gzip::compress(&bytes).into()
+            }
+            Stored::None => return None,
+        };
+        let in_memory = matches!(entry.body, Stored::Bytes(_));
+        let size = data.len() as u64;
+        let fits = (in_memory || size <= store.settings.small)
+            && slot.cost + size <= store.settings.memory;
+        if !fits {
+            let _ = copy.cell.set(Compressed::NotKept);
+            return Some(data);
+        }
+        let _ = copy.cell.set(Compressed::Kept(Arc::clone(&data)));
+        slot.cost += size;
+        store.bytes += size;
+        store.evict(max_descriptors);
+        Some(data)
+    }
+
     /// Whether `path` would be cached under `settings` (for `webserv
     /// route`): the cache is on and inotify can watch it.
     pub fn would_cache(&mut self, path: &Path, settings: Option<&OpenFileCache>) -> bool {
@@ -520,7 +590,10 @@ impl Entry {
             last_modified,
             head: head.into(),
             body,
-            gzipped: Rc::default(),
+            gzipped: GzipCopy {
+                path: Rc::from(path),
+                cell: Rc::default(),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -189,4 +190,135 @@ fn off_caches_nothing() {
     fs::write(&file, b"a").unwrap();
     cache.open(&file, None, true, Instant::now()).unwrap();
     assert!(cache.is_empty());
+}
+
+/// `len` bytes of HTML-like rows that gzip to some 15-25% of their size.
+fn page(len: usize, seed: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = seed;
+    while out.len() < len {
+        let row = format!(
+            "<p class=\"r{}\">Row {i}: {}</p>\n",
+            i % 7,
+            i.wrapping_mul(2_654_435_761)
+        );
+        out.extend_from_slice(row.as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The sum of the slots' costs, which `bytes` must stay equal to.
+fn costs(cache: &FileCache) -> u64 {
+    cache.stores[0].map.values().map(|s| s.cost).sum()
+}
+
+#[test]
+fn a_large_files_compressed_copy_is_kept_and_counted() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("page.html");
+    let content = page(100 * 1024, 0);
+    fs::write(&file, &content).unwrap();
+    let entry = cache
+        .open(&file, Some(&settings()), true, Instant::now())
+        .unwrap();
+    assert!(matches!(entry.body, Stored::File(_)));
+    let before = cache.stores[0].bytes;
+    let copy = cache.gzipped(&entry.gzipped).unwrap();
+    assert!(copy.len() < 64 * 1024);
+    assert_eq!(gunzip(&copy), content);
+    assert_eq!(cache.stores[0].bytes, before + copy.len() as u64);
+    assert_eq!(cache.stores[0].bytes, costs(&cache));
+    // Made once, then from memory.
+    let again = cache.gzipped(&entry.gzipped).unwrap();
+    assert!(Arc::ptr_eq(&copy, &again));
+    // A change drops the entry and its copy; the new version gets its own.
+    let changed = page(100 * 1024, 7);
+    fs::write(&file, &changed).unwrap();
+    let fresh = cache
+        .open(&file, Some(&settings()), false, Instant::now())
+        .unwrap();
+    assert_eq!(cache.stores[0].bytes, before);
+    assert_eq!(gunzip(&cache.gzipped(&fresh.gzipped).unwrap()), changed);
+}
+
+#[test]
+fn a_copy_for_a_dropped_entry_or_too_large_is_not_kept() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("page.html");
+    fs::write(&file, page(100 * 1024, 0)).unwrap();
+    let entry = cache
+        .open(&file, Some(&settings()), true, Instant::now())
+        .unwrap();
+    fs::write(&file, page(100 * 1024, 3)).unwrap();
+    cache.refresh();
+    assert!(cache.gzipped(&entry.gzipped).is_none());
+    assert!(entry.gzipped.cell.get().is_none());
+    assert_eq!(cache.stores[0].bytes, 0);
+    // Bytes gzip cannot shrink: made for one response, then never again.
+    let noise = root.join("noise.html");
+    let mut state = 1u64;
+    let bytes: Vec<u8> = (0..100 * 1024)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 56) as u8
+        })
+        .collect();
+    fs::write(&noise, &bytes).unwrap();
+    let entry = cache
+        .open(&noise, Some(&settings()), true, Instant::now())
+        .unwrap();
+    let before = cache.stores[0].bytes;
+    assert_eq!(gunzip(&cache.gzipped(&entry.gzipped).unwrap()), bytes);
+    assert_eq!(cache.stores[0].bytes, before);
+    assert!(cache.gzipped(&entry.gzipped).is_none());
+    // Above the bound for compressing in one go: streamed, never read here.
+    let huge = root.join("huge.html");
+    fs::write(&huge, page(GZIP_IN_ONE_GO as usize + 1, 0)).unwrap();
+    let entry = cache
+        .open(&huge, Some(&settings()), true, Instant::now())
+        .unwrap();
+    assert!(cache.gzipped(&entry.gzipped).is_none());
+}
+
+#[test]
+fn compressed_copies_count_against_memory() {
+    let (_dir, root, mut cache) = setup();
+    let tight = OpenFileCache {
+        memory: 40_000,
+        ..OpenFileCache::default()
+    };
+    let files = 20;
+    for i in 0..files {
+        let file = root.join(format!("{i}.html"));
+        fs::write(&file, page(100 * 1024, i * 1000)).unwrap();
+        let entry = cache
+            .open(&file, Some(&tight), true, Instant::now())
+            .unwrap();
+        let copy = cache.gzipped(&entry.gzipped).unwrap();
+        assert!(copy.len() > 4000, "{}", copy.len());
+        let store = &cache.stores[0];
+        assert!(store.bytes <= 40_000, "{i}: {}", store.bytes);
+        assert_eq!(store.bytes, costs(&cache));
+        assert_eq!(store.map.len(), store.lru.len());
+        // The newest kept its copy.
+        assert!(matches!(
+            entry.gzipped.cell.get(),
+            Some(Compressed::Kept(_))
+        ));
+        assert!(store.map.contains_key(file.as_path()));
+    }
+    // Without the copies all twenty would fit.
+    assert!(cache.len() < files as usize, "{}", cache.len());
 }

@@ -462,7 +462,7 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Set(open_file_cache),
         usage: "off | max=N [inactive=TIME] [memory=SIZE] [small=SIZE]",
         default: DefaultValue::Value("max=10000 inactive=60s memory=64m small=64k"),
-        doc: "Keep served files' descriptors, metadata and prepared heads, the bytes of files up to `small`, and 404 answers, per process: at most `max` entries and `memory` bytes (least recently used first out), each dropped after `inactive` unused. Never stale: directories are watched with inotify; a path that cannot be watched is not cached.",
+        doc: "Keep served files' descriptors, metadata and prepared heads, the bytes of files up to `small`, gzipped copies up to `small` (with `gzip`), and 404 answers, per process: at most `max` entries and `memory` bytes, copies included (least recently used first out), each dropped after `inactive` unused. Never stale: directories are watched with inotify; a path that cannot be watched is not cached.",
     },
     Directive {
         name: "client_header_timeout",

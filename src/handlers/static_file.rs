@@ -204,6 +204,7 @@ pub fn file_reply(request: &Request, entry: &Entry) -> Reply {
             file: file.clone(),
             offset: start,
             len: end - start,
+            gzipped: (status == 200).then(|| entry.gzipped.clone()),
         },
         Stored::None => Body::Empty,
     };

@@ -9,6 +9,7 @@
 use std::cell::OnceCell;
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -43,9 +44,8 @@ pub enum Body {
         data: Arc<[u8]>,
         start: usize,
         end: usize,
-        /// The whole of `data` gzipped, made at most once and kept with the
-        /// cache entry (so it goes when the file changes); for full bodies.
-        gzipped: Option<Rc<OnceCell<Arc<[u8]>>>>,
+        /// Where the whole of `data` gzipped is kept; for full bodies.
+        gzipped: Option<GzipCopy>,
     },
     /// `len` bytes of `file` from `offset` (the descriptor may be shared
     /// with the open-file cache: it is read at offsets, never seeked).
@@ -53,7 +53,33 @@ pub enum Body {
         file: Arc<File>,
         offset: u64,
         len: u64,
+        /// Where the whole file gzipped may be kept; for full bodies.
+        gzipped: Option<GzipCopy>,
     },
+}
+
+/// The place of a cached file's compressed copy, shared by its cache entry
+/// and the 200 responses made from it. The copy is made by the first
+/// response that wants it and kept through the open-file cache
+/// (`FileCache::gzipped`), which counts it against `memory`; the cell is
+/// the entry's own, so a copy never outlives the file version it was made
+/// from (a changed file is a new entry, with a new cell).
+#[derive(Debug, Clone)]
+pub struct GzipCopy {
+    /// The file's path: the key of its cache slot.
+    pub path: Rc<Path>,
+    pub cell: Rc<OnceCell<Compressed>>,
+}
+
+/// What became of a cached file's compressed copy.
+#[derive(Debug)]
+pub enum Compressed {
+    /// Kept, and counted in the cache's `memory`.
+    Kept(Arc<[u8]>),
+    /// Not kept (the copy is larger than `small` or than `memory` allows,
+    /// or the file larger than the cache compresses in one go): compressed
+    /// per response, without trying to keep it again.
+    NotKept,
 }
 
 /// How the body's end is signalled to the client.

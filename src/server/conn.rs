@@ -1214,22 +1214,40 @@ impl Conn {
             Coding::Identity
         };
         // A compressed body in memory is compressed at once and keeps a
-        // length; a file is compressed as it is sent, in chunks.
+        // length, and so does a cached file's compressed copy; any other
+        // file is compressed as it is sent, in chunks.
         let (body, length) = match (coding, reply.body) {
             _ if reply.status < 200 || matches!(reply.status, 204 | 304) => (OutBody::None, None),
             (Coding::Gzip, _) if head_only => (OutBody::None, None),
-            (Coding::Gzip, Body::File { file, offset, len }) => (
-                OutBody::Gzip(Box::new(GzipFile {
+            (
+                Coding::Gzip,
+                Body::File {
                     file,
                     offset,
-                    remaining: len,
-                    encoder: gzip::Encoder::new(),
-                    out: Vec::new(),
-                    pos: 0,
-                    ended: false,
-                })),
-                Some(Length::Chunked),
-            ),
+                    len,
+                    gzipped,
+                },
+            ) => match gzipped.and_then(|copy| cx.cache.gzipped(&copy)) {
+                Some(data) => {
+                    let end = data.len();
+                    (
+                        OutBody::Shared { data, pos: 0, end },
+                        Some(Length::Known(end as u64)),
+                    )
+                }
+                None => (
+                    OutBody::Gzip(Box::new(GzipFile {
+                        file,
+                        offset,
+                        remaining: len,
+                        encoder: gzip::Encoder::new(),
+                        out: Vec::new(),
+                        pos: 0,
+                        ended: false,
+                    })),
+                    Some(Length::Chunked),
+                ),
+            },
             (Coding::Gzip, Body::Bytes(data)) => {
                 let data = gzip::compress(&data);
                 let len = data.len() as u64;
@@ -1245,9 +1263,12 @@ impl Conn {
                 },
             ) => {
                 let whole = start == 0 && end == data.len();
-                let data: Arc<[u8]> = match gzipped.filter(|_| whole) {
-                    // A cached small file: compressed once, then from memory.
-                    Some(cell) => Arc::clone(cell.get_or_init(|| gzip::compress(&data).into())),
+                // A cached small file: compressed once, then from memory.
+                let kept = gzipped
+                    .filter(|_| whole)
+                    .and_then(|copy| cx.cache.gzipped(&copy));
+                let data: Arc<[u8]> = match kept {
+                    Some(data) => data,
                     None => gzip::compress(&data[start.min(end)..end.min(data.len())]).into(),
                 };
                 let end = data.len();
@@ -1277,7 +1298,9 @@ impl Conn {
                         },
                         length,
                     ),
-                    Body::File { file, offset, len } => (
+                    Body::File {
+                        file, offset, len, ..
+                    } => (
                         OutBody::File {
                             file,
                             offset,
