@@ -473,6 +473,83 @@ fn a_100_mib_response_streams_with_bounded_memory() {
     assert!(max_rss < 64 * 1024, "front VmRSS reached {max_rss} KiB");
 }
 
+/// An upstream that sends a whole body and closes while the client still
+/// has much of it to take: the close ends nothing but the upstream side
+/// (once, a 502 page was written into the body here).
+#[test]
+fn an_upstream_that_closes_behind_a_whole_body_loses_nothing() {
+    const SIZE: usize = 4 << 20;
+    let up = Upstream::start(|_, s| {
+        let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        let _ =
+            s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes());
+        let _ = s.write_all(&body);
+        false
+    });
+    let s = front(up.port, "");
+    for round in 0..3 {
+        let mut stream = small_window_connect(s.port);
+        stream.write_all(&get_close("/big")).expect("send");
+        // Slower than the upstream, through a small window: its close
+        // comes while the front still holds body bytes for the client.
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let deadline = Instant::now() + TIMEOUT * 4;
+        loop {
+            assert!(Instant::now() < deadline, "round {round}: too slow");
+            let n = stream.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            thread::sleep(Duration::from_micros(300));
+        }
+        let (head, body) = split_head(&raw);
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        assert_eq!(body.len(), SIZE, "round {round}: body length");
+        check_pattern(&body, 0);
+    }
+}
+
+/// A client socket with a small receive buffer (set before connecting, so
+/// the window it offers stays small): what the server sends it waits in
+/// the server.
+fn small_window_connect(port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a fresh socket of ours; the option value outlives the call;
+    // the address is a valid sockaddr_in; the descriptor goes to the
+    // TcpStream, which owns it from then on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let stream = TcpStream::from_raw_fd(fd);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        stream
+    }
+}
+
 fn check_pattern(piece: &[u8], offset: usize) {
     for (i, &b) in piece.iter().enumerate() {
         if b != ((offset + i) % 251) as u8 {

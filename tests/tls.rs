@@ -1202,10 +1202,16 @@ fn read_pattern_body<S: Read>(reader: &mut Reader<S>, len: u64, stall: Duration)
             .min(want.len())
             .min((len - offset) as usize);
         pattern(offset, &mut want[..n]);
-        assert!(
-            reader.buf[..n] == want[..n],
-            "body differs near byte {offset}"
-        );
+        if reader.buf[..n] != want[..n] {
+            // Say what came instead: a stray response head is readable.
+            let first = (0..n).find(|&i| reader.buf[i] != want[i]).unwrap_or(0);
+            let seen = &reader.buf[first..(first + 80).min(n)];
+            panic!(
+                "body differs at byte {}: {:?}",
+                offset + first as u64,
+                String::from_utf8_lossy(seen)
+            );
+        }
         reader.buf.drain(..n);
         offset += n as u64;
     }

@@ -447,7 +447,10 @@ impl ProxyRun {
                 Err(_) => return ProxyStep::Abort,
             }
         }
-        if !self.connected {
+        // Once the response has begun, an upstream that is gone (it closed
+        // behind a whole body the client has not taken yet) needs no
+        // connecting: what is left is the relay's.
+        if !self.connected && self.relay.is_none() {
             match self.check_connect(table, cx) {
                 Ok(true) => progress = true,
                 Ok(false) => return ProxyStep::Blocked,
