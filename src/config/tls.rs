@@ -143,6 +143,21 @@ pub fn attach(
                 config.alpn_protocols = vec![b"http/1.1".to_vec()];
                 // Our order of suites, not the client's (see `provider`).
                 config.ignore_client_order = true;
+                // Stateless session tickets, as nginx's: the key is made
+                // here, before the workers are forked, so a client resumes
+                // with whichever worker takes its next connection (with
+                // rustls's default, a per-process session cache, half the
+                // resumptions at 2 workers fell back to full handshakes).
+                // The key rotates every 6 hours in each worker on its own;
+                // a reload makes a new shared one.
+                match rustls::crypto::aws_lc_rs::Ticketer::new() {
+                    Ok(ticketer) => config.ticketer = ticketer,
+                    Err(err) => report.push(Diagnostic::error(
+                        scopes[socket.default_server].at,
+                        "tls-setup",
+                        format!("TLS session tickets for {}: {err}", socket.addr),
+                    )),
+                }
                 socket.tls = Some(Arc::new(config));
             }
             Err(err) => report.push(Diagnostic::error(

@@ -40,18 +40,35 @@ def start(webserv, tmp_path):
     return webserv.start(CONFIG, root=root)
 
 
-def test_on_the_fly_gzip_round_trips(webserv, tmp_path):
-    server = start(webserv, tmp_path)
-    r = requests.get(server.url + "/page.html", timeout=TIMEOUT)
+def check_gzipped_page(r):
     assert r.status_code == 200
     assert r.headers["Content-Encoding"] == "gzip"
     assert r.headers["Vary"] == "Accept-Encoding"
-    assert r.headers["Transfer-Encoding"] == "chunked"
-    assert "Content-Length" not in r.headers
     assert r.headers["ETag"].startswith('W/"')
     assert r.headers["Server"] == "webserv"
     assert r.headers["X-Site"] == "main"
     assert r.text == PAGE
+
+
+def test_a_cached_pages_compressed_copy_goes_with_its_length(webserv, tmp_path):
+    # The page (some 180 KB) is cached by default: its compressed copy is
+    # made once, kept with the entry, and sent with a Content-Length.
+    server = start(webserv, tmp_path)
+    for _ in range(2):
+        r = requests.get(server.url + "/page.html", timeout=TIMEOUT)
+        check_gzipped_page(r)
+        assert "Transfer-Encoding" not in r.headers
+        assert int(r.headers["Content-Length"]) < len(PAGE) // 3
+
+
+def test_on_the_fly_gzip_round_trips(webserv, tmp_path):
+    # Without the cache, the file is compressed as it is sent, chunked.
+    root = write_tree(tmp_path / "www", {"page.html": PAGE})
+    server = webserv.start("open_file_cache off;\n" + CONFIG, root=root)
+    r = requests.get(server.url + "/page.html", timeout=TIMEOUT)
+    check_gzipped_page(r)
+    assert r.headers["Transfer-Encoding"] == "chunked"
+    assert "Content-Length" not in r.headers
 
 
 def test_identity_when_refused_or_too_small(webserv, tmp_path):
