@@ -1726,7 +1726,7 @@ fn write_some(
         let n = if out.after != After::KeepAlive {
             // The connection ends after this: the last partial segment
             // waits for the FIN (sent by `finish_response`) to go with it.
-            sys::writev_more(socket, &[IoSlice::new(head), IoSlice::new(bytes)])?
+            sys::send_more(socket, &[IoSlice::new(head), IoSlice::new(bytes)])?
         } else if head.is_empty() {
             socket.write(bytes)?
         } else {
@@ -1744,7 +1744,7 @@ fn write_some(
             let more = matches!(&out.body, OutBody::File { remaining, .. } if *remaining > 0)
                 || out.after != After::KeepAlive;
             let n = if more {
-                sys::send_more(socket, head)?
+                sys::send_more(socket, &[IoSlice::new(head)])?
             } else {
                 socket.write(head)?
             };

@@ -9,29 +9,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// Sends `buf`, telling the kernel more data follows at once (a file body),
-/// so the head and the first bytes of the body leave in one segment.
-pub fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: the pointer and length come from a live slice, and the fd is
-    // owned by `socket` for the duration of the call.
-    let n = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_MORE | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// `writev` with `MSG_MORE`: the kernel holds a last partial segment until
-/// more data, a FIN or an uncork pushes it (see [`send_more`]).
-pub fn writev_more(socket: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+/// more data or a FIN pushes it, so a head and the first bytes of a file
+/// body (`sendfile` next), or the last bytes and the FIN, leave in one
+/// segment.
+pub fn send_more(socket: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: an `IoSlice` is ABI-compatible with `iovec`; the header points
     // at `bufs`, live for the call, and the fd is owned by `socket`.
     let n = unsafe {
