@@ -47,35 +47,11 @@ start() { # start BIN TOOL: the front under TOOL on PORT[server]
     PORT[server]=$(free_port)
     local cmd=("$bin" "$WORK/front.conf")
     if [ "$bin" = nginx ]; then
-        nginx_conf "$WORK/nginx" "
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    upstream u {
-        server 127.0.0.1:${PORT[upstream]};
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:${PORT[server]};
-        location / {
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }"
+        nginx_proxy_front "$WORK/nginx" "${PORT[server]}" "${PORT[upstream]}"
         echo 'master_process off;' >>"$WORK/nginx/nginx.conf"
         cmd=(nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf")
     else
-        cat >"$WORK/front.conf" <<CONF
-error_log stderr;
-server {
-    listen 127.0.0.1:${PORT[server]};
-    access_log off;
-    location / {
-        proxy_pass http://127.0.0.1:${PORT[upstream]};
-    }
-}
-CONF
+        proxy_front_conf "$WORK/front.conf" "${PORT[server]}" "${PORT[upstream]}"
     fi
     case $tool in
         callgrind)

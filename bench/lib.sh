@@ -102,6 +102,45 @@ run_wrk() {
     R[$name:$tag-errors]=$((${R[$name:$tag-errors]:-0} + $(wrk_errors "$out")))
 }
 
+# ---- reverse proxy fronts ------------------------------------------------------
+
+# proxy_front_conf FILE PORT UPSTREAM_PORT: webserv proxying everything on
+# PORT to the upstream (its pool keeps the connections).
+proxy_front_conf() {
+    cat >"$1" <<CONF
+error_log stderr;
+server {
+    listen 127.0.0.1:$2;
+    access_log off;
+    location / {
+        proxy_pass http://127.0.0.1:$3;
+    }
+}
+CONF
+}
+
+# nginx_proxy_front DIR PORT UPSTREAM_PORT: the same front in nginx, with its
+# usual settings for kept-alive upstream connections (HTTP/1.1, an empty
+# `Connection`, `keepalive 32`).
+nginx_proxy_front() {
+    NGINX_USER=1 nginx_conf "$1" "
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    upstream u {
+        server 127.0.0.1:$3;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+}
+
 # ---- idle connections ------------------------------------------------------
 
 IDLE_PID=""

@@ -63,35 +63,11 @@ NGINX_USER=1 nginx_conf "$WORK/upstream" "
 start_nginx_dir upstream "$WORK/upstream"
 
 PORT[webserv]=$(free_port)
-cat >"$WORK/webserv.conf" <<CONF
-error_log stderr;
-server {
-    listen 127.0.0.1:${PORT[webserv]};
-    access_log off;
-    location / {
-        proxy_pass http://127.0.0.1:${PORT[upstream]};
-    }
-}
-CONF
+proxy_front_conf "$WORK/webserv.conf" "${PORT[webserv]}" "${PORT[upstream]}"
 start_webserv_conf webserv "$WORK/webserv.conf"
 
 PORT[nginx]=$(free_port)
-NGINX_USER=1 nginx_conf "$WORK/nginx" "
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    upstream u {
-        server 127.0.0.1:${PORT[upstream]};
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:${PORT[nginx]};
-        location / {
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }"
+nginx_proxy_front "$WORK/nginx" "${PORT[nginx]}" "${PORT[upstream]}"
 start_nginx_dir nginx "$WORK/nginx"
 for name in upstream webserv nginx; do log "$name on 127.0.0.1:${PORT[$name]} (pid ${PID[$name]})"; done
 
