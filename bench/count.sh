@@ -38,14 +38,11 @@ LOAD_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_en
 
 ensure_installed valgrind
 ensure_installed strace
-ensure_installed openssl
 setup_workspace
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom >"$WORK/www/small.bin"
 chmod -R a+rX "$WORK/www"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+localhost_cert
 
 start() { # start BIN TOOL: the server under TOOL, ports in PORT[plain], PORT[tls]
     local bin=$1 tool=$2

@@ -67,6 +67,44 @@ cleanup() {
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
 }
 
+# ---- placement -------------------------------------------------------------------
+
+# Where the servers and wrk run: `placement` sets these, start_webserv_conf,
+# start_nginx_dir and run_wrk use them. A script that never calls it runs
+# everything on every CPU, with wrk -t2.
+SERVER_PIN=() WRK_PIN=() WRK_THREADS=2 PLACEMENT_NOTE="shared: servers and wrk -t2 on every CPU"
+
+# placement: PLACEMENT=split, the default with one worker on 2 CPUs or more,
+# runs the servers on CPU 0 and wrk on the other CPUs, a thread each: neither
+# takes the other's CPU. PLACEMENT=shared runs everything everywhere
+# (wrk -t2), the only way when the servers have a worker per CPU.
+#
+# Why split: with everything shared, a server that answers faster than wrk can
+# ask leaves wrk's two threads contending for the CPUs with it, and a thread
+# that waits for a scheduler tick (4 ms here) delays all of its connections'
+# answers; p99 then measures wrk's scheduling (bench/RESULTS.md, 2026-12-02).
+placement() {
+    local cpus
+    cpus=$(nproc)
+    if [ -z "${PLACEMENT:-}" ]; then
+        if [ "${WORKERS:-1}" = 1 ] && [ "$cpus" -ge 2 ]; then PLACEMENT=split; else PLACEMENT=shared; fi
+    fi
+    case $PLACEMENT in
+        split)
+            [ "$cpus" -ge 2 ] || die "PLACEMENT=split needs 2 CPUs"
+            local rest=1
+            [ "$cpus" -eq 2 ] || rest="1-$((cpus - 1))"
+            SERVER_PIN=(taskset -c 0)
+            WRK_PIN=(taskset -c "$rest")
+            WRK_THREADS=$((cpus - 1))
+            PLACEMENT_NOTE="split: servers on CPU 0, wrk -t$WRK_THREADS on CPU $rest"
+            ;;
+        shared) ;;
+        *) die "PLACEMENT is split or shared, not $PLACEMENT" ;;
+    esac
+    ensure_installed taskset util-linux
+}
+
 # ---- servers and wrk -----------------------------------------------------------
 
 # start_servers: each server of BENCH_SERVERS, by the script's own
@@ -88,18 +126,29 @@ base_url() { echo "http://127.0.0.1:${PORT[$1]}"; }
 
 wrk_out() { echo "$WORK/wrk-$1-$2.txt"; } # wrk_out NAME TAG
 
-# run_wrk NAME TAG PATH [wrk args...]: wrk -t2 -c50 for DURATION seconds, its
-# output in $(wrk_out NAME TAG); socket errors and non-2xx answers are added
-# to R[NAME:TAG-errors], so that a fast failure never passes for speed.
+# run_wrk NAME TAG PATH [wrk args...]: wrk -c50 for DURATION seconds (where
+# `placement` says), its output in $(wrk_out NAME TAG); socket errors and
+# non-2xx answers are added to R[NAME:TAG-errors], so that a fast failure
+# never passes for speed.
 run_wrk() {
     local name=$1 tag=$2 path=$3 out
     shift 3
     out=$(wrk_out "$name" "$tag")
     log "wrk $tag on $name"
-    timeout $((DURATION + 30)) wrk -t2 -c50 -d"${DURATION}s" --latency "$@" \
+    timeout $((DURATION + 30)) "${WRK_PIN[@]}" wrk -t"$WRK_THREADS" -c50 -d"${DURATION}s" --latency "$@" \
         "$(base_url "$name")$path" >"$out" 2>&1 \
         || log "wrk $tag on $name failed: $(tail -n 3 "$out")"
     R[$name:$tag-errors]=$((${R[$name:$tag-errors]:-0} + $(wrk_errors "$out")))
+}
+
+# localhost_cert: a self-signed ECDSA P-256 certificate for localhost in
+# $WORK/cert.pem and $WORK/key.pem, readable by nginx's unprivileged worker.
+localhost_cert() {
+    ensure_installed openssl
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+    chmod a+r "$WORK/key.pem"
 }
 
 # ---- reverse proxy fronts ------------------------------------------------------
@@ -195,7 +244,7 @@ $(tail -n 20 "$WORK/$name.log")"
 # start_webserv_conf NAME CONF: webserv on $PORT[NAME] (set it first), output in $WORK/NAME.log
 start_webserv_conf() {
     local name=$1 conf=$2
-    "$WEBSERV_BIN" "$conf" >"$WORK/$name.log" 2>&1 &
+    "${SERVER_PIN[@]}" "$WEBSERV_BIN" "$conf" >"$WORK/$name.log" 2>&1 &
     PID[$name]=$!
     wait_accepting "$name"
 }
@@ -235,7 +284,7 @@ CONF
 # start_nginx_dir NAME DIR: nginx -p DIR on $PORT[NAME], in the foreground of a background job.
 start_nginx_dir() {
     local name=$1 dir=$2
-    nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORK/$name.log" 2>&1 &
+    "${SERVER_PIN[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORK/$name.log" 2>&1 &
     PID[$name]=$!
     IS_NGINX[$name]=1
     wait_accepting "$name"

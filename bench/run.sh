@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # bench/run.sh: webserv and nginx side by side, on the same files, in one run.
 #
-#   (a) 1 KiB file, keep-alive: req/s and p99 latency   wrk -t2 -c50 --latency
-#   (b) 1 MiB file, keep-alive: throughput (MiB/s)       wrk -t2 -c50
-#   (c) 1 KiB file, Connection: close: req/s             wrk -t2 -c50 -H 'Connection: close'
+#   (a) 1 KiB file, keep-alive: req/s and p99 latency   wrk -c50 --latency
+#   (b) 1 MiB file, keep-alive: throughput (MiB/s)       wrk -c50
+#   (c) 1 KiB file, Connection: close: req/s             wrk -c50 -H 'Connection: close'
 #   (d) RSS per idle keep-alive connection (KiB)         bench/idle_conns.py, /proc/PID/status
 #   (e) availability under siege -b -c100                 (when siege is installed)
-#   (f) a missing file (404), keep-alive: req/s and p99  wrk -t2 -c50 --latency
+#   (f) a missing file (404), keep-alive: req/s and p99  wrk -c50 --latency
+#   (g) 1 KiB file at equal load: p99 latency            wrk -c50 -s bench/paced.lua
+#       (each connection paced to a request per 2 ms, the same load for both)
 #
-# WORKERS=auto (or N) runs both servers with `worker_processes auto` (or N):
-# then (d) and (e), which watch one serving process, are left out.
+# With one worker (the default) the servers run on CPU 0 and wrk (-t1) on the
+# other CPU: PLACEMENT=split, see `placement` in bench/lib.sh. PLACEMENT=shared
+# runs everything on every CPU with wrk -t2, as before 2026-12-02.
+# WORKERS=auto (or N) runs both servers with `worker_processes auto` (or N),
+# always shared: then (d) and (e), which watch one serving process, are left out.
 # Prints a Markdown table (with webserv/nginx ratios) and appends it, dated,
 # to bench/RESULTS.md. Both servers bind 127.0.0.1 on free ports and are
 # killed on exit. Environment:
@@ -19,6 +24,7 @@
 #   BENCH_SERVERS   "webserv nginx" (default), or one of them alone
 #   RESULTS         file to append to (bench/RESULTS.md)
 #   WORKERS         worker_processes on both sides (1)
+#   PLACEMENT       split or shared (split with one worker, else shared)
 #   REPEAT          wrk rounds, the servers taking turns in each; the table
 #                   shows medians (errors: the sum) (3)
 #   NGINX_EXTRA     more nginx http-level directives, e.g.
@@ -34,6 +40,7 @@ IDLE_CONNS=${IDLE_CONNS:-5000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
 WORKERS=${WORKERS:-1}
 REPEAT=${REPEAT:-3}
+placement
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- prerequisites ---------------------------------------------------------
@@ -112,6 +119,9 @@ bench_wrk() {
     run_wrk "$name" notfound /missing.bin
     R[$name:notfound-rps]+="$(wrk_field "$(wrk_out "$name" notfound)" rps) "
     R[$name:notfound-p99]+="$(wrk_field "$(wrk_out "$name" notfound)" p99) "
+    run_wrk "$name" paced /small.bin -s "$HERE/paced.lua"
+    R[$name:paced-rps]+="$(wrk_field "$(wrk_out "$name" paced)" rps) "
+    R[$name:paced-p99]+="$(wrk_field "$(wrk_out "$name" paced)" p99) "
 }
 
 bench_memory() {
@@ -141,6 +151,8 @@ report() {
     row "1 KiB Connection: close, req/s, $of (higher is better)" close-rps
     row "404 keep-alive, req/s, $of (higher is better)" notfound-rps
     row "404 keep-alive, p99 latency ms, $of (lower is better)" notfound-p99
+    row "1 KiB at equal load (paced), req/s, $of (the same for both)" paced-rps
+    row "1 KiB at equal load (paced), p99 latency ms, $of (lower is better)" paced-p99
     if [ "$WORKERS" = 1 ]; then
         row "idle keep-alive connections held" idle-ok
         row "RSS per idle connection, KiB (lower is better)" kib-per-conn
@@ -174,14 +186,14 @@ done
 
 table=$(report)
 echo "$table"
-append_results "static files, worker_processes $WORKERS (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections")
+append_results "static files, worker_processes $WORKERS (bench/run.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle connections, $PLACEMENT_NOTE")
 
-\`WORKERS=$WORKERS REPEAT=$REPEAT DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS NGINX_EXTRA='${NGINX_EXTRA:-}' bench/run.sh\`
+\`WORKERS=$WORKERS PLACEMENT=$PLACEMENT REPEAT=$REPEAT DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS NGINX_EXTRA='${NGINX_EXTRA:-}' bench/run.sh\`
 
 $table
 
 Every round, in order:
 
 \`\`\`
-$(print_runs small-rps small-p99 big-mib close-rps notfound-rps notfound-p99)
+$(print_runs small-rps small-p99 big-mib close-rps notfound-rps notfound-p99 paced-rps paced-p99)
 \`\`\`"

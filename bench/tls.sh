@@ -2,25 +2,25 @@
 # bench/tls.sh: webserv and nginx over HTTPS, side by side, same ECDSA P-256
 # certificate, in one run.
 #
-#   (a) 1 KiB file, keep-alive over TLS: req/s and p99   wrk -t2 -c50 --latency
-#   (b) new TLS handshakes: 1 KiB, Connection: close      wrk -t2 -c50 -H 'Connection: close'
-#   (c) 1 MiB file over TLS: MiB/s                         wrk -t2 -c50
+#   (a) 1 KiB file, keep-alive over TLS: req/s and p99   wrk -c50 --latency
+#   (b) new TLS handshakes: 1 KiB, Connection: close      wrk -c50 -H 'Connection: close'
+#   (c) 1 MiB file over TLS: MiB/s                         wrk -c50
 #   (d) RSS per idle TLS keep-alive connection (KiB)       bench/idle_conns.py --tls
 #
-# wrk shares the 2 cores with the server under test (and each server runs one
-# worker), so compare ratios, not absolute figures. Both servers get the same
-# `ssl_protocols` (SSL_PROTOCOLS, default "TLSv1.2 TLSv1.3": nginx 1.22's own
-# default has no TLS 1.3, and a TLS 1.2 handshake is a different amount of
-# work) and nginx gets webserv's order of cipher suites, the server's choice
-# (else it follows OpenSSL's client to AES-256-GCM-SHA384); the report says
-# what each negotiated with OpenSSL's client (wrk's): protocol, cipher
-# suite, key exchange group. Both send OpenSSL's and rustls's default two
-# TLS 1.3 session tickets per handshake (nginx: stateless; webserv:
-# rustls's in-memory session cache). Environment: as run.sh
-# (WEBSERV_BIN, DURATION, BENCH_SERVERS, RESULTS, WORKERS: worker_processes
-# on both sides, 1 by default; other than 1, (d) is left out, as in run.sh),
-# IDLE_CONNS (default 1000), SSL_PROTOCOLS, REPEAT (wrk rounds, the servers
-# taking turns; medians reported, 3).
+# With one worker the servers run on CPU 0 and wrk on the other CPU (-t1);
+# with more, everything shares the CPUs with wrk -t2 (PLACEMENT, as in run.sh;
+# see `placement` in bench/lib.sh). Compare ratios, not absolute figures.
+# Both servers get the same `ssl_protocols` (SSL_PROTOCOLS, default "TLSv1.2
+# TLSv1.3": nginx 1.22's own default has no TLS 1.3, and a TLS 1.2 handshake is
+# a different amount of work) and nginx gets webserv's order of cipher suites,
+# the server's choice (else it follows OpenSSL's client to AES-256-GCM-SHA384);
+# the report says what each negotiated with OpenSSL's client (wrk's):
+# protocol, cipher suite, key exchange group. Both send two TLS 1.3 session
+# tickets per handshake, stateless on both sides. Environment: as run.sh
+# (WEBSERV_BIN, DURATION, BENCH_SERVERS, RESULTS, PLACEMENT, WORKERS:
+# worker_processes on both sides, 1 by default; other than 1, (d) is left out,
+# as in run.sh), IDLE_CONNS (default 1000), SSL_PROTOCOLS, REPEAT (wrk rounds,
+# the servers taking turns; medians reported, 3).
 set -euo pipefail
 
 BENCH_NAME=tls
@@ -31,6 +31,7 @@ IDLE_CONNS=${IDLE_CONNS:-1000}
 BENCH_SERVERS=${BENCH_SERVERS:-webserv nginx}
 WORKERS=${WORKERS:-1}
 REPEAT=${REPEAT:-3}
+placement
 SSL_PROTOCOLS=${SSL_PROTOCOLS:-TLSv1.2 TLSv1.3}
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -48,10 +49,7 @@ head -c 1024 /dev/urandom >"$WORK/www/small.bin"
 head -c 1048576 /dev/urandom >"$WORK/www/big.bin"
 chmod -R a+rX "$WORK/www"
 # One ECDSA P-256 certificate for both servers.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-chmod a+r "$WORK/key.pem"
+localhost_cert
 
 start_webserv() {
     PORT[webserv]=$(free_port)
@@ -150,10 +148,10 @@ table=$(
     row "wrk errors and non-2xx, all rounds (keep-alive / close / 1 MiB)" errors
 )
 echo "$table"
-append_results "TLS, worker_processes $WORKERS (bench/tls.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle TLS connections")
+append_results "TLS, worker_processes $WORKERS (bench/tls.sh)" "$(machine_line "wrk ${DURATION}s per run, $IDLE_CONNS idle TLS connections, $PLACEMENT_NOTE")
 Negotiated (OpenSSL $(openssl version | awk '{ print $2 }') client): $NEGOTIATED.
 
-\`WORKERS=$WORKERS REPEAT=$REPEAT SSL_PROTOCOLS=\"$SSL_PROTOCOLS\" DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
+\`WORKERS=$WORKERS PLACEMENT=$PLACEMENT REPEAT=$REPEAT SSL_PROTOCOLS=\"$SSL_PROTOCOLS\" DURATION=$DURATION IDLE_CONNS=$IDLE_CONNS bench/tls.sh\`
 
 $table
 
