@@ -52,14 +52,16 @@
 
 mod inotify;
 
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -136,12 +138,70 @@ struct Slot {
     cost: u64,
 }
 
+/// A path as a map key: its bytes, hashed in one go. `Path`'s own `Hash`
+/// walks the components and feeds the hasher once per name, which cost
+/// more than the rest of a cache hit. The map keeps std's randomly keyed
+/// SipHash: the paths come from request URIs, which a client chooses.
+/// Keys are spelt as [`spelling`] gives, so two paths that are equal as
+/// `Path`s are equal as keys.
+#[derive(Clone)]
+struct Key(Rc<Path>);
+
+impl Key {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_os_str().as_bytes()
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, so a lookup by `&[u8]` finds the key.
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+/// `path` as its components join: without `//`, a `.` component or a
+/// trailing `/`, which `Path` equality ignores and byte equality would not.
+/// A mapped path is spelt so already (it is rebuilt from plain names);
+/// any other path is rebuilt (a name starting with `.` too, unchanged).
+fn spelling(path: &Path) -> Cow<'_, Path> {
+    let bytes = path.as_os_str().as_bytes();
+    let odd = bytes
+        .windows(2)
+        .any(|pair| pair[0] == b'/' && matches!(pair[1], b'/' | b'.'))
+        || (bytes.len() > 1 && bytes.ends_with(b"/"));
+    if odd {
+        Cow::Owned(path.components().collect::<PathBuf>())
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
+/// The key bytes of a path already in its [`spelling`].
+fn key_bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
 /// The entries cached under one `open_file_cache` setting.
 struct Store {
     settings: OpenFileCache,
-    map: HashMap<Rc<Path>, Slot>,
+    map: HashMap<Key, Slot>,
     /// Least recently used first.
-    lru: BTreeMap<u64, Rc<Path>>,
+    lru: BTreeMap<u64, Key>,
     bytes: u64,
     descriptors: usize,
     /// No entry goes idle before then: the least recently used one was
@@ -211,23 +271,18 @@ impl FileCache {
         }
         let index = self.store_for(settings);
         self.tick += 1;
-        let tick = self.tick;
-        let store = &mut self.stores[index];
-        if let Some(slot) = store.map.get_mut(path) {
-            if now.saturating_duration_since(slot.used) <= settings.inactive {
-                if let Some(key) = store.lru.remove(&slot.tick) {
-                    store.lru.insert(tick, key);
-                }
-                slot.tick = tick;
-                slot.used = now;
-                return match &slot.found {
-                    Found::Entry(entry) => Ok(Rc::clone(entry)),
-                    Found::Missing(errno) => Err(io::Error::from_raw_os_error(*errno)),
-                };
-            }
-            store.remove(path);
+        if let Some(found) = self.stores[index].hit(path, self.tick, now) {
+            return found;
         }
-        self.fill(index, path, now)
+        // A path spelt otherwise (`//`, `/./`) is cached under its
+        // spelling; a mapped path has it already and costs no second look.
+        let path = spelling(path);
+        if let Cow::Owned(spelt) = &path {
+            if let Some(found) = self.stores[index].hit(spelt, self.tick, now) {
+                return found;
+            }
+        }
+        self.fill(index, &path, now)
     }
 
     /// Opens `path`, and caches what it found when the path can be watched.
@@ -330,14 +385,14 @@ impl FileCache {
             let inactive = store.settings.inactive;
             // What comes in later is used from now on.
             store.quiet_until = Some(now + inactive);
-            while let Some((_, path)) = store.lru.first_key_value() {
-                let used = store.map.get(path).map(|s| s.used);
+            while let Some((_, key)) = store.lru.first_key_value() {
+                let used = store.map.get(key).map(|s| s.used);
                 if let Some(used) = used.filter(|&u| now.saturating_duration_since(u) <= inactive) {
                     store.quiet_until = Some(used + inactive);
                     break;
                 }
-                let path = Rc::clone(path);
-                store.remove(&path);
+                let key = key.clone();
+                store.remove(&key.0);
             }
         }
     }
@@ -364,11 +419,11 @@ impl FileCache {
         }
         let max_descriptors = self.max_descriptors;
         let store = self.stores.iter_mut().find(|s| {
-            s.map.get(&copy.path).is_some_and(|slot| {
+            s.map.get(key_bytes(&copy.path)).is_some_and(|slot| {
                 matches!(&slot.found, Found::Entry(e) if Rc::ptr_eq(&e.gzipped.cell, &copy.cell))
             })
         })?;
-        let slot = store.map.get_mut(&copy.path)?;
+        let slot = store.map.get_mut(key_bytes(&copy.path))?;
         let Found::Entry(entry) = &slot.found else {
             return None;
         };
@@ -445,13 +500,33 @@ fn apply(inotify: &mut Inotify, stores: &mut [Store], event: &inotify::Event) {
 }
 
 impl Store {
+    /// What is cached for `path` as spelt, marked used at `tick`. `None`:
+    /// nothing, or an entry unused for `inactive` (dropped now).
+    fn hit(&mut self, path: &Path, tick: u64, now: Instant) -> Option<io::Result<Rc<Entry>>> {
+        let slot = self.map.get_mut(key_bytes(path))?;
+        if now.saturating_duration_since(slot.used) > self.settings.inactive {
+            self.remove(path);
+            return None;
+        }
+        if let Some(key) = self.lru.remove(&slot.tick) {
+            self.lru.insert(tick, key);
+        }
+        slot.tick = tick;
+        slot.used = now;
+        Some(match &slot.found {
+            Found::Entry(entry) => Ok(Rc::clone(entry)),
+            Found::Missing(errno) => Err(io::Error::from_raw_os_error(*errno)),
+        })
+    }
+
+    /// `path` is in its [`spelling`].
     fn insert(&mut self, path: &Path, found: Found, cost: u64, tick: u64, now: Instant) {
-        let key: Rc<Path> = Rc::from(path);
+        let key = Key(Rc::from(path));
         self.bytes += cost;
         if found.holds_descriptor() {
             self.descriptors += 1;
         }
-        self.lru.insert(tick, Rc::clone(&key));
+        self.lru.insert(tick, key.clone());
         let slot = Slot {
             found,
             tick,
@@ -466,7 +541,7 @@ impl Store {
     }
 
     fn remove(&mut self, path: &Path) {
-        if let Some(slot) = self.map.remove(path) {
+        if let Some(slot) = self.map.remove(key_bytes(&spelling(path))) {
             self.lru.remove(&slot.tick);
             self.forget(&slot);
         }
@@ -481,14 +556,14 @@ impl Store {
 
     /// Drops `dir` and everything under it.
     fn remove_under(&mut self, dir: &Path) {
-        let gone: Vec<Rc<Path>> = self
+        let gone: Vec<Key> = self
             .map
             .keys()
-            .filter(|p| p.starts_with(dir))
+            .filter(|key| key.0.starts_with(dir))
             .cloned()
             .collect();
-        for path in gone {
-            self.remove(&path);
+        for key in gone {
+            self.remove(&key.0);
         }
     }
 
@@ -505,10 +580,10 @@ impl Store {
             || self.bytes > self.settings.memory
             || self.descriptors > max_descriptors
         {
-            let Some((_, path)) = self.lru.pop_first() else {
+            let Some((_, key)) = self.lru.pop_first() else {
                 return;
             };
-            if let Some(slot) = self.map.remove(&path) {
+            if let Some(slot) = self.map.remove(&key) {
                 self.forget(&slot);
             }
         }

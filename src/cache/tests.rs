@@ -139,7 +139,7 @@ fn bounded_by_max_and_memory() {
     // The most recent stayed.
     assert!(cache.stores[0]
         .map
-        .contains_key(root.join("19.txt").as_path()));
+        .contains_key(key_bytes(&root.join("19.txt"))));
 }
 
 #[test]
@@ -317,8 +317,46 @@ fn compressed_copies_count_against_memory() {
             entry.gzipped.cell.get(),
             Some(Compressed::Kept(_))
         ));
-        assert!(store.map.contains_key(file.as_path()));
+        assert!(store.map.contains_key(key_bytes(&file)));
     }
     // Without the copies all twenty would fit.
     assert!(cache.len() < files as usize, "{}", cache.len());
+}
+
+#[test]
+fn spelling_is_the_components_joined() {
+    let cases: &[(&str, &str)] = &[
+        ("/a/b", "/a/b"),
+        ("/", "/"),
+        ("/a//b", "/a/b"),
+        ("/a/./b", "/a/b"),
+        ("/a/b/", "/a/b"),
+        ("/a/b/.", "/a/b"),
+        ("//a", "/a"),
+        ("/a/.hidden", "/a/.hidden"),
+        ("/a/../b", "/a/../b"),
+    ];
+    for (path, expected) in cases {
+        let spelt = spelling(Path::new(path));
+        assert_eq!(key_bytes(&spelt), expected.as_bytes(), "{path}");
+        assert_eq!(&*spelt, Path::new(path), "{path}");
+    }
+}
+
+#[test]
+fn another_spelling_hits_and_is_dropped_alike() {
+    let (_dir, root, mut cache) = setup();
+    let file = root.join("f.txt");
+    fs::write(&file, "one").unwrap();
+    let odd = PathBuf::from(format!("{}//./f.txt", root.display()));
+    let first = cache
+        .open(&file, Some(&settings()), true, Instant::now())
+        .unwrap();
+    let again = cache
+        .open(&odd, Some(&settings()), true, Instant::now())
+        .unwrap();
+    assert!(Rc::ptr_eq(&first, &again));
+    assert_eq!(cache.len(), 1);
+    fs::write(&file, "two").unwrap();
+    assert_eq!(body(&mut cache, &odd).unwrap(), b"two");
 }
