@@ -196,7 +196,9 @@ pub(crate) fn hex_val(c: u8) -> Option<u8> {
 /// holds, the result is `base` or below it. Symbolic links inside `base`
 /// are the administrator's business, as in nginx.
 pub fn map_under(base: &Path, rel: &str) -> PathBuf {
-    let mut out = base.to_path_buf();
+    // Room for it all at once: growing as names are pushed reallocates.
+    let mut out = PathBuf::with_capacity(base.as_os_str().len() + rel.len() + 1);
+    out.push(base);
     for component in Path::new(rel).components() {
         if let Component::Normal(name) = component {
             out.push(name);

@@ -105,10 +105,36 @@ pub struct Request {
     pub via: Via,
 }
 
+/// Where the parts of a complete head lie: what [`Request::locate`] finds
+/// in the input, before the head's bytes are taken from it.
+#[derive(Debug)]
+pub struct Layout {
+    /// The head is `buf[..len]`.
+    pub len: usize,
+    method_token: Range<usize>,
+    method: Option<Method>,
+    target: Range<usize>,
+    minor_version: u8,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    dropped: Vec<Range<usize>>,
+}
+
 impl Request {
     /// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read
     /// more. `Ok(Some((request, len)))`: the head was `buf[..len]`.
     pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HeadError> {
+        let Some(layout) = Request::locate(buf, max_head)? else {
+            return Ok(None);
+        };
+        let len = layout.len;
+        let request = Request::from_head(buf[..len].to_vec(), layout)?;
+        Ok(Some((request, len)))
+    }
+
+    /// The first step of [`Request::parse`]: finds a complete head at the
+    /// start of `buf` and where its parts are. The caller then hands its
+    /// bytes to [`Request::from_head`], without a copy when it can.
+    pub fn locate(buf: &[u8], max_head: usize) -> Result<Option<Layout>, HeadError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut raw = httparse::Request::new(&mut slots);
         let len = match raw.parse(buf) {
@@ -128,40 +154,56 @@ impl Request {
         let method_str = raw.method.ok_or(HeadError::Malformed)?;
         let target_str = raw.path.ok_or(HeadError::Malformed)?;
         let minor_version = raw.version.ok_or(HeadError::Malformed)?;
-        let method_token = offset(method_str.as_bytes());
-        let target = offset(target_str.as_bytes());
         // A name with `_` could stand for one with `-` behind us (CGI and
         // WSGI servers read them alike): `Transfer_Encoding` would frame a
         // body differently upstream, `X_Forwarded_For` would spoof a CGI
         // variable. Dropped here, such a header reaches nothing (as nginx's
         // `underscores_in_headers off`).
-        let (dropped, headers): (Vec<_>, Vec<_>) = raw
-            .headers
-            .iter()
-            .map(|h| (offset(h.name.as_bytes()), offset(h.value)))
-            .partition(|(name, _)| buf[name.clone()].contains(&b'_'));
-        let dropped = dropped.into_iter().map(|(name, _)| name).collect();
-        let mut request = Request {
-            head: buf[..len].to_vec(),
-            method_token,
+        let mut headers = Vec::with_capacity(raw.headers.len());
+        let mut dropped = Vec::new();
+        for header in raw.headers.iter() {
+            let name = offset(header.name.as_bytes());
+            if header.name.as_bytes().contains(&b'_') {
+                dropped.push(name);
+            } else {
+                headers.push((name, offset(header.value)));
+            }
+        }
+        Ok(Some(Layout {
+            len,
+            method_token: offset(method_str.as_bytes()),
             method: Method::from_token(method_str),
-            target,
-            query: None,
-            path: String::new(),
+            target: offset(target_str.as_bytes()),
             minor_version,
             headers,
             dropped,
+        }))
+    }
+
+    /// The second step of [`Request::parse`]: `head` holds the head that
+    /// `layout` describes (the bytes it was found in, from the start).
+    pub fn from_head(head: Vec<u8>, layout: Layout) -> Result<Request, HeadError> {
+        let mut request = Request {
+            head,
+            method_token: layout.method_token,
+            method: layout.method,
+            target: layout.target,
+            query: None,
+            path: String::new(),
+            minor_version: layout.minor_version,
+            headers: layout.headers,
+            dropped: layout.dropped,
             host: None,
             framing: Framing::None,
             expect_continue: false,
-            keep_alive: minor_version == 1,
+            keep_alive: layout.minor_version == 1,
             via: Via::default(),
         };
         request.resolve_target()?;
         request.resolve_host()?;
         request.framing = request.framing_rules()?;
         request.resolve_connection();
-        Ok(Some((request, len)))
+        Ok(request)
     }
 
     /// The error for a head of `len` bytes under a limit of `max_head`
@@ -386,7 +428,7 @@ fn transfer_codings<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Framin
 }
 
 /// An incomplete head: wait for more, unless the limit is already reached.
-fn incomplete(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HeadError> {
+fn incomplete<T>(buf: &[u8], max_head: usize) -> Result<Option<T>, HeadError> {
     if buf.len() < max_head {
         return Ok(None);
     }

@@ -6,6 +6,7 @@
 //! shared with the open-file cache), or a region of an open file (sent with
 //! `sendfile(2)` by the server).
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fs::File;
 use std::io::Write;
@@ -26,8 +27,9 @@ pub struct Reply {
     /// Header lines rendered ahead of time (a cached file's), written
     /// before `headers`.
     pub prepared: Option<Arc<[u8]>>,
-    /// Headers besides `Server`, `Date`, framing and `Connection`.
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers besides `Server`, `Date`, framing and `Connection`. A
+    /// value known when the server is built is borrowed, not copied.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Body,
     /// An error reply whose `error_page` URI is to be served in its stead
     /// (an internal redirect through location choice, SPEC §9.4); the
@@ -118,13 +120,14 @@ impl Reply {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Reply {
         self.headers.push((name, value.into()));
         self
     }
 
     pub fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Reply {
-        self.headers.push(("Content-Type", content_type.to_owned()));
+        self.headers
+            .push(("Content-Type", content_type.to_owned().into()));
         self.body = Body::Bytes(body);
         self
     }
@@ -135,7 +138,7 @@ impl Reply {
             .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v.as_ref());
         own.or_else(|| {
             let prepared = std::str::from_utf8(self.prepared.as_deref()?).ok()?;
             prepared.split("\r\n").find_map(|line| {

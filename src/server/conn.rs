@@ -148,8 +148,11 @@ enum Phase {
     Body(Box<BodyRead>),
     Cgi(Box<CgiRun>),
     Proxy(Box<ProxyRun>),
-    Write(Box<Outgoing>),
-    Linger { until: Instant },
+    /// Not boxed: every response passes through it.
+    Write(Outgoing),
+    Linger {
+        until: Instant,
+    },
 }
 
 /// A request whose body is being read.
@@ -661,9 +664,18 @@ impl Conn {
         let max_head = self.table.sockets[self.socket_index].max_header_size;
         if !self.client.input.is_empty() {
             self.head_started.get_or_insert(cx.now);
-            match Request::parse(self.client.input.data(), max_head) {
+            // The head is taken out of the input, not copied from it.
+            let parsed = match Request::locate(self.client.input.data(), max_head) {
+                Ok(Some(layout)) => {
+                    let len = layout.len;
+                    let head = self.client.input.take(len);
+                    Request::from_head(head, layout).map(|request| Some((request, len)))
+                }
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            };
+            match parsed {
                 Ok(Some((mut request, len))) => {
-                    self.client.input.consume(len);
                     // What follows in the buffer was not at the edge.
                     let at_edge = std::mem::take(&mut self.client.input_at_edge);
                     request.via = self.via();
@@ -1358,12 +1370,12 @@ impl Conn {
             (false, true) => After::Linger,
             (false, false) => After::Close,
         };
-        self.phase = Phase::Write(Box::new(Outgoing {
+        self.phase = Phase::Write(Outgoing {
             head,
             written: 0,
             body,
             after,
-        }));
+        });
     }
 
     // --- Phase::Write ---------------------------------------------------
@@ -1409,12 +1421,12 @@ impl Conn {
                 Ok(true) => {}
                 Ok(false) => {
                     self.client.writable = false;
-                    self.phase = Phase::Write(Box::new(Outgoing {
+                    self.phase = Phase::Write(Outgoing {
                         head: Vec::new(),
                         written: 0,
                         body: OutBody::None,
                         after,
-                    }));
+                    });
                     return Step::Blocked;
                 }
                 Err(_) => return Step::Close,
@@ -1938,6 +1950,18 @@ impl InBuf {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The first `len` bytes, consumed: the buffer itself when they are
+    /// all it holds (a request head alone, the common case), so nothing
+    /// is allocated or copied.
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        if self.start == 0 && len == self.buf.len() {
+            return std::mem::take(&mut self.buf);
+        }
+        let taken = self.data()[..len].to_vec();
+        self.consume(len);
+        taken
     }
 
     pub fn consume(&mut self, n: usize) {
