@@ -9,7 +9,6 @@
 //! while serving the page sends the built-in page of the original error.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::http::response::{Body, Reply};
@@ -34,19 +33,23 @@ pub fn reply(status: u16, location: &Location) -> Reply {
 }
 
 /// The built-in page for `status`, rendered once per status and process
-/// (a 404 flood renders nothing).
+/// (a 404 flood renders nothing). The pages are few, so a list searched
+/// in order finds one sooner than a hashed map.
 pub fn builtin(status: u16) -> Reply {
     thread_local! {
-        static PAGES: RefCell<HashMap<u16, Arc<[u8]>>> = RefCell::new(HashMap::new());
+        static PAGES: RefCell<Vec<(u16, Arc<[u8]>)>> = const { RefCell::new(Vec::new()) };
     }
     let data = PAGES.with_borrow_mut(|pages| {
-        Arc::clone(pages.entry(status).or_insert_with(|| {
-            TEMPLATE
-                .replace("{{code}}", &status.to_string())
-                .replace("{{reason}}", reason(status))
-                .into_bytes()
-                .into()
-        }))
+        if let Some((_, page)) = pages.iter().find(|(code, _)| *code == status) {
+            return Arc::clone(page);
+        }
+        let page: Arc<[u8]> = TEMPLATE
+            .replace("{{code}}", &status.to_string())
+            .replace("{{reason}}", reason(status))
+            .into_bytes()
+            .into();
+        pages.push((status, Arc::clone(&page)));
+        page
     });
     let end = data.len();
     let mut reply = Reply::new(status).with_header("Content-Type", "text/html; charset=utf-8");

@@ -50,8 +50,10 @@ pub const TEMP_PREFIX: &str = ".webserv-";
 
 /// Whether a URL path names a temporary upload file (in any segment).
 pub fn is_temp_name(path: &str) -> bool {
-    path.split('/')
-        .any(|segment| segment.starts_with(TEMP_PREFIX))
+    // On bytes: a `char` pattern costs several times more, on every GET.
+    path.as_bytes()
+        .split(|&b| b == b'/')
+        .any(|segment| segment.starts_with(TEMP_PREFIX.as_bytes()))
 }
 
 impl UploadError {

@@ -9,6 +9,7 @@
 //!    `Transfer-Encoding`), `Connection`, `Expect`.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -135,9 +136,11 @@ impl Request {
     /// start of `buf` and where its parts are. The caller then hands its
     /// bytes to [`Request::from_head`], without a copy when it can.
     pub fn locate(buf: &[u8], max_head: usize) -> Result<Option<Layout>, HeadError> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut raw = httparse::Request::new(&mut slots);
-        let len = match raw.parse(buf) {
+        // Slots httparse fills itself: zeroing a hundred of them for each
+        // request cost as much as the parse.
+        let mut slots = [MaybeUninit::<httparse::Header>::uninit(); MAX_HEADERS];
+        let mut raw = httparse::Request::new(&mut []);
+        let len = match raw.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return incomplete(buf, max_head),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadTooLarge),
@@ -287,8 +290,13 @@ impl Request {
 
     /// The request line as sent, for the access log.
     pub fn request_line(&self) -> &str {
+        std::str::from_utf8(self.request_line_bytes()).unwrap_or("-")
+    }
+
+    /// The request line's bytes, checked as UTF-8 only when shown.
+    pub fn request_line_bytes(&self) -> &[u8] {
         let end = self.head.iter().position(|&b| b == b'\r' || b == b'\n');
-        std::str::from_utf8(&self.head[..end.unwrap_or(0)]).unwrap_or("-")
+        &self.head[..end.unwrap_or(0)]
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {

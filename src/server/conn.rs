@@ -423,8 +423,8 @@ pub struct Conn {
     /// When the first byte of the current request head arrived.
     head_started: Option<Instant>,
     /// The current request's line, for the error log should it panic (a
-    /// buffer reused from request to request).
-    request_line: String,
+    /// buffer reused from request to request; checked as UTF-8 only then).
+    request_line: Vec<u8>,
     /// `client.written` when the current request arrived: more means its
     /// response has begun.
     response_from: u64,
@@ -477,7 +477,7 @@ impl Conn {
             error_origin: None,
             accepted_at: now,
             head_started: None,
-            request_line: String::new(),
+            request_line: Vec::new(),
             response_from: 0,
             deadline: Deadline::default(),
         };
@@ -568,10 +568,9 @@ impl Conn {
     /// socket, temporary files), then answer 500 and close if no byte of
     /// the response was sent yet, else just close.
     pub fn on_panic(&mut self, message: &str, cx: &mut Cx) -> Verdict {
-        let line = if self.request_line.is_empty() {
-            "-"
-        } else {
-            &self.request_line
+        let line = match std::str::from_utf8(&self.request_line) {
+            Ok(line) if !line.is_empty() => line,
+            _ => "-",
         };
         cx.logs.error(format_args!(
             "panic while handling \"{}\" from {}: {message}",
@@ -697,7 +696,8 @@ impl Conn {
                         }
                     }
                     self.request_line.clear();
-                    self.request_line.push_str(request.request_line());
+                    self.request_line
+                        .extend_from_slice(request.request_line_bytes());
                     self.response_from = self.client.written;
                     self.requests += 1;
                     self.redirects = 0;
@@ -727,14 +727,13 @@ impl Conn {
         }
     }
 
-    /// Routes a parsed head and moves to the phase its handler needs.
-    /// `at_edge`: the request arrived before the cache last drained its
-    /// changes.
+    /// Routes a parsed head, whose server is chosen already, and moves to
+    /// the phase its handler needs. `at_edge`: the request arrived before
+    /// the cache last drained its changes.
     fn start_request(&mut self, request: Request, at_edge: bool, cx: &mut Cx) {
         #[cfg(feature = "fault-injection")]
         crate::server::fault::at("handle", &request);
         let table = Arc::clone(&self.table);
-        self.server = table.server_for(self.socket_index, request.host.as_deref());
         let server = &table.servers[self.server];
         let location = server.select_location(&request.path);
         let limit = location.client_max_body_size;
@@ -1017,6 +1016,9 @@ impl Conn {
         match Request::parse(head.as_bytes(), head.len()) {
             Ok(Some((mut request, _))) if self.redirects <= MAX_REDIRECTS => {
                 request.via = original.via;
+                self.server = self
+                    .table
+                    .server_for(self.socket_index, request.host.as_deref());
                 self.start_request(request, false, cx)
             }
             _ => self.fail(500, CLOSE, cx),
@@ -1195,6 +1197,9 @@ impl Conn {
                 });
                 // A body left unread makes the input untrustworthy.
                 self.close_after |= ending.close;
+                self.server = self
+                    .table
+                    .server_for(self.socket_index, redirected.host.as_deref());
                 // Drained again before it reads the cache.
                 return self.start_request(redirected, false, cx);
             }

@@ -248,8 +248,10 @@ impl EventLoop {
     /// Serves until SIGINT/SIGTERM and the end of the responses in flight.
     pub fn run(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // Read after each batch's work, for that work and for the next
+        // wait's timeout: nothing waits in between.
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             if let Some(at) = self.shutdown_at {
                 if self.conns.is_empty() || now >= at {
                     self.reaper.kill_all();
@@ -276,7 +278,10 @@ impl EventLoop {
             .min();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    now = Instant::now();
+                    continue;
+                }
                 Err(err) => return Err(err).context("polling"),
             }
             self.wait += 1;
@@ -293,7 +298,7 @@ impl EventLoop {
                     self.dispatch(event, Instant::now());
                 }
             }
-            let now = Instant::now();
+            now = Instant::now();
             self.health.fire(
                 now,
                 self.poll.registry(),
@@ -303,7 +308,7 @@ impl EventLoop {
             self.fire_deadlines(now);
             self.close_finished(now);
             self.resume_accepting(now);
-            self.reaper.reap(Instant::now());
+            self.reaper.reap(now);
             // Idle upstream connections past their time are closed.
             self.upstreams.expire(now);
             self.upstreams.sweep();
