@@ -132,8 +132,12 @@ enum Found {
 
 struct Slot {
     found: Found,
-    /// Its place in [`Store::lru`].
+    /// When it was last used, in [`FileCache::tick`]s.
     tick: u64,
+    /// Its place in [`Store::lru`]: the tick it was listed at. A hit does
+    /// not move it (two tree updates per request); it moves to `tick` when
+    /// it reaches the front ([`Store::least_recent`]).
+    listed: u64,
     used: Instant,
     cost: u64,
 }
@@ -200,7 +204,7 @@ fn key_bytes(path: &Path) -> &[u8] {
 struct Store {
     settings: OpenFileCache,
     map: HashMap<Key, Slot>,
-    /// Least recently used first.
+    /// Least recently listed first; see [`Store::least_recent`].
     lru: BTreeMap<u64, Key>,
     bytes: u64,
     descriptors: usize,
@@ -385,13 +389,12 @@ impl FileCache {
             let inactive = store.settings.inactive;
             // What comes in later is used from now on.
             store.quiet_until = Some(now + inactive);
-            while let Some((_, key)) = store.lru.first_key_value() {
-                let used = store.map.get(key).map(|s| s.used);
+            while let Some(key) = store.least_recent() {
+                let used = store.map.get(&key).map(|s| s.used);
                 if let Some(used) = used.filter(|&u| now.saturating_duration_since(u) <= inactive) {
                     store.quiet_until = Some(used + inactive);
                     break;
                 }
-                let key = key.clone();
                 store.remove(&key.0);
             }
         }
@@ -508,9 +511,6 @@ impl Store {
             self.remove(path);
             return None;
         }
-        if let Some(key) = self.lru.remove(&slot.tick) {
-            self.lru.insert(tick, key);
-        }
         slot.tick = tick;
         slot.used = now;
         Some(match &slot.found {
@@ -530,20 +530,44 @@ impl Store {
         let slot = Slot {
             found,
             tick,
+            listed: tick,
             used: now,
             cost,
         };
         if let Some(old) = self.map.insert(key, slot) {
             // Not expected (a lookup came first), but keep the sums right.
-            self.lru.remove(&old.tick);
+            self.lru.remove(&old.listed);
             self.forget(&old);
         }
     }
 
     fn remove(&mut self, path: &Path) {
         if let Some(slot) = self.map.remove(key_bytes(&spelling(path))) {
-            self.lru.remove(&slot.tick);
+            self.lru.remove(&slot.listed);
             self.forget(&slot);
+        }
+    }
+
+    /// The key of the least recently used entry. Entries used since they
+    /// were listed are listed again at their last use on the way, so the
+    /// order is the one a list moved on every hit would have.
+    fn least_recent(&mut self) -> Option<Key> {
+        loop {
+            let (&listed, key) = self.lru.first_key_value()?;
+            let last_use = match self.map.get(key) {
+                Some(slot) if slot.tick == listed => return Some(key.clone()),
+                Some(slot) => slot.tick,
+                // Not expected: every listed key is in the map.
+                None => {
+                    self.lru.pop_first();
+                    continue;
+                }
+            };
+            let (_, key) = self.lru.pop_first()?;
+            if let Some(slot) = self.map.get_mut(&key) {
+                slot.listed = last_use;
+            }
+            self.lru.insert(last_use, key);
         }
     }
 
@@ -580,12 +604,10 @@ impl Store {
             || self.bytes > self.settings.memory
             || self.descriptors > max_descriptors
         {
-            let Some((_, key)) = self.lru.pop_first() else {
+            let Some(key) = self.least_recent() else {
                 return;
             };
-            if let Some(slot) = self.map.remove(&key) {
-                self.forget(&slot);
-            }
+            self.remove(&key.0);
         }
     }
 }

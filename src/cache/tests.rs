@@ -360,3 +360,36 @@ fn another_spelling_hits_and_is_dropped_alike() {
     fs::write(&file, "two").unwrap();
     assert_eq!(body(&mut cache, &odd).unwrap(), b"two");
 }
+
+#[test]
+fn the_least_recently_used_goes_first() {
+    let (_dir, root, mut cache) = setup();
+    let three = OpenFileCache {
+        max: 3,
+        ..OpenFileCache::default()
+    };
+    for name in ["a", "b", "c", "d", "e"] {
+        fs::write(root.join(name), name).unwrap();
+    }
+    let open = |cache: &mut FileCache, name: &str| {
+        cache
+            .open(&root.join(name), Some(&three), true, Instant::now())
+            .unwrap();
+    };
+    for name in ["a", "b", "c"] {
+        open(&mut cache, name);
+    }
+    // Hits on `a` and `b` leave `c` the least recently used.
+    open(&mut cache, "a");
+    open(&mut cache, "b");
+    open(&mut cache, "d");
+    let store = &cache.stores[0];
+    let cached = |name: &str| store.map.contains_key(key_bytes(&root.join(name)));
+    assert!(cached("a") && cached("b") && cached("d") && !cached("c"));
+    assert_eq!(store.map.len(), store.lru.len());
+    // `a` now is.
+    open(&mut cache, "e");
+    let store = &cache.stores[0];
+    let cached = |name: &str| store.map.contains_key(key_bytes(&root.join(name)));
+    assert!(!cached("a") && cached("b") && cached("d") && cached("e"));
+}
