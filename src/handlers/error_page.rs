@@ -38,6 +38,9 @@ pub fn reply(status: u16, location: &Location) -> Reply {
 pub fn builtin(status: u16) -> Reply {
     thread_local! {
         static PAGES: RefCell<Vec<(u16, Arc<[u8]>)>> = const { RefCell::new(Vec::new()) };
+        /// Every page's one header, as prepared lines (a cached file's
+        /// are kept so): a reply allocates no header list for it.
+        static HEAD: Arc<[u8]> = Arc::from(&b"Content-Type: text/html; charset=utf-8\r\n"[..]);
     }
     let data = PAGES.with_borrow_mut(|pages| {
         if let Some((_, page)) = pages.iter().find(|(code, _)| *code == status) {
@@ -52,7 +55,8 @@ pub fn builtin(status: u16) -> Reply {
         page
     });
     let end = data.len();
-    let mut reply = Reply::new(status).with_header("Content-Type", "text/html; charset=utf-8");
+    let mut reply = Reply::new(status);
+    reply.prepared = Some(HEAD.with(Arc::clone));
     reply.body = Body::Shared {
         data,
         start: 0,
@@ -70,6 +74,10 @@ mod tests {
     fn builtin_page_names_code_and_reason() {
         let reply = builtin(404);
         assert_eq!(reply.status, 404);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
         let Body::Shared {
             data, start, end, ..
         } = reply.body

@@ -149,8 +149,9 @@ fn regular(
         return file_reply(request, entry).with_header("Vary", "Accept-Encoding");
     }
     let mut reply = file_reply(request, &gz);
-    if reply.prepared.is_some() {
-        // The `.gz`'s own lines name its type; the original's is sent.
+    // A 200 or 206 carries the `.gz`'s own lines, which name its type; the
+    // original's is sent (a 304 has none, a 416 the built-in page's).
+    if matches!(reply.status, 200 | 206) {
         let content_type = mime_guess::from_path(path)
             .first_raw()
             .unwrap_or("application/octet-stream");

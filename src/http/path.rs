@@ -119,12 +119,7 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    // Most paths are normal already: no escape, no NUL, and no empty,
-    // `.` or `..` segment (a name starting with a dot takes the long way).
-    if !raw.contains(&b'%')
-        && !raw.contains(&0)
-        && !raw.windows(2).any(|w| w == b"//" || w == b"/.")
-    {
+    if is_normal(raw) {
         return std::str::from_utf8(raw)
             .map(str::to_owned)
             .map_err(|_| PathError::NotUtf8);
@@ -151,6 +146,22 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// [`normalize`] of a path that is text already (a request target, which
+/// httparse checked): a normal one is copied without checking it again.
+pub fn normalize_text(raw: &str) -> Result<String, PathError> {
+    if raw.starts_with('/') && is_normal(raw.as_bytes()) {
+        Ok(raw.to_owned())
+    } else {
+        normalize(raw.as_bytes())
+    }
+}
+
+/// Most paths are normal already: no escape, no NUL, and no empty, `.` or
+/// `..` segment (a name starting with a dot takes the long way).
+fn is_normal(raw: &[u8]) -> bool {
+    !raw.contains(&b'%') && !raw.contains(&0) && !raw.windows(2).any(|w| w == b"//" || w == b"/.")
 }
 
 fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
@@ -465,6 +476,11 @@ mod tests {
             check_safe(&raw)?;
             let _ = split_target(&raw);
             let _ = absolute_form_authority(&raw);
+        }
+
+        #[test]
+        fn text_normalizes_as_its_bytes(raw in "[/.a%0-9]{0,16}|\\PC{0,40}") {
+            prop_assert_eq!(normalize_text(&raw), normalize(raw.as_bytes()));
         }
 
         #[test]

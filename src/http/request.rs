@@ -115,6 +115,10 @@ pub struct Layout {
     method_token: Range<usize>,
     method: Option<Method>,
     target: Range<usize>,
+    query: Option<Range<usize>>,
+    path: String,
+    /// The host of an absolute-form target.
+    target_host: Option<String>,
     minor_version: u8,
     headers: Vec<(Range<usize>, Range<usize>)>,
     dropped: Vec<Range<usize>>,
@@ -157,6 +161,7 @@ impl Request {
         let method_str = raw.method.ok_or(HeadError::Malformed)?;
         let target_str = raw.path.ok_or(HeadError::Malformed)?;
         let minor_version = raw.version.ok_or(HeadError::Malformed)?;
+        let target = resolve_target(target_str)?;
         // A name with `_` could stand for one with `-` behind us (CGI and
         // WSGI servers read them alike): `Transfer_Encoding` would frame a
         // body differently upstream, `X_Forwarded_For` would spoof a CGI
@@ -177,6 +182,9 @@ impl Request {
             method_token: offset(method_str.as_bytes()),
             method: Method::from_token(method_str),
             target: offset(target_str.as_bytes()),
+            query: target.query.map(offset),
+            path: target.path,
+            target_host: target.host,
             minor_version,
             headers,
             dropped,
@@ -191,18 +199,17 @@ impl Request {
             method_token: layout.method_token,
             method: layout.method,
             target: layout.target,
-            query: None,
-            path: String::new(),
+            query: layout.query,
+            path: layout.path,
             minor_version: layout.minor_version,
             headers: layout.headers,
             dropped: layout.dropped,
-            host: None,
+            host: layout.target_host,
             framing: Framing::None,
             expect_continue: false,
             keep_alive: layout.minor_version == 1,
             via: Via::default(),
         };
-        request.resolve_target()?;
         request.resolve_host()?;
         request.framing = request.framing_rules()?;
         request.resolve_connection();
@@ -316,28 +323,6 @@ impl Request {
             .map(|(_, v)| &self.head[v.clone()])
     }
 
-    /// Origin-form `/path?query`, or absolute-form `http://host/path`
-    /// (RFC 9112 §3.2.2: then the target's host wins over `Host`); one
-    /// with `userinfo@` is refused (SPEC §9.3).
-    fn resolve_target(&mut self) -> Result<(), HeadError> {
-        let raw = &self.head[self.target.clone()];
-        let (path_bytes, query) = path::split_target(raw);
-        let authority = path::absolute_form_authority(raw);
-        if authority.is_some_and(|a| a.contains(&b'@')) {
-            return Err(HeadError::BadTarget);
-        }
-        let host = authority.map(clean_host).transpose()?;
-        let path = path::normalize(path_bytes).map_err(|_| HeadError::BadTarget)?;
-        let base = self.head.as_ptr() as usize;
-        self.query = query.map(|q| {
-            let start = q.as_ptr() as usize - base;
-            start..start + q.len()
-        });
-        self.path = path;
-        self.host = host;
-        Ok(())
-    }
-
     /// RFC 9112 §3.2: HTTP/1.1 needs exactly one `Host`.
     fn resolve_host(&mut self) -> Result<(), HeadError> {
         let host = {
@@ -401,6 +386,40 @@ impl Request {
                 .values("expect")
                 .any(|v| trim(v).eq_ignore_ascii_case(b"100-continue"));
     }
+}
+
+/// What a request target gives.
+struct Target<'a> {
+    path: String,
+    query: Option<&'a [u8]>,
+    host: Option<String>,
+}
+
+/// Origin-form `/path?query`, or absolute-form `http://host/path` (RFC
+/// 9112 §3.2.2: then the target's host wins over `Host`); one with
+/// `userinfo@` is refused (SPEC §9.3). The target is text as httparse
+/// checked it, so a path that needs no decoding is not checked again.
+fn resolve_target(target: &str) -> Result<Target<'_>, HeadError> {
+    let raw = target.as_bytes();
+    let (path_bytes, query) = path::split_target(raw);
+    let authority = path::absolute_form_authority(raw);
+    if authority.is_some_and(|a| a.contains(&b'@')) {
+        return Err(HeadError::BadTarget);
+    }
+    let host = authority.map(clean_host).transpose()?;
+    // The path is a part of the target, cut at ASCII bytes, or the `/` of
+    // an absolute-form target without one.
+    let text = raw
+        .as_ptr_range()
+        .contains(&path_bytes.as_ptr())
+        .then(|| path_bytes.as_ptr() as usize - raw.as_ptr() as usize)
+        .and_then(|start| target.get(start..start + path_bytes.len()));
+    let path = match text {
+        Some(text) => path::normalize_text(text),
+        None => path::normalize(path_bytes),
+    }
+    .map_err(|_| HeadError::BadTarget)?;
+    Ok(Target { path, query, host })
 }
 
 /// Transfer codings of a request (RFC 9112 §6.1, §6.3). Only `chunked`,
@@ -478,9 +497,8 @@ fn clean_host(value: &[u8]) -> Result<String, HeadError> {
         }
         _ => value.split(|&b| b == b':').next().unwrap_or(value),
     };
-    let bad = |b: &u8| {
-        matches!(b, b'/' | b'\\' | b'\0') || b.is_ascii_whitespace() || b.is_ascii_control()
-    };
+    // NUL, whitespace and the other controls are all at or below ' '.
+    let bad = |&b: &u8| b <= b' ' || matches!(b, b'/' | b'\\' | 0x7f);
     if host.iter().any(bad) || host.starts_with(b".") {
         return Err(HeadError::BadHost);
     }
