@@ -22,7 +22,7 @@ use crate::cache::{Entry, FileCache, Kind, Stored};
 use crate::handlers::{autoindex, error_page};
 use crate::http::conditional;
 use crate::http::gzip;
-use crate::http::path::{map_under, percent_encode_path};
+use crate::http::path::{map_under_into, percent_encode_path};
 use crate::http::range::{parse_range, RangeOutcome};
 use crate::http::request::Request;
 use crate::http::response::write_header;
@@ -33,6 +33,8 @@ use crate::routing::Location;
 /// cache (SPEC §9.5).
 pub struct Files<'a> {
     pub cache: &'a mut FileCache,
+    /// A path buffer kept between requests: a mapped path allocates none.
+    pub spare_path: &'a mut PathBuf,
     /// The cache's queue of changes was drained after this request
     /// arrived (see [`crate::cache`]).
     pub drained: bool,
@@ -51,15 +53,21 @@ impl Files<'_> {
 
 /// Serves `request.path` from `location`'s root or alias.
 pub fn get(request: &Request, location: &Location, files: &mut Files) -> Reply {
-    let Some(fs_path) = map_path(location, &request.path) else {
-        return error_page::reply(404, location);
+    let mut fs_path = std::mem::take(files.spare_path);
+    let reply = if map_path_into(location, &request.path, &mut fs_path) {
+        serve(request, location, &fs_path, files)
+    } else {
+        error_page::reply(404, location)
     };
-    match files.open(&fs_path, location) {
-        Ok(entry) if entry.kind == Kind::Dir => directory(request, location, &fs_path, files),
+    *files.spare_path = fs_path;
+    reply
+}
+
+fn serve(request: &Request, location: &Location, fs_path: &Path, files: &mut Files) -> Reply {
+    match files.open(fs_path, location) {
+        Ok(entry) if entry.kind == Kind::Dir => directory(request, location, fs_path, files),
         Ok(_) if request.path.ends_with('/') => error_page::reply(404, location),
-        Ok(entry) if entry.kind == Kind::File => {
-            regular(request, location, &entry, &fs_path, files)
-        }
+        Ok(entry) if entry.kind == Kind::File => regular(request, location, &entry, fs_path, files),
         Ok(_) => error_page::reply(403, location),
         Err(err) => error_page::reply(io_status(&err), location),
     }
@@ -68,11 +76,25 @@ pub fn get(request: &Request, location: &Location, files: &mut Files) -> Reply {
 /// SPEC §3 mapping: `root R` maps P to R + P; `alias A` on location L maps
 /// P to A + (P without L). `None` when the location has neither.
 pub fn map_path(location: &Location, path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    map_path_into(location, path, &mut out).then_some(out)
+}
+
+/// [`map_path`] into `out`, whose allocation is reused; `false` for
+/// `None`.
+fn map_path_into(location: &Location, path: &str, out: &mut PathBuf) -> bool {
     if let Some(alias) = &location.alias {
         let rest = path.strip_prefix(location.uri.as_str()).unwrap_or(path);
-        return Some(map_under(alias, rest));
+        map_under_into(alias, rest, out);
+        return true;
     }
-    location.root.as_deref().map(|root| map_under(root, path))
+    match location.root.as_deref() {
+        Some(root) => {
+            map_under_into(root, path, out);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Opens for reading without blocking on a FIFO, and stats the open file,

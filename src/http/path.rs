@@ -209,8 +209,16 @@ pub(crate) fn hex_val(c: u8) -> Option<u8> {
 /// holds, the result is `base` or below it. Symbolic links inside `base`
 /// are the administrator's business, as in nginx.
 pub fn map_under(base: &Path, rel: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    map_under_into(base, rel, &mut out);
+    out
+}
+
+/// [`map_under`] into `out`, whose allocation is reused.
+pub fn map_under_into(base: &Path, rel: &str, out: &mut PathBuf) {
+    out.clear();
     // Room for it all at once: growing as names are pushed reallocates.
-    let mut out = PathBuf::with_capacity(base.as_os_str().len() + rel.len() + 1);
+    out.reserve(base.as_os_str().len() + rel.len() + 1);
     out.push(base);
     // The names `Path::components` calls `Normal`, found by splitting the
     // bytes on `/` (a test keeps them equal): the component walk, or a
@@ -220,7 +228,6 @@ pub fn map_under(base: &Path, rel: &str) -> PathBuf {
             out.push(OsStr::from_bytes(name));
         }
     }
-    out
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";

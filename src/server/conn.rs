@@ -25,6 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Seek, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -118,6 +119,9 @@ pub struct Cx<'a> {
     /// and it comes back when the head is sent, so no response allocates
     /// one and no idle connection keeps one.
     pub spare_head: &'a mut Vec<u8>,
+    /// A file system path buffer for the static handler, kept between
+    /// requests for the same reason.
+    pub spare_path: &'a mut PathBuf,
 }
 
 /// What an event says about one source.
@@ -745,6 +749,7 @@ impl Conn {
         }
         let mut files = Files {
             cache: cx.cache,
+            spare_path: cx.spare_path,
             drained: at_edge,
             now: cx.now,
         };

@@ -135,6 +135,8 @@ pub struct EventLoop {
     wait: u64,
     /// The response head buffer between responses.
     spare_head: Vec<u8>,
+    /// The static handler's path buffer between requests.
+    spare_path: PathBuf,
 }
 
 /// The token of `source` of connection `key`.
@@ -163,6 +165,7 @@ macro_rules! cx {
             cache: &mut $self.cache,
             wait: $self.wait,
             spare_head: &mut $self.spare_head,
+            spare_path: &mut $self.spare_path,
         }
     };
 }
@@ -234,6 +237,7 @@ impl EventLoop {
             cache,
             wait: 0,
             spare_head: Vec::new(),
+            spare_path: PathBuf::new(),
         })
     }
 
