@@ -110,31 +110,12 @@ drive() { # drive CASE N
 }
 
 measure() { # measure BIN TOOL CASE: prints the per-request figure
-    local bin=$1 tool=$2 case=$3 total
+    local bin=$1 tool=$2 case=$3
     start "$bin" "$tool"
     drive "$case" "$WARMUP"
     case $tool in
-        callgrind)
-            callgrind_control -z "${PID[server]}" >/dev/null
-            drive "$case" "$COUNT"
-            callgrind_control -d "${PID[server]}" >/dev/null
-            total=$(awk '/^(summary|totals):/ { print $2 }' "$WORK"/cg.out.* | tail -n 1)
-            rm -f "$WORK"/cg.out*
-            awk -v t="$total" -v n="$COUNT" 'BEGIN { printf "%.0f Ir/request", t / n }'
-            ;;
-        strace)
-            strace -c -f -q -p "${PID[server]}" -o "$WORK/strace.txt" &
-            local tracer=$!
-            sleep 1 # strace attaches; nothing is counted before the requests
-            drive "$case" "$COUNT"
-            kill -INT "$tracer"
-            wait "$tracer" 2>/dev/null || true
-            # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
-            awk -v n="$COUNT" '$1 !~ /^[0-9.]+$/ { next }
-                 $NF == "total" { total = $4; next }
-                 { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
-                 END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
-            ;;
+        callgrind) count_instructions "$COUNT" drive "$case" "$COUNT" ;;
+        strace) count_syscalls "$COUNT" drive "$case" "$COUNT" ;;
         load)
             # Under wrk -t2 -c50 (keep-alive, or close for the close cases)
             # rather than one request at a time: a wait then reports many

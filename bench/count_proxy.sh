@@ -32,14 +32,7 @@ head -c 1024 /dev/urandom >"$WORK/www/small.bin"
 chmod -R a+rX "$WORK/www"
 
 PORT[upstream]=$(free_port)
-NGINX_USER=1 nginx_conf "$WORK/upstream" "
-    sendfile on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:${PORT[upstream]};
-        root $WORK/www;
-    }"
+nginx_upstream "$WORK/upstream" "${PORT[upstream]}"
 start_nginx_dir upstream "$WORK/upstream"
 
 start() { # start BIN TOOL: the front under TOOL on PORT[server]
@@ -70,34 +63,18 @@ drive() { # drive N
 }
 
 measure() { # measure BIN TOOL: prints the per-request figure
-    local bin=$1 tool=$2 total
+    local bin=$1 tool=$2
     start "$bin" "$tool"
     drive "$WARMUP"
     case $tool in
         callgrind)
-            callgrind_control -z "${PID[server]}" >/dev/null
-            drive "$COUNT"
-            callgrind_control -d "${PID[server]}" >/dev/null
-            total=$(awk '/^(summary|totals):/ { print $2 }' "$WORK"/cg.out.* | tail -n 1)
-            [ -n "${KEEP_CG:-}" ] && cp "$(ls "$WORK"/cg.out.* | tail -n 1)" "$KEEP_CG.$(basename "$bin")"
-            rm -f "$WORK"/cg.out*
-            awk -v t="$total" -v n="$COUNT" 'BEGIN { printf "%.0f Ir/request", t / n }'
+            KEEP_CG=${KEEP_CG:+$KEEP_CG.$(basename "$bin")} count_instructions "$COUNT" drive "$COUNT"
             ;;
         strace)
-            strace -c -f -q -p "${PID[server]}" -o "$WORK/strace.txt" &
-            local tracer=$!
-            sleep 1 # strace attaches; nothing is counted before the requests
-            drive "$COUNT"
-            kill -INT "$tracer"
-            wait "$tracer" 2>/dev/null || true
-            # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
-            awk -v n="$COUNT" '$1 !~ /^[0-9.]+$/ { next }
-                 $NF == "total" { total = $4; next }
-                 { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
-                 END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
+            count_syscalls "$COUNT" drive "$COUNT"
             if [ "${STRACE_LIST:-0}" = 1 ]; then
                 strace -f -q -p "${PID[server]}" -o "$WORK/list.txt" &
-                tracer=$!
+                local tracer=$!
                 sleep 1
                 drive 3
                 kill -INT "$tracer"

@@ -151,7 +151,59 @@ localhost_cert() {
     chmod a+r "$WORK/key.pem"
 }
 
+# ---- counting per request ------------------------------------------------------
+
+# count_instructions N COMMAND...: callgrind's counters of PID[server] (started
+# under valgrind --callgrind-out-file=$WORK/cg.out) zeroed, COMMAND run (it
+# sends N requests), then dumped: prints instructions per request.
+# KEEP_CG=FILE keeps the dump.
+count_instructions() {
+    local n=$1 total
+    shift
+    callgrind_control -z "${PID[server]}" >/dev/null
+    "$@"
+    callgrind_control -d "${PID[server]}" >/dev/null
+    total=$(awk '/^(summary|totals):/ { print $2 }' "$WORK"/cg.out.* | tail -n 1)
+    if [ -n "${KEEP_CG:-}" ]; then cp "$(ls "$WORK"/cg.out.* | tail -n 1)" "$KEEP_CG"; fi
+    rm -f "$WORK"/cg.out*
+    awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f Ir/request", t / n }'
+}
+
+# count_syscalls N COMMAND...: strace -c on PID[server] while COMMAND sends
+# N requests: prints system calls per request, in all and per call.
+count_syscalls() {
+    local n=$1 tracer
+    shift
+    strace -c -f -q -p "${PID[server]}" -o "$WORK/strace.txt" &
+    tracer=$!
+    sleep 1 # strace attaches; nothing is counted before the requests
+    "$@"
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    # Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+    awk -v n="$n" '$1 !~ /^[0-9.]+$/ { next }
+         $NF == "total" { total = $4; next }
+         { detail = detail sprintf(" %s=%.2f", $NF, $4 / n) }
+         END { printf "%.2f syscalls/request (%s)", total / n, substr(detail, 2) }' "$WORK/strace.txt"
+}
+
 # ---- reverse proxy fronts ------------------------------------------------------
+
+# nginx_upstream DIR PORT [HTTP_EXTRA] [SERVER_EXTRA]: an nginx serving
+# $WORK/www on PORT, keep-alive without a request cap (nginx closes a client
+# connection after 1000 requests by default, which would hide reuse).
+nginx_upstream() {
+    NGINX_USER=1 nginx_conf "$1" "
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    ${3:-}
+    server {
+        listen 127.0.0.1:$2;
+        root $WORK/www;
+        ${4:-}
+    }"
+}
 
 # proxy_front_conf FILE PORT UPSTREAM_PORT: webserv proxying everything on
 # PORT to the upstream (its pool keeps the connections).

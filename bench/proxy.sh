@@ -46,20 +46,12 @@ chmod -R a+rX "$WORK/www"
 
 # ---- servers -------------------------------------------------------------------
 
-# The upstream: keep-alive without a request cap (nginx closes a client
-# connection after 1000 requests by default, which would hide reuse), and a
-# buffered access log of connection serial numbers.
+# The upstream (`nginx_upstream`), with a buffered access log of connection
+# serial numbers.
 PORT[upstream]=$(free_port)
-NGINX_USER=1 nginx_conf "$WORK/upstream" "
-    sendfile on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    log_format conn '\$connection \$connection_requests';
-    server {
-        listen 127.0.0.1:${PORT[upstream]};
-        root $WORK/www;
-        access_log $WORK/upstream/access.log conn buffer=256k flush=1s;
-    }"
+nginx_upstream "$WORK/upstream" "${PORT[upstream]}" \
+    "log_format conn '\$connection \$connection_requests';" \
+    "access_log $WORK/upstream/access.log conn buffer=256k flush=1s;"
 start_nginx_dir upstream "$WORK/upstream"
 
 PORT[webserv]=$(free_port)

@@ -3,8 +3,8 @@
 //! `drained: false` sees it), and the bounds.
 
 use super::*;
+use crate::http::gzip::gunzip;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -206,14 +206,6 @@ fn page(len: usize, seed: u32) -> Vec<u8> {
         i += 1;
     }
     out.truncate(len);
-    out
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
     out
 }
 

@@ -127,18 +127,20 @@ impl Encoder {
     }
 }
 
+/// Decompresses a whole gzip stream: what the tests check output with.
+#[cfg(test)]
+pub(crate) fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-
-    fn gunzip(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
 
     #[test]
     fn accept_encoding_table() {
